@@ -1,0 +1,54 @@
+# Two commands do all set-up: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
+
+.PHONY: help setup run test lint typecheck unit integration e2e bench-startup clean
+
+help:
+	@echo "make run            set up, start the local runtime and run the demo (Ctrl-C stops everything)"
+	@echo "make test           set up, then lint, type-check and run the whole test suite"
+	@echo "make bench-startup  median import time of function_app against the SDK floor"
+
+$(VENV)/.installed: $(REQS)
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0])'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js and npm are required for Azurite (the storage emulator)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
+
+run: setup
+	$(PY) -m local run
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup lint typecheck
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+integration: setup
+	$(PY) -m pytest tests/integration
+
+bench-startup: setup
+	$(PY) -m benchmarks.startup
+
+clean:
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

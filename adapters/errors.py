@@ -1,0 +1,47 @@
+"""The project's exception tree, documented in one place.
+
+    MlopsError
+    ├── SettingsError         configuration is missing or malformed (start-up stops)
+    ├── BadInputError         the input itself is wrong; never retried, quarantined or answered 4xx
+    ├── NotFoundError         a named thing (blob, job, model version) does not exist
+    ├── ConflictError         the thing exists already / precondition failed (idempotency guard)
+    └── TransientError        the outside world failed in a way worth retrying
+
+Adapters translate SDK exceptions into these with ``raise ... from exc`` so callers
+never depend on an SDK's error types.
+"""
+
+from __future__ import annotations
+
+
+class MlopsError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class SettingsError(MlopsError):
+    """One or more settings are missing or malformed; the message lists all of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} setting problem(s):\n{lines}")
+
+
+class BadInputError(MlopsError):
+    """The caller's input cannot be processed; retrying will not help."""
+
+    def __init__(self, message: str, *, code: str = "bad_input") -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class NotFoundError(MlopsError):
+    """The requested resource does not exist."""
+
+
+class ConflictError(MlopsError):
+    """The resource exists already or changed underneath us."""
+
+
+class TransientError(MlopsError):
+    """A failure of the outside world that a retry may fix."""

@@ -1,0 +1,16 @@
+"""Composition root of the function app: create the app, register the blueprints, nothing else.
+
+Importing this module must stay cheap (no pandas, no azure.ai.ml, no clients): the
+Functions host imports it on every cold start. Collaborators are built lazily by
+``adapters.services.get_services`` on first use.
+"""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from triggers import health
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(health.bp)

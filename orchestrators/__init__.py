@@ -1,0 +1,1 @@
+"""Durable orchestrators (deterministic, no I/O) and their activities."""

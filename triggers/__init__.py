@@ -1,0 +1,1 @@
+"""Function bindings: parse the trigger, call one service, map the result."""
