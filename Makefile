@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
 
-.PHONY: help setup run test lint typecheck unit integration e2e bench-startup clean
+.PHONY: help setup run test lint typecheck unit integration e2e clean \
+	bench-startup bench-conditioning bench-forecast bench-polling
 
 help:
 	@echo "make run            set up, start the local runtime and run the demo (Ctrl-C stops everything)"
@@ -18,7 +19,7 @@ $(VENV)/.installed: $(REQS)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r pipelines/requirements.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -49,6 +50,15 @@ integration: setup
 
 bench-startup: setup
 	$(PY) -m benchmarks.startup
+
+bench-conditioning: setup
+	$(PY) -m benchmarks.conditioning
+
+bench-forecast: setup
+	$(PY) -m benchmarks.forecast
+
+bench-polling: setup
+	$(PY) -m benchmarks.polling
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

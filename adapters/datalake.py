@@ -70,7 +70,7 @@ def _as_bytes(data: bytes | IO[bytes] | Iterable[bytes]) -> bytes:
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data)
     if hasattr(data, "read"):
-        return data.read()  # type: ignore[union-attr, no-any-return]
+        return data.read()  # type: ignore[no-any-return]
     return b"".join(data)
 
 
@@ -204,7 +204,7 @@ class AzureBlobDataLake:
             self._client.create_container(container)
         except ResourceExistsError:
             pass
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:
             raise self._translate(exc, f"container {container}") from exc
 
     def write(
@@ -219,17 +219,11 @@ class AzureBlobDataLake:
         from azure.storage.blob import ContentSettings
 
         blob = self._client.get_blob_client(container, name)
-        kwargs: dict[str, object] = {"overwrite": not if_absent}
-        if content_type:
-            kwargs["content_settings"] = ContentSettings(content_type=content_type)
-        if if_absent:
-            kwargs["etag"] = "*"
-            from azure.core import MatchConditions
-
-            kwargs["match_condition"] = MatchConditions.IfMissing
+        settings = ContentSettings(content_type=content_type) if content_type else None
         try:
-            result = blob.upload_blob(data, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - translated below
+            # overwrite=False sends If-None-Match: *, so a concurrent second writer loses.
+            result = blob.upload_blob(data, overwrite=not if_absent, content_settings=settings)
+        except Exception as exc:
             raise self._translate(exc, f"blob {container}/{name}") from exc
         return BlobInfo(
             container=container,
@@ -242,27 +236,27 @@ class AzureBlobDataLake:
     def read(self, container: str, name: str) -> bytes:
         try:
             return self._client.get_blob_client(container, name).download_blob().readall()
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:
             raise self._translate(exc, f"blob {container}/{name}") from exc
 
     def open(self, container: str, name: str) -> IO[bytes]:
         try:
             downloader = self._client.get_blob_client(container, name).download_blob()
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:
             raise self._translate(exc, f"blob {container}/{name}") from exc
-        return _ChunkStream(downloader.chunks())
+        return io.BufferedReader(_ChunkStream(downloader.chunks()), buffer_size=1024 * 1024)
 
     def info(self, container: str, name: str) -> BlobInfo:
         try:
             props = self._client.get_blob_client(container, name).get_blob_properties()
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:
             raise self._translate(exc, f"blob {container}/{name}") from exc
         return BlobInfo(container, name, str(props.etag), int(props.size), props.last_modified)
 
     def exists(self, container: str, name: str) -> bool:
         try:
             return bool(self._client.get_blob_client(container, name).exists())
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:
             raise self._translate(exc, f"blob {container}/{name}") from exc
 
     def list(self, container: str, prefix: str = "") -> Iterator[BlobInfo]:
@@ -272,7 +266,7 @@ class AzureBlobDataLake:
                     name_starts_with=prefix or None
                 )
             )
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:
             raise self._translate(exc, f"container {container}") from exc
         for p in items:
             yield BlobInfo(container, p.name, str(p.etag), int(p.size), p.last_modified)
@@ -280,7 +274,7 @@ class AzureBlobDataLake:
     def delete(self, container: str, name: str) -> None:
         try:
             self._client.get_blob_client(container, name).delete_blob()
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:
             raise self._translate(exc, f"blob {container}/{name}") from exc
 
 

@@ -105,7 +105,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 
-def _read_connection(name: str, env: Mapping[str, str], problems: list[str]) -> Connection:
+def read_connection(name: str, env: Mapping[str, str], problems: list[str]) -> Connection:
     conn = env.get(name, "").strip()
     blob_uri = env.get(f"{name}__blobServiceUri") or env.get(f"{name}__serviceUri")
     queue_uri = env.get(f"{name}__queueServiceUri")
@@ -128,7 +128,8 @@ def _read_connection(name: str, env: Mapping[str, str], problems: list[str]) -> 
             client_id=client_id,
         )
     problems.append(
-        f"{name}: missing (set a connection string, or {name}__blobServiceUri for a managed identity)"
+        f"{name}: missing (set a connection string, or {name}__blobServiceUri "
+        "for a managed identity)"
     )
     return Connection(name=name)
 
@@ -149,8 +150,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[spec.key] = spec.parse(raw.strip())
         except ValueError as exc:
             problems.append(f"{spec.key}: {exc} (got {raw!r})")
-    storage = _read_connection(STORAGE_CONNECTION, env, problems)
-    datalake = _read_connection(DATALAKE_CONNECTION, env, problems)
+    storage = read_connection(STORAGE_CONNECTION, env, problems)
+    datalake = read_connection(DATALAKE_CONNECTION, env, problems)
     if problems:
         raise SettingsError(problems)
     return Settings(

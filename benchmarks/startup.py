@@ -1,0 +1,58 @@
+"""Cold-import cost of the function app against its floor (the SDKs it cannot avoid).
+
+Each sample is a fresh interpreter, so nothing is cached in-process; the two commands are
+interleaved so machine noise hits both alike. Goal: median ratio <= 1.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+CASES = {
+    "floor: import azure.functions, azure.durable_functions": (
+        "import azure.functions, azure.durable_functions"
+    ),
+    "app: import function_app": "import function_app",
+}
+
+
+def sample(code: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args(argv)
+    times: dict[str, list[float]] = {name: [] for name in CASES}
+    for code in CASES.values():  # warm the OS file cache once
+        sample(code)
+    for _ in range(args.runs):
+        for name, code in CASES.items():
+            times[name].append(sample(code))
+    floor_name, app_name = list(CASES)
+    floor = statistics.median(times[floor_name])
+    app = statistics.median(times[app_name])
+    width = max(len(n) for n in CASES)
+    print(f"\nStartup benchmark ({args.runs} interleaved runs, fresh interpreter each)\n")
+    print(f"{'case':<{width}}  {'median s':>9}  {'min s':>7}  {'max s':>7}")
+    for name in CASES:
+        t = times[name]
+        print(f"{name:<{width}}  {statistics.median(t):>9.3f}  {min(t):>7.3f}  {max(t):>7.3f}")
+    ratio = app / floor
+    verdict = "meets" if ratio <= 1.5 else "MISSES"
+    print(f"\nratio app/floor = {ratio:.2f}  ({verdict} the goal of <= 1.5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

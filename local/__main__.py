@@ -1,0 +1,109 @@
+"""``python -m local`` — run the app locally on real parts.
+
+    python -m local start   start Azurite and the function app; serve until Ctrl-C
+    python -m local run     the same, then run the end-to-end demo when the app has one
+
+``--json`` prints one machine-readable line with the URLs once everything is up (tests use it).
+Ctrl-C (or SIGTERM) stops everything the command started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from adapters.errors import SettingsError
+from local.azurite import AzuriteError
+from local.functions import AppIndexError
+from local.runtime import DEFAULT_STATE_DIR, LocalRuntime
+
+
+def _print_summary(info: dict[str, object]) -> None:
+    functions = info["functions"]
+    assert isinstance(functions, list)
+    print(f"\nLocal Functions host: {info['base_url']}")
+    print(f"Keys: {info['keys_file']} (function key: {info['function_key']})")
+    azurite = info["azurite"]
+    assert isinstance(azurite, dict)
+    print(f"Azurite blob: {azurite['blob']}  queue: {azurite['queue']}  (pid {azurite['pid']})")
+    if info.get("durable_management"):
+        print(f"Durable management API: {info['durable_management']}{{instanceId}}")
+    print(f"\n{len(functions)} function(s):")
+    for f in functions:
+        print(f"  {f['name']:<28} {f['binding']}")
+        if f["url"]:
+            print(f"  {'':<28} {f['url']}")
+    print()
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # The storage SDK logs every request at INFO.
+    for noisy in ("azure", "urllib3", "durabletask", "local.durable.worker"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("start", "run"), help="start: serve; run: serve + demo")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--port", type=int, default=7071, help="host port (0 = any free port)")
+    parser.add_argument("--in-memory", action="store_true", help="keep Azurite data in memory")
+    parser.add_argument("--json", action="store_true", help="print one JSON line when ready")
+    parser.add_argument("--no-demo", action="store_true", help="with run: skip the demo")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    runtime = LocalRuntime(
+        state_dir=args.state_dir, persist_storage=not args.in_memory, port=args.port
+    )
+    try:
+        try:
+            runtime.start()
+        except (SettingsError, AzuriteError, AppIndexError) as exc:
+            print(f"cannot start the local runtime: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"cannot start the local runtime: {exc}", file=sys.stderr)
+            return 2
+        info = runtime.describe()
+        if args.json:
+            print(json.dumps(info), flush=True)
+        else:
+            _print_summary(info)
+        if args.command == "run" and not args.no_demo:
+            if importlib.util.find_spec("local.demo") is None:
+                print("No demo scenario is installed yet; the runtime is serving the app.")
+            else:
+                importlib.import_module("local.demo").run(runtime, stop)
+        print("Serving. Press Ctrl-C to stop everything.", flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("Stopping...", flush=True)
+    finally:
+        runtime.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Reading a function app the way the Functions host does: from ``app.get_functions()``.
+
+The index is plain data: one ``FunctionSpec`` per function with its trigger, its other bindings
+and the callable the worker would invoke. Unsupported bindings fail here, at start-up, with a
+message naming the function and the binding, not later at the first invocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from local.schedules import Schedule
+from local.templates import BlobPathTemplate, RouteTemplate, TemplateError
+
+TRIGGERS = {
+    "httpTrigger",
+    "blobTrigger",
+    "timerTrigger",
+    "eventGridTrigger",
+    "orchestrationTrigger",
+    "activityTrigger",
+}
+# Non-trigger bindings the local host knows how to supply.
+INPUTS = {"durableClient"}
+OUTPUTS = {"http"}
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+class AppIndexError(ValueError):
+    """The app uses something the local host cannot serve."""
+
+
+def _plain(value: Any) -> Any:
+    """Enum members from the decorators become their string values."""
+    return getattr(value, "value", value)
+
+
+@dataclass(frozen=True)
+class Binding:
+    name: str
+    type: str
+    direction: str
+    attrs: dict[str, Any]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.attrs.get(key, default)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    trigger: Binding
+    bindings: tuple[Binding, ...]
+    func: Callable[..., Any]
+    # Parsed trigger details (only the one matching the trigger type is set).
+    route: RouteTemplate | None = None
+    methods: tuple[str, ...] = ()
+    auth_level: str = "function"
+    blob_path: BlobPathTemplate | None = None
+    blob_connection: str = "AzureWebJobsStorage"
+    schedule: Schedule | None = None
+    run_on_startup: bool = False
+    durable_name: str | None = None
+    extra_inputs: tuple[Binding, ...] = field(default_factory=tuple)
+
+    @property
+    def trigger_type(self) -> str:
+        return self.trigger.type
+
+    @property
+    def is_durable(self) -> bool:
+        return self.trigger.type in ("orchestrationTrigger", "activityTrigger")
+
+    def describe(self) -> str:
+        t = self.trigger.type
+        if t == "httpTrigger" and self.route is not None:
+            methods = ",".join(self.methods) if self.methods != ALL_METHODS else "ALL"
+            return f"http [{methods}] /api/{self.route.template} (auth: {self.auth_level})"
+        if t == "blobTrigger" and self.blob_path is not None:
+            return f"blob {self.trigger.get('path')} (connection: {self.blob_connection})"
+        if t == "timerTrigger" and self.schedule is not None:
+            return f"timer {self.schedule.expression}"
+        if t == "eventGridTrigger":
+            return f"eventGrid /runtime/webhooks/eventgrid?functionName={self.name}"
+        if t == "orchestrationTrigger":
+            return f"orchestration {self.durable_name}"
+        return f"activity {self.durable_name}"
+
+
+def _binding(raw: Any) -> Binding:
+    d = {k: _plain(v) for k, v in raw.get_dict_repr().items()}
+    return Binding(
+        name=str(d.pop("name")),
+        type=str(d.pop("type")),
+        direction="out" if d.pop("direction") in (1, "out") else "in",
+        attrs=d,
+    )
+
+
+def index_functions(functions: Iterable[Any]) -> list[FunctionSpec]:
+    """Turn ``app.get_functions()`` into specs; raise ``AppIndexError`` listing every problem."""
+    specs: list[FunctionSpec] = []
+    problems: list[str] = []
+    for fn in functions:
+        name = fn.get_function_name()
+        bindings = tuple(_binding(b) for b in fn.get_bindings())
+        triggers = [b for b in bindings if b.type.endswith("Trigger")]
+        if len(triggers) != 1:
+            problems.append(f"{name}: expected exactly one trigger, found {len(triggers)}")
+            continue
+        trigger = triggers[0]
+        if trigger.type not in TRIGGERS:
+            problems.append(
+                f"{name}: trigger type {trigger.type!r} is not supported by the local host "
+                f"(supported: {', '.join(sorted(TRIGGERS))})"
+            )
+            continue
+        others = [b for b in bindings if b is not trigger]
+        unsupported = [
+            b
+            for b in others
+            if not (b.type in INPUTS and b.direction == "in")
+            and not (b.type in OUTPUTS and b.direction == "out")
+        ]
+        if unsupported:
+            kinds = ", ".join(f"{b.type} ({b.direction})" for b in unsupported)
+            problems.append(f"{name}: binding(s) {kinds} are not supported by the local host")
+            continue
+        kwargs: dict[str, Any] = {}
+        try:
+            if trigger.type == "httpTrigger":
+                route = trigger.get("route") or name
+                methods = trigger.get("methods")
+                kwargs["route"] = RouteTemplate.parse(route)
+                kwargs["methods"] = (
+                    tuple(str(_plain(m)).upper() for m in methods) if methods else ALL_METHODS
+                )
+                kwargs["auth_level"] = str(trigger.get("authLevel") or "function").lower()
+            elif trigger.type == "blobTrigger":
+                kwargs["blob_path"] = BlobPathTemplate.parse(str(trigger.get("path")))
+                kwargs["blob_connection"] = trigger.get("connection") or "AzureWebJobsStorage"
+            elif trigger.type == "timerTrigger":
+                kwargs["schedule"] = Schedule.parse(str(trigger.get("schedule")))
+                kwargs["run_on_startup"] = bool(trigger.get("runOnStartup", False))
+            elif trigger.type == "orchestrationTrigger":
+                kwargs["durable_name"] = trigger.get("orchestration") or name
+            elif trigger.type == "activityTrigger":
+                kwargs["durable_name"] = trigger.get("activity") or name
+        except TemplateError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        specs.append(
+            FunctionSpec(
+                name=name,
+                trigger=trigger,
+                bindings=bindings,
+                func=fn.get_user_function(),
+                extra_inputs=tuple(b for b in others if b.direction == "in"),
+                **kwargs,
+            )
+        )
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"duplicate function names: {', '.join(dupes)}")
+    if problems:
+        raise AppIndexError(
+            "the function app cannot be served locally:\n  - " + "\n  - ".join(problems)
+        )
+    return specs

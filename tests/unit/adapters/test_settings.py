@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from adapters.errors import SettingsError
+from adapters.settings import load_settings
+
+CONN = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+
+
+def test_defaults_apply_when_only_connections_are_set() -> None:
+    s = load_settings({"AzureWebJobsStorage": CONN, "MLOPS_DATALAKE": CONN})
+    assert s.environment == "local"
+    assert s.task_hub == "mlopshub"
+    assert (s.raw_container, s.conditioned_container, s.quarantine_container) == (
+        "raw",
+        "conditioned",
+        "quarantine",
+    )
+    assert s.datalake.connection_string == CONN and not s.datalake.uses_identity
+
+
+def test_identity_based_connections() -> None:
+    s = load_settings(
+        {
+            "AzureWebJobsStorage__accountName": "appstore",
+            "MLOPS_DATALAKE__blobServiceUri": "https://lake.blob.core.windows.net/",
+            "MLOPS_DATALAKE__clientId": "1111",
+        }
+    )
+    assert s.storage.blob_service_uri == "https://appstore.blob.core.windows.net"
+    assert s.datalake.blob_service_uri == "https://lake.blob.core.windows.net"
+    assert s.datalake.client_id == "1111" and s.datalake.uses_identity
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(
+            {
+                "MLOPS_ENVIRONMENT": "cloud",
+                "MLOPS_TASK_HUB": "1bad",
+                "MLOPS_RAW_CONTAINER": "Raw_Data",
+            }
+        )
+    problems = info.value.problems
+    joined = "\n".join(problems)
+    for key in (
+        "MLOPS_ENVIRONMENT",
+        "MLOPS_TASK_HUB",
+        "MLOPS_RAW_CONTAINER",
+        "AzureWebJobsStorage",
+        "MLOPS_DATALAKE",
+    ):
+        assert key in joined
+    assert len(problems) == 5
+    assert str(info.value).startswith("5 setting problem(s)")
+
+
+def test_a_malformed_connection_string_is_named() -> None:
+    with pytest.raises(SettingsError, match="MLOPS_DATALAKE: not a storage connection string"):
+        load_settings({"AzureWebJobsStorage": CONN, "MLOPS_DATALAKE": "nonsense"})
