@@ -1,0 +1,638 @@
+"""The streaming engine: one raw file -> staged standard CSV parts, rejects and a manifest.
+
+``condition_file`` reads the input in bounded batches, normalises each batch, appends accepted
+records to ``part-NNNNN.csv`` files and rejected rows to ``rejects.csv`` in a local staging
+directory, then resolves duplicate keys across the whole file and writes ``manifest.json``.
+Nothing is published here: callers (the CLI, the blob service) move the staged files to their
+final names only once everything succeeded, so readers never see a partial output.
+
+Accounting invariant, checked before the manifest is written:
+``rows_in == rows_out + rows_rejected``. A row is the unit of input; with an ``emit`` mapping one
+accepted row may give several records (``records_out``).
+
+An unusable file (empty, binary, undecodable, missing columns, damaged compression…) gives a
+result with ``status == "quarantined"`` and a reason; the caller keeps the whole file aside.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from adapters.errors import BadInputError
+from conditioning.contracts import Contract, contract_for
+from conditioning.dedupe import DuplicateFinder, key_hashes
+from conditioning.mapping import SourceMapping, choose_mapping
+from conditioning.normalize import (
+    Rejects,
+    csv_line,
+    neutralise_formulas,
+    normalize,
+    standard_schema,
+)
+from conditioning.readers import (
+    DEFAULT_BLOCK_BYTES,
+    MAX_FIELD_BYTES,
+    FastPathUnsuitable,
+    FileProfile,
+    RawBatch,
+    csv_strategies,
+    iter_batches,
+    profile_file,
+    sniff_delimiter,
+)
+
+ENGINE_VERSION = "1"
+MANIFEST_SCHEMA = "conditioning-manifest/1"
+DEFAULT_PART_BYTES = 256 << 20
+_MAX_PENDING = 2
+REJECT_COLUMNS = ("row_number", "reason_code", "column", "message", "original_row")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Tuning knobs; defaults suit files from kilobytes to many gigabytes."""
+
+    block_bytes: int = DEFAULT_BLOCK_BYTES
+    max_field_bytes: int = MAX_FIELD_BYTES
+    part_bytes: int = DEFAULT_PART_BYTES
+    dedupe_partition_bytes: int = 32 << 20
+
+
+@dataclass
+class StagedFile:
+    """A staged output: ``kind`` is part/rejects/manifest/input; ``name`` its final file name."""
+
+    kind: str
+    name: str
+    path: Path
+    sha256: str = ""
+    bytes: int = 0
+    rows: int = 0
+
+
+@dataclass
+class ConditionResult:
+    """What happened to one input. ``files`` are staged locally, ready to publish."""
+
+    status: str
+    source: str
+    dataset_version: str
+    manifest: dict[str, Any]
+    files: list[StagedFile] = field(default_factory=list)
+    reason_code: str | None = None
+    reason: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "conditioned"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dataset_version(input_sha256: str, source: str, mapping_sha256: str | None) -> str:
+    """A version id that depends only on content: same bytes + same mapping -> same version."""
+    material = "|".join(
+        (input_sha256, source, mapping_sha256 or "-", contract_for(source).version, ENGINE_VERSION)
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:20]
+
+
+def safe_file_name(name: str) -> str:
+    """The last path segment of ``name`` reduced to a harmless file name."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in base).lstrip(".")
+    return cleaned[:100] or "input"
+
+
+class _HashingWriter:
+    """A binary sink that counts and hashes what pyarrow's CSV writer writes through it."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self.size = 0
+        self.closed = False
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._fh.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+        self.closed = True
+
+
+class _Outputs:
+    """Staged part files (rolled over by size), the rejects file and the duplicate finder."""
+
+    def __init__(
+        self, staging: Path, contract: Contract, options: EngineOptions, parts: int
+    ) -> None:
+        self.staging = staging
+        self.contract = contract
+        self.options = options
+        self.schema = standard_schema(contract)
+        self.reject_schema = pa.schema(
+            [pa.field("row_number", pa.int64())]
+            + [pa.field(c, pa.string()) for c in REJECT_COLUMNS[1:]]
+        )
+        self.parts: list[StagedFile] = []
+        self._writer: Any = None
+        self._sink: _HashingWriter | None = None
+        self._pos = 0
+        self.rejects_path = staging / "rejects.csv"
+        self._rejects_sink = _HashingWriter(self.rejects_path.open("wb"))
+        self._rejects_writer = self._csv_writer(self._rejects_sink, self.reject_schema)
+        self.rejected = 0
+        self.reject_counts: dict[str, int] = {}
+        self.dupes = DuplicateFinder(staging / "keys", parts)
+        self.period: tuple[dt.date | None, dt.date | None] = (None, None)
+        # One background thread writes, hashes and spills while the caller normalises the next
+        # batch; pyarrow and numpy release the GIL, so this uses the second core. At most
+        # ``_MAX_PENDING`` batches wait, which keeps memory bounded.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conditioning-writer")
+        self._pending: deque[Future[None]] = deque()
+
+    @staticmethod
+    def _csv_writer(sink: _HashingWriter, schema: pa.Schema) -> Any:
+        return pacsv.CSVWriter(
+            sink, schema, write_options=pacsv.WriteOptions(quoting_style="needed")
+        )
+
+    def _open_part(self) -> None:
+        path = self.staging / f"part-{len(self.parts):05d}.csv"
+        self.parts.append(StagedFile("part", path.name, path))
+        self._sink = _HashingWriter(path.open("wb"))
+        self._writer = self._csv_writer(self._sink, self.schema)
+        self._pos = 0
+
+    def _close_part(self) -> None:
+        if self._writer is not None and self._sink is not None:
+            self._writer.close()
+            self._sink.close()
+            self.parts[-1].sha256 = self._sink.digest.hexdigest()
+            self.parts[-1].bytes = self._sink.size
+            self._writer = None
+
+    def add_records(self, table: pa.Table, rows: Any) -> None:
+        """Queue ``table`` for writing; raises here any error the writer thread met."""
+        while len(self._pending) >= _MAX_PENDING:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write_records, table, rows))
+
+    def drain(self) -> None:
+        """Wait for every queued batch; re-raise the first writer error."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _write_records(self, table: pa.Table, rows: Any) -> None:
+        if self._writer is None or (
+            self._sink is not None and self._sink.size >= self.options.part_bytes
+        ):
+            self._close_part()
+            self._open_part()
+        if table.num_rows == 0:
+            return
+        self._writer.write_table(table)
+        self.parts[-1].rows += table.num_rows
+        with self.rows_path(len(self.parts) - 1).open("ab") as fh:
+            np.asarray(rows, dtype="<i8").tofile(fh)
+        self.dupes.add(key_hashes(table, self.contract.key), rows, len(self.parts) - 1, self._pos)
+        self._pos += table.num_rows
+        if self.contract.period_column:
+            mm = pc.min_max(table.column(self.contract.period_column)).as_py()
+            lo, hi = self.period
+            if mm["min"] is not None:
+                lo = mm["min"] if lo is None else min(lo, mm["min"])
+                hi = mm["max"] if hi is None else max(hi, mm["max"])
+            self.period = (lo, hi)
+
+    def rows_path(self, index: int) -> Path:
+        """Sidecar file with the input row number of every record of part ``index``."""
+        return self.staging / f"part-{index:05d}.rows"
+
+    def add_rejects(self, rejects: Rejects) -> None:
+        if not len(rejects):
+            return
+        table = pa.table(
+            {
+                "row_number": pa.array(rejects.row_numbers, pa.int64()),
+                "reason_code": pa.array(rejects.codes, pa.string()),
+                "column": pa.array(rejects.columns, pa.string()),
+                "message": neutralise_formulas(pa.array(rejects.messages, pa.string())),
+                "original_row": neutralise_formulas(pa.array(rejects.originals, pa.string())),
+            }
+        )
+        self._rejects_writer.write_table(table.sort_by("row_number"))
+        self.rejected += len(rejects)
+        for code in rejects.codes:
+            self.reject_counts[code] = self.reject_counts.get(code, 0) + 1
+
+    def finish_stream(self) -> None:
+        self.drain()
+        if not self.parts:
+            self._open_part()
+        self._close_part()
+
+    def close_rejects(self) -> None:
+        self._rejects_writer.close()
+        self._rejects_sink.close()
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _resolve_duplicates(out: _Outputs) -> int:
+    """Drop every record of rows whose key repeats an earlier row; returns rows removed.
+
+    Only parts holding a duplicate or its first occurrence are read again, batch by batch.
+    """
+
+    dupes = out.dupes.duplicates()
+    if not dupes:
+        return 0
+    dup_rows = {d.row: d.first_row for d in dupes}
+    dup_array = np.array(sorted(dup_rows), dtype=np.int64)
+    wanted = np.array(sorted(set(dup_rows) | set(dup_rows.values())), dtype=np.int64)
+    lines: dict[int, list[str]] = {}
+    # Read back with the standard types so the rewritten part is formatted byte for byte like
+    # the others (an unquoted empty field is null; a quoted one is an empty text).
+    convert = pacsv.ConvertOptions(
+        column_types={f.name: f.type for f in out.schema},
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+    for index, part in enumerate(out.parts):
+        rows_file = out.rows_path(index)
+        rows = np.fromfile(rows_file, dtype="<i8") if rows_file.exists() else np.empty(0, np.int64)
+        if not np.isin(rows, wanted).any():
+            continue
+        rewritten = part.path.with_suffix(".tmp")
+        kept_rows = 0
+        with rewritten.open("wb") as fh:
+            sink = _HashingWriter(fh)
+            writer = out._csv_writer(sink, out.schema)
+            offset = 0
+            for batch in pacsv.open_csv(part.path, convert_options=convert):
+                batch_rows = rows[offset : offset + batch.num_rows]
+                offset += batch.num_rows
+                involved = np.flatnonzero(np.isin(batch_rows, wanted))
+                if involved.size:
+                    taken = batch.take(pa.array(involved))
+                    cols = [taken.column(i).to_pylist() for i in range(taken.num_columns)]
+                    for k, i in enumerate(involved.tolist()):
+                        row = int(batch_rows[i])
+                        lines.setdefault(row, []).append(csv_line([_text(c[k]) for c in cols]))
+                keep = ~np.isin(batch_rows, dup_array)
+                kept = batch.filter(pa.array(keep))
+                writer.write_batch(kept)
+                kept_rows += kept.num_rows
+            writer.close()
+        rewritten.replace(part.path)
+        part.rows = kept_rows
+        part.sha256 = sink.digest.hexdigest()
+        part.bytes = sink.size
+    rejects = Rejects()
+    key = ", ".join(out.contract.key)
+    for row, first in sorted(dup_rows.items()):
+        same = lines.get(row) == lines.get(first)
+        code = "duplicate_row" if same else "duplicate_key"
+        what = "repeats row" if same else "has the same key as row"
+        rejects.add(
+            row,
+            code,
+            key,
+            f"{what} {first} ({key}); the first occurrence is kept",
+            " | ".join(lines.get(row, [])),
+        )
+    out.add_rejects(rejects)
+    return len(dup_rows)
+
+
+def _quarantine(
+    input_path: Path,
+    input_name: str,
+    source: str,
+    staging: Path,
+    input_meta: dict[str, Any],
+    code: str,
+    message: str,
+    started: float,
+    mapping: SourceMapping | None = None,
+) -> ConditionResult:
+    version = dataset_version(input_meta["sha256"], source, mapping.sha256 if mapping else None)
+    for child in staging.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    kept = staging / "input"
+    shutil.copyfile(input_path, kept)
+    manifest: dict[str, Any] = {
+        "schema": MANIFEST_SCHEMA,
+        "status": "quarantined",
+        "source": source,
+        "dataset_version": version,
+        "reason": {"code": code, "message": message},
+        "input": input_meta,
+        "mapping": {"name": mapping.name, "sha256": mapping.sha256} if mapping else None,
+        "contract": {"source": source, "version": contract_for(source).version},
+        "engine_version": ENGINE_VERSION,
+        "quarantined_file": safe_file_name(input_name),
+        "timings_s": {"total": round(time.perf_counter() - started, 4)},
+    }
+    files = [
+        StagedFile(
+            "input", safe_file_name(input_name), kept, input_meta["sha256"], kept.stat().st_size
+        )
+    ]
+    return ConditionResult("quarantined", source, version, manifest, files, code, message)
+
+
+def _strategies(
+    input_path: Path, profile: FileProfile, options: EngineOptions, sheet: str | None
+) -> list[tuple[str, Callable[[], Iterator[RawBatch]]]]:
+    if profile.format == "csv":
+        return csv_strategies(
+            input_path,
+            profile,
+            block_bytes=options.block_bytes,
+            max_field_bytes=options.max_field_bytes,
+        )
+    return [
+        (
+            profile.format,
+            lambda: iter_batches(
+                input_path, profile, max_field_bytes=options.max_field_bytes, sheet=sheet
+            ),
+        )
+    ]
+
+
+def choose_and_profile(
+    input_path: Path,
+    source: str,
+    mapping: SourceMapping | None,
+    candidates: Sequence[SourceMapping],
+) -> tuple[FileProfile, SourceMapping]:
+    """Sniff the file and pick the mapping; ``BadInputError`` when none fits."""
+    if mapping is not None:
+        read = mapping.read
+        profile = profile_file(
+            input_path,
+            fmt=read.format,
+            delimiter=read.delimiter,
+            encoding=read.encoding,
+            sheet=read.sheet,
+        )
+        chosen = mapping
+    else:
+        profile = profile_file(input_path)
+        try:
+            chosen = choose_mapping(candidates, profile.header)
+        except KeyError as exc:
+            raise BadInputError(
+                f"no {source} mapping fits the header {list(profile.header)}: {exc.args[0]}",
+                code="missing_columns",
+            ) from exc
+        read = chosen.read
+        if (read.delimiter and read.delimiter != profile.delimiter) or read.encoding:
+            profile = profile_file(
+                input_path,
+                fmt=read.format,
+                delimiter=read.delimiter,
+                encoding=read.encoding,
+                sheet=read.sheet,
+            )
+    missing = chosen.missing_columns(profile.header)
+    if missing:
+        if profile.format == "csv" and len(profile.header) == 1 and chosen.read.delimiter:
+            with input_path.open("rb") as fh:
+                head = fh.read(65536).decode(profile.encoding or "utf-8", errors="ignore")
+            guess = sniff_delimiter(head)
+            if guess != chosen.read.delimiter:
+                raise BadInputError(
+                    f"the header splits into one column with delimiter {chosen.read.delimiter!r}; "
+                    f"the file looks {guess!r}-delimited",
+                    code="wrong_delimiter",
+                )
+        raise BadInputError(
+            f"required columns {missing} are missing from the header {list(profile.header)}",
+            code="missing_columns",
+        )
+    return profile, chosen
+
+
+@dataclass
+class _Streamed:
+    out: _Outputs
+    reader: str
+    rows_in: int
+    rows_accepted: int
+
+
+def _stream(
+    input_path: Path,
+    profile: FileProfile,
+    chosen: SourceMapping,
+    contract: Contract,
+    staging: Path,
+    as_of: dt.date,
+    options: EngineOptions,
+) -> _Streamed:
+    """Read, normalise and stage every batch; the next reader is tried when one gives up.
+
+    Raises ``BadInputError`` when the file turns out unusable part-way.
+    """
+    partitions = max(1, input_path.stat().st_size // options.dedupe_partition_bytes)
+    pool = pa.default_memory_pool()
+    for reader_name, make in _strategies(input_path, profile, options, chosen.read.sheet):
+        run_dir = staging / "work"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir()
+        out = _Outputs(run_dir, contract, options, partitions)
+        rows_in = rows_accepted = 0
+        try:
+            for batch in make():
+                rows_in += batch.table.num_rows + len(batch.rejects)
+                pre = Rejects()
+                for r in batch.rejects:
+                    pre.add(r.row_number, r.code, "", r.message, r.original)
+                out.add_rejects(pre)
+                if batch.table.num_rows:
+                    result = normalize(
+                        batch.table,
+                        batch.row_numbers,
+                        chosen,
+                        contract,
+                        as_of,
+                        options.max_field_bytes,
+                    )
+                    out.add_rejects(result.rejects)
+                    out.add_records(result.table, result.record_rows)
+                    rows_accepted += result.rows_accepted
+                pool.release_unused()
+            out.finish_stream()
+        except FastPathUnsuitable:
+            out.finish_stream()
+            out.close_rejects()
+            continue
+        except BadInputError:
+            out.finish_stream()
+            out.close_rejects()
+            raise
+        return _Streamed(out, reader_name, rows_in, rows_accepted)
+    raise AssertionError("the careful reader never gives up; this is unreachable")
+
+
+def condition_file(
+    input_path: Path,
+    source: str,
+    staging: Path,
+    *,
+    mapping: SourceMapping | None = None,
+    candidates: Sequence[SourceMapping] = (),
+    input_name: str | None = None,
+    etag: str | None = None,
+    input_sha256: str | None = None,
+    as_of: dt.date | None = None,
+    options: EngineOptions | None = None,
+    skip_if: Callable[[str], bool] | None = None,
+) -> ConditionResult | None:
+    """Condition ``input_path`` for ``source`` into the empty directory ``staging``.
+
+    ``mapping`` pins the vendor layout; otherwise the first of ``candidates`` whose columns fit
+    the header is used. ``skip_if(version)`` is asked once the content-derived version is known;
+    when it answers True nothing is processed and ``None`` is returned (redelivery).
+    Raises only for programming errors and I/O failures of the staging disk; bad input is a
+    quarantined result.
+    """
+    options = options or EngineOptions()
+    as_of = as_of or dt.datetime.now(dt.UTC).date()
+    started = time.perf_counter()
+    contract = contract_for(source)
+    staging.mkdir(parents=True, exist_ok=True)
+    name = input_name or input_path.name
+    input_meta: dict[str, Any] = {
+        "name": name,
+        "etag": etag,
+        "sha256": input_sha256 or sha256_file(input_path),
+        "bytes": input_path.stat().st_size,
+    }
+    try:
+        profile, chosen = choose_and_profile(input_path, source, mapping, candidates)
+    except BadInputError as exc:
+        version = dataset_version(input_meta["sha256"], source, mapping.sha256 if mapping else None)
+        if skip_if is not None and skip_if(version):
+            return None
+        return _quarantine(
+            input_path, name, source, staging, input_meta, exc.code, str(exc), started, mapping
+        )
+    input_meta.update(
+        format=profile.format,
+        compression=profile.compression,
+        encoding=profile.encoding,
+        delimiter=profile.delimiter,
+    )
+    version = dataset_version(input_meta["sha256"], source, chosen.sha256)
+    if skip_if is not None and skip_if(version):
+        return None
+    timings = {"profile": time.perf_counter() - started}
+    try:
+        streamed = _stream(input_path, profile, chosen, contract, staging, as_of, options)
+    except BadInputError as exc:
+        return _quarantine(
+            input_path, name, source, staging, input_meta, exc.code, str(exc), started, chosen
+        )
+    out = streamed.out
+    timings["stream"] = time.perf_counter() - started - timings["profile"]
+    duplicates = _resolve_duplicates(out)
+    out.close_rejects()
+    rows_out = streamed.rows_accepted - duplicates
+    if streamed.rows_in != rows_out + out.rejected:
+        raise AssertionError(
+            f"row accounting broken: {streamed.rows_in} in, {rows_out} out, {out.rejected} rejected"
+        )
+    rejects_file = StagedFile(
+        "rejects",
+        "rejects.csv",
+        out.rejects_path,
+        sha256_file(out.rejects_path),
+        out.rejects_path.stat().st_size,
+        out.rejected,
+    )
+    timings["dedupe"] = time.perf_counter() - started - timings["profile"] - timings["stream"]
+    timings["total"] = time.perf_counter() - started
+    used = {c.lower() for c in chosen.raw_columns}
+    lo, hi = out.period
+    manifest: dict[str, Any] = {
+        "schema": MANIFEST_SCHEMA,
+        "status": "conditioned",
+        "source": source,
+        "dataset_version": version,
+        "input": input_meta,
+        "mapping": {"name": chosen.name, "sha256": chosen.sha256},
+        "contract": {
+            "source": source,
+            "version": contract.version,
+            "columns": list(contract.names),
+        },
+        "engine_version": ENGINE_VERSION,
+        "reader": streamed.reader,
+        "as_of": as_of.isoformat(),
+        "rows_in": streamed.rows_in,
+        "rows_out": rows_out,
+        "rows_rejected": out.rejected,
+        "records_out": sum(p.rows for p in out.parts),
+        "reject_counts": dict(sorted(out.reject_counts.items())),
+        "ignored_columns": [h for h in profile.header if h.lower() not in used],
+        "period": {"start": lo.isoformat() if lo else None, "end": hi.isoformat() if hi else None},
+        "outputs": [
+            {"name": p.name, "sha256": p.sha256, "bytes": p.bytes, "records": p.rows}
+            for p in out.parts
+        ],
+        "rejects": {"name": rejects_file.name, "sha256": rejects_file.sha256, "rows": out.rejected},
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+    }
+    return ConditionResult("conditioned", source, version, manifest, [*out.parts, rejects_file])
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()

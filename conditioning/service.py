@@ -1,0 +1,305 @@
+"""The conditioning service behind the blob trigger: one raw blob in, published outputs out.
+
+``condition_blob`` takes a raw blob named ``{source}/{batch}/{file}`` inside the raw container,
+conditions it with the source's mappings, and publishes to the data lake:
+
+* ``conditioned/{source}/{version}/part-*.csv`` and ``manifest.json`` (written last),
+* ``quarantine/{source}/{version}/rejects.csv`` (or the whole file and a manifest when unusable),
+* a ``DatasetVersion`` in the registry and, for usable data, a ``DataConditioned`` signal.
+
+Idempotent: a redelivered blob (same name + etag) is recognised from the registry without being
+read; the same content under another name or etag yields the same content-derived version and
+is not published again. Outcomes for bad input are results, never exceptions; storage failures
+propagate (``TransientError``) so the platform retries.
+
+The source comes from the blob *name*, not from the trigger's template binding (the host's
+``{source}`` placeholder is greedy and would include the batch folder).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters.datalake import DataLake
+from adapters.datasets import ConditionedSignals, DataConditioned, DatasetRegistry, DatasetVersion
+from adapters.errors import NotFoundError
+from conditioning.contracts import CONTRACTS
+from conditioning.engine import (
+    ENGINE_VERSION,
+    ConditionResult,
+    EngineOptions,
+    StagedFile,
+    condition_file,
+    safe_file_name,
+)
+from conditioning.mapping import SourceMapping, builtin_mappings
+from conditioning.publish import CONDITIONED, placements
+
+UNKNOWN_SOURCE = "unknown"
+_MAX_NAME = 1024
+
+
+@dataclass(frozen=True)
+class BlobDrop:
+    """A raw blob: its container, its name inside the container, and its etag."""
+
+    container: str
+    name: str
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ConditioningOutcome:
+    """What the service did; ``status`` is conditioned, quarantined, unchanged or ignored."""
+
+    status: str
+    source: str
+    blob: str
+    dataset_version: str | None = None
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: int = 0
+    reason_code: str | None = None
+    reason: str | None = None
+    written: tuple[str, ...] = field(default=())
+
+    def log_fields(self) -> dict[str, object]:
+        """Flat fields for one structured log line."""
+        return {
+            "status": self.status,
+            "source": self.source,
+            "blob": self.blob,
+            "dataset_version": self.dataset_version,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rows_rejected": self.rows_rejected,
+            "reason_code": self.reason_code,
+        }
+
+
+def parse_blob_name(name: str, container: str) -> tuple[str, str | None]:
+    """(source, problem) for a raw blob name; ``problem`` is a reason code or None.
+
+    Accepts ``{source}/{anything}/{file}`` (the container prefix, as bindings report it, is
+    removed). Names with empty, ``.`` or ``..`` segments, backslashes or control characters are
+    ``unsafe_name``; a first segment that is no known source is ``unknown_source``.
+    """
+    if name.startswith(f"{container}/"):
+        name = name[len(container) + 1 :]
+    segments = name.split("/")
+    unsafe = (
+        not name
+        or len(name) > _MAX_NAME
+        or "\\" in name
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+        or any(seg in ("", ".", "..") for seg in segments)
+        or len(segments) < 2
+    )
+    source = segments[0] if segments and segments[0] in CONTRACTS else UNKNOWN_SOURCE
+    if unsafe:
+        return source, "unsafe_name"
+    if source == UNKNOWN_SOURCE:
+        return source, "unknown_source"
+    return source, None
+
+
+def _download(lake: DataLake, drop: BlobDrop, target: Path) -> str:
+    digest = hashlib.sha256()
+    with lake.open(drop.container, drop.name) as src, target.open("wb") as dst:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            dst.write(chunk)
+    return digest.hexdigest()
+
+
+def _quarantine_unroutable(
+    downloaded: Path, sha: str, drop: BlobDrop, source: str, code: str, staging: Path
+) -> ConditionResult:
+    message = {
+        "unsafe_name": "the blob name is not a safe {source}/{batch}/{file} path",
+        "unknown_source": f"no source named by the blob path; known: {sorted(CONTRACTS)}",
+    }[code]
+    version = hashlib.sha256(f"{sha}|{source}|{code}|{ENGINE_VERSION}".encode()).hexdigest()[:20]
+    kept = staging / "input"
+    shutil.copyfile(downloaded, kept)
+    manifest = {
+        "schema": "conditioning-manifest/1",
+        "status": "quarantined",
+        "source": source,
+        "dataset_version": version,
+        "reason": {"code": code, "message": message},
+        "input": {
+            "name": drop.name,
+            "etag": drop.etag,
+            "sha256": sha,
+            "bytes": kept.stat().st_size,
+        },
+        "engine_version": ENGINE_VERSION,
+        "quarantined_file": safe_file_name(drop.name),
+    }
+    files = [StagedFile("input", safe_file_name(drop.name), kept, sha, kept.stat().st_size)]
+    return ConditionResult("quarantined", source, version, manifest, files, code, message)
+
+
+def _publish(
+    lake: DataLake, result: ConditionResult, containers: Mapping[str, str]
+) -> tuple[list[str], str]:
+    written: list[str] = []
+    manifest = ""
+    for p in placements(result):
+        container = containers[p.area]
+        if p.path is not None:
+            with p.path.open("rb") as fh:
+                lake.write(container, p.name, fh, content_type=_content_type(p.name))
+        else:
+            assert p.data is not None
+            lake.write(container, p.name, p.data, content_type="application/json")
+        written.append(f"{container}/{p.name}")
+        if p.name.endswith("manifest.json"):
+            manifest = f"{container}/{p.name}"
+    return written, manifest
+
+
+def _content_type(name: str) -> str:
+    return "text/csv; charset=utf-8" if name.endswith(".csv") else "application/octet-stream"
+
+
+def condition_blob(
+    lake: DataLake,
+    drop: BlobDrop,
+    *,
+    conditioned_container: str,
+    quarantine_container: str,
+    registry: DatasetRegistry,
+    signals: ConditionedSignals,
+    mappings: Mapping[str, Sequence[SourceMapping]] | None = None,
+    as_of: dt.date | None = None,
+    options: EngineOptions | None = None,
+    work_dir: Path | None = None,
+) -> ConditioningOutcome:
+    """Condition one raw blob and publish the outputs (see the module docstring)."""
+    source, problem = parse_blob_name(drop.name, drop.container)
+    label = f"{drop.container}/{drop.name}"
+    if problem is None:
+        known = registry.find_input(source, drop.name, drop.etag)
+        if known is not None:
+            return ConditioningOutcome(
+                "unchanged", source, label, known.dataset_version, reason="redelivered blob"
+            )
+    catalog = mappings if mappings is not None else builtin_mappings()
+    lake.ensure_container(conditioned_container)
+    lake.ensure_container(quarantine_container)
+    containers = {CONDITIONED: conditioned_container, "quarantine": quarantine_container}
+    with tempfile.TemporaryDirectory(prefix="conditioning-", dir=work_dir) as tmp:
+        raw = Path(tmp) / "raw"
+        try:
+            sha = _download(lake, drop, raw)
+        except NotFoundError:
+            return ConditioningOutcome("ignored", source, label, reason="the blob no longer exists")
+        if raw.stat().st_size == 0:
+            # A zero-byte create is often the first half of create + append; the real content
+            # fires its own event. An empty file from the CLI is quarantined instead.
+            return ConditioningOutcome("ignored", source, label, reason="empty blob")
+        staging = Path(tmp) / "staging"
+        staging.mkdir()
+        existing: list[DatasetVersion] = []
+
+        def seen(version: str) -> bool:
+            entry = registry.get(source, version)
+            if entry is not None:
+                existing.append(entry)
+            return entry is not None
+
+        if problem is not None:
+            result: ConditionResult | None = _quarantine_unroutable(
+                raw, sha, drop, source, problem, staging
+            )
+            if result is not None and seen(result.dataset_version):
+                result = None
+        else:
+            candidates = list(catalog.get(source, ()))
+            result = condition_file(
+                raw,
+                source,
+                staging,
+                candidates=candidates,
+                input_name=drop.name,
+                etag=drop.etag,
+                input_sha256=sha,
+                as_of=as_of,
+                options=options,
+                skip_if=seen,
+            )
+        if result is None:
+            entry = existing[0]
+            registry.remember_input(entry, drop.name, drop.etag)
+            return ConditioningOutcome(
+                "unchanged", source, label, entry.dataset_version, reason="content seen before"
+            )
+        written, manifest = _publish(lake, result, containers)
+    return _record(result, drop, source, label, written, manifest, registry, signals)
+
+
+def _record(
+    result: ConditionResult,
+    drop: BlobDrop,
+    source: str,
+    label: str,
+    written: list[str],
+    manifest: str,
+    registry: DatasetRegistry,
+    signals: ConditionedSignals,
+) -> ConditioningOutcome:
+    m = result.manifest
+    period = m.get("period") or {}
+    now = dt.datetime.now(dt.UTC).isoformat()
+    data_files = tuple(w for w in written if w.startswith(f"{manifest.split('/', 1)[0]}/"))
+    entry = DatasetVersion(
+        source=source,
+        dataset_version=result.dataset_version,
+        status=result.status,
+        input_name=drop.name,
+        input_etag=drop.etag,
+        input_sha256=str(m["input"]["sha256"]),
+        manifest=manifest,
+        files=tuple(written),
+        rows_in=int(m.get("rows_in", 0)),
+        rows_out=int(m.get("rows_out", 0)),
+        rows_rejected=int(m.get("rows_rejected", 0)),
+        period_start=period.get("start"),
+        period_end=period.get("end"),
+        reason_code=result.reason_code,
+        registered_at=now,
+    )
+    registry.register(entry)
+    if result.usable:
+        signals.publish(
+            DataConditioned(
+                source=source,
+                dataset_version=result.dataset_version,
+                manifest=manifest,
+                rows_out=entry.rows_out,
+                period_start=entry.period_start,
+                period_end=entry.period_end,
+                occurred_at=now,
+                files=tuple(f for f in data_files if f.endswith(".csv")),
+            )
+        )
+    return ConditioningOutcome(
+        result.status,
+        source,
+        label,
+        result.dataset_version,
+        entry.rows_in,
+        entry.rows_out,
+        entry.rows_rejected,
+        result.reason_code,
+        result.reason,
+        tuple(written),
+    )
