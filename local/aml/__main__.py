@@ -1,0 +1,140 @@
+"""Command line of the local Azure ML executor.
+
+    python -m local.aml run PIPELINE.yml [--set inputs.NAME=VALUE ...] [--workdir DIR]
+    python -m local.aml status JOB_NAME [--workdir DIR]
+    python -m local.aml cancel JOB_NAME [--workdir DIR]
+
+``run`` streams step status lines and exits 0 when the job is Completed, 1 otherwise.
+``execute`` (used by the PipelineJobs adapter) runs an already submitted job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from adapters.errors import BadInputError, NotFoundError
+from adapters.events import EventGridWebhookPublisher, EventPublisher, NullEventPublisher
+from local.aml.executor import DEFAULT_ROOT, LocalExecutor
+from local.aml.status import JobStatus
+from local.aml.store import JobRecord
+from local.aml.tracking import sqlite_tracking_uri
+
+
+def _parse_sets(values: list[str]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("inputs.") or len(key) <= len("inputs."):
+            raise BadInputError(f"--set expects inputs.NAME=VALUE, got {item!r}")
+        inputs[key.removeprefix("inputs.")] = value
+    return inputs
+
+
+def _printer(record: JobRecord, step: str | None) -> None:
+    if step is None:
+        print(f"[{record.name}] job {record.status}", flush=True)
+        return
+    info = record.steps[step]
+    extra = f" (exit code {info.exit_code})" if info.exit_code not in (None, 0) else ""
+    print(f"[{record.name}] step {step}: {info.status}{extra}", flush=True)
+
+
+def _publisher(url: str | None) -> EventPublisher:
+    return EventGridWebhookPublisher(url) if url else NullEventPublisher()
+
+
+def _executor(args: argparse.Namespace, stream: bool) -> LocalExecutor:
+    root = Path(args.workdir).resolve()
+    tracking = args.tracking_uri
+    if tracking is None:
+        tracking = sqlite_tracking_uri(root.parent / "mlflow")
+    return LocalExecutor(
+        root,
+        publisher=_publisher(args.events_url),
+        tracking_uri=tracking or None,
+        max_parallel=args.max_parallel,
+        step_timeout=args.step_timeout,
+        on_status=_printer if stream else None,
+    )
+
+
+def _report(record: JobRecord) -> int:
+    if record.status == JobStatus.COMPLETED.value:
+        for name, path in sorted(record.outputs.items()):
+            print(f"output {name}: {path}")
+        return 0
+    print(f"job {record.name} {record.status}: {record.error}", file=sys.stderr)
+    if record.failed_step:
+        print(f"failed step: {record.failed_step}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.aml", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--workdir",
+            "--root",
+            dest="workdir",
+            default=str(DEFAULT_ROOT),
+            help="where job records, outputs and logs live (default .local/aml)",
+        )
+        p.add_argument(
+            "--tracking-uri",
+            default=None,
+            help="MLflow tracking URI (default: sqlite store in .local/mlflow; '' disables)",
+        )
+        p.add_argument("--events-url", default=None, help="Event Grid webhook to publish to")
+        p.add_argument("--max-parallel", type=int, default=2, help="steps run at once (default 2)")
+        p.add_argument(
+            "--step-timeout", type=float, default=3600.0, help="seconds per step without limits"
+        )
+
+    run = sub.add_parser("run", help="run a pipeline YAML and stream step status")
+    run.add_argument("pipeline")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="inputs.NAME=VALUE")
+    run.add_argument("--experiment-name", default=None)
+    common(run)
+    execute = sub.add_parser("execute", help="run an already submitted job")
+    execute.add_argument("name")
+    common(execute)
+    status = sub.add_parser("status", help="print a job record as JSON")
+    status.add_argument("name")
+    common(status)
+    cancel = sub.add_parser("cancel", help="request cancellation of a job")
+    cancel.add_argument("name")
+    common(cancel)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "run":
+            executor = _executor(args, stream=True)
+            record = executor.submit(
+                args.pipeline, _parse_sets(args.sets), experiment_name=args.experiment_name
+            )
+            return _report(executor.run(record.name))
+        if args.command == "execute":
+            return _report(_executor(args, stream=False).run(args.name))
+        executor = LocalExecutor(Path(args.workdir))
+        if args.command == "status":
+            print(json.dumps(executor.status(args.name).to_json(), indent=2))
+            return 0
+        executor.cancel(args.name)
+        print(f"cancel requested for {args.name}")
+        return 0
+    except (BadInputError, NotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

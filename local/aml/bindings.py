@@ -1,0 +1,237 @@
+"""Resolving ``${{...}}`` bindings: pure functions over plain data.
+
+Two kinds of expression appear in a pipeline. Node bindings (``${{parent.inputs.X}}``,
+``${{parent.jobs.S.outputs.O}}``) connect a step to pipeline inputs and to other steps;
+command placeholders (``${{inputs.X}}``, ``${{outputs.O}}``) are filled from the step's
+resolved values. ``$[[ ... ]]`` marks an optional part of a command that is dropped when an
+input it mentions has no value, as Azure ML does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from adapters.errors import BadInputError
+from local.aml.spec import PATH_TYPES, PipelineInput, StepSpec
+
+_EXPR = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
+_OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
+
+
+class UnresolvedBindingError(BadInputError):
+    """A ``${{...}}`` expression names something that does not exist or has no value."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="unresolved_binding")
+
+
+def render_value(value: Any) -> str:
+    """How a value appears on a command line (Azure ML writes booleans as True/False)."""
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _lookup(
+    expr: str,
+    step: str,
+    pipeline_inputs: Mapping[str, PipelineInput],
+    step_outputs: Mapping[str, Mapping[str, Path]],
+) -> Any:
+    parts = expr.split(".")
+    if len(parts) == 3 and parts[:2] == ["parent", "inputs"]:
+        pin = pipeline_inputs.get(parts[2])
+        if pin is None:
+            raise UnresolvedBindingError(
+                f"step {step!r}: ${{{{{expr}}}}} names no pipeline input {parts[2]!r}"
+            )
+        return pin.path if pin.is_path else pin.value
+    if len(parts) == 5 and parts[:2] == ["parent", "jobs"] and parts[3] == "outputs":
+        outputs = step_outputs.get(parts[2])
+        if outputs is None:
+            raise UnresolvedBindingError(
+                f"step {step!r}: ${{{{{expr}}}}} names no step {parts[2]!r}"
+            )
+        if parts[4] not in outputs:
+            raise UnresolvedBindingError(
+                f"step {step!r}: ${{{{{expr}}}}}: step {parts[2]!r} has no output {parts[4]!r}"
+            )
+        return outputs[parts[4]]
+    raise UnresolvedBindingError(f"step {step!r}: unsupported binding ${{{{{expr}}}}}")
+
+
+def resolve_binding(
+    binding: Any,
+    step: str,
+    base_dir: Path,
+    pipeline_inputs: Mapping[str, PipelineInput],
+    step_outputs: Mapping[str, Mapping[str, Path]],
+) -> Any:
+    """The concrete value of one node input binding (a path, a literal or None)."""
+    if isinstance(binding, dict):
+        raw = binding.get("path")
+        if raw is None:
+            return binding.get("default")
+        text = str(raw)
+        if _EXPR.search(text):
+            return resolve_binding(text, step, base_dir, pipeline_inputs, step_outputs)
+        return (base_dir / text.removeprefix("file:")).resolve()
+    if isinstance(binding, str):
+        whole = _EXPR.fullmatch(binding.strip())
+        if whole:
+            return _lookup(whole.group(1), step, pipeline_inputs, step_outputs)
+        if _EXPR.search(binding):
+            return _EXPR.sub(
+                lambda m: render_value(_lookup(m.group(1), step, pipeline_inputs, step_outputs)),
+                binding,
+            )
+    return binding
+
+
+def resolve_step_inputs(
+    spec: StepSpec,
+    base_dir: Path,
+    pipeline_inputs: Mapping[str, PipelineInput],
+    step_outputs: Mapping[str, Mapping[str, Path]],
+) -> dict[str, Any]:
+    """Every declared input of ``spec`` → its value; ``None`` only for optional inputs.
+
+    Raises ``UnresolvedBindingError`` for a required input with no binding and no default,
+    for a binding to an unknown step/output/input, and for a node input the component does
+    not declare. Path inputs must exist on disk (``BadInputError`` naming the path otherwise).
+    """
+    unknown = sorted(set(spec.inputs) - set(spec.input_defs))
+    if unknown:
+        raise UnresolvedBindingError(
+            f"step {spec.name!r}: component declares no input named {', '.join(unknown)}"
+        )
+    values: dict[str, Any] = {}
+    for name, idef in spec.input_defs.items():
+        value = None
+        if name in spec.inputs:
+            value = resolve_binding(
+                spec.inputs[name], spec.name, base_dir, pipeline_inputs, step_outputs
+            )
+        if value is None:
+            value = idef.default
+        if value is None and not idef.optional:
+            raise UnresolvedBindingError(
+                f"step {spec.name!r}: required input {name!r} has no value (no binding, no default)"
+            )
+        values[name] = value
+    return values
+
+
+def check_input_paths(spec: StepSpec, values: Mapping[str, Any], produced: set[Path]) -> None:
+    """Raise ``BadInputError`` when a path input does not exist (and no step produces it)."""
+    for name, value in values.items():
+        idef = spec.input_defs[name]
+        if idef.type in PATH_TYPES and value is not None:
+            path = Path(value)
+            if path not in produced and not path.exists():
+                raise BadInputError(
+                    f"step {spec.name!r}: input {name!r} path {path} does not exist",
+                    code="missing_input",
+                )
+
+
+def render_command(
+    command: str, inputs: Mapping[str, Any], outputs: Mapping[str, Path], step: str = "?"
+) -> str:
+    """Fill ``${{inputs.X}}`` / ``${{outputs.O}}``; drop ``$[[...]]`` parts with missing inputs."""
+
+    def value_of(expr: str) -> Any:
+        kind, _, name = expr.partition(".")
+        if kind == "inputs":
+            if name not in inputs:
+                raise UnresolvedBindingError(f"step {step!r}: command uses unknown ${{{{{expr}}}}}")
+            return inputs[name]
+        if kind == "outputs":
+            if name not in outputs:
+                raise UnresolvedBindingError(f"step {step!r}: command uses unknown ${{{{{expr}}}}}")
+            return outputs[name]
+        raise UnresolvedBindingError(f"step {step!r}: command uses unsupported ${{{{{expr}}}}}")
+
+    def optional(match: re.Match[str]) -> str:
+        body = match.group(1)
+        names = _EXPR.findall(body)
+        # An optional part may mention an input the component does not declare: drop it.
+        if any(e.partition(".")[2] not in inputs and e.startswith("inputs.") for e in names):
+            return ""
+        if any(value_of(e) is None for e in names):
+            return ""
+        return body
+
+    text = _OPTIONAL.sub(optional, command)
+
+    def fill(match: re.Match[str]) -> str:
+        value = value_of(match.group(1))
+        if value is None:
+            raise UnresolvedBindingError(
+                f"step {step!r}: ${{{{{match.group(1)}}}}} has no value outside $[[...]]"
+            )
+        return render_value(value)
+
+    return _EXPR.sub(fill, text)
+
+
+def output_paths(spec: StepSpec, step_dir: Path, base_dir: Path) -> dict[str, Path]:
+    """Where each declared output of ``spec`` lives.
+
+    Folder-like outputs are directories; a ``uri_file`` output is a file inside its own
+    directory (as on Azure ML, where the path names a file). A node output with an explicit
+    local ``path`` is honoured relative to the pipeline YAML.
+    """
+    paths: dict[str, Path] = {}
+    for name, kind in spec.output_types.items():
+        binding = spec.outputs.get(name)
+        explicit = binding.get("path") if isinstance(binding, dict) else None
+        if explicit and not _EXPR.search(str(explicit)):
+            paths[name] = (base_dir / str(explicit).removeprefix("file:")).resolve()
+        elif kind == "uri_file":
+            paths[name] = step_dir / "outputs" / name / name
+        else:
+            paths[name] = step_dir / "outputs" / name
+    return paths
+
+
+def pipeline_output_sources(steps: Mapping[str, StepSpec]) -> dict[str, tuple[str, str]]:
+    """Pipeline output name → (step, output) bound through ``${{parent.outputs.P}}``."""
+    sources: dict[str, tuple[str, str]] = {}
+    for step in steps.values():
+        for name, binding in step.outputs.items():
+            text = binding if isinstance(binding, str) else None
+            if isinstance(binding, dict) and isinstance(binding.get("path"), str):
+                text = binding["path"]
+            match = _EXPR.fullmatch(text.strip()) if text else None
+            if match:
+                parts = match.group(1).split(".")
+                if len(parts) == 3 and parts[:2] == ["parent", "outputs"]:
+                    sources[parts[2]] = (step.name, name)
+    return sources
+
+
+def topological_order(steps: Mapping[str, StepSpec]) -> list[str]:
+    """Step names in an order where every step follows the steps it consumes.
+
+    Raises ``UnresolvedBindingError`` for a dependency on an unknown step and
+    ``BadInputError`` for a cycle.
+    """
+    deps = {name: spec.dependencies() for name, spec in steps.items()}
+    for name, needs in deps.items():
+        missing = sorted(needs - set(steps))
+        if missing:
+            raise UnresolvedBindingError(f"step {name!r} consumes unknown step {missing[0]!r}")
+    order: list[str] = []
+    done: set[str] = set()
+    while len(order) < len(steps):
+        ready = sorted(n for n in steps if n not in done and deps[n] <= done)
+        if not ready:
+            cycle = sorted(n for n in steps if n not in done)
+            raise BadInputError(f"steps {', '.join(cycle)} depend on each other in a cycle")
+        order.extend(ready)
+        done.update(ready)
+    return order

@@ -1,0 +1,643 @@
+"""The local Azure ML executor: runs a CLI v2 pipeline's command steps as subprocesses.
+
+Contract:
+- ``submit`` records a job (``NotStarted``) and returns it; ``run`` executes a recorded job to
+  a terminal status in the calling thread; ``start_detached`` runs it in a separate process
+  (``python -m local.aml execute``) so the caller can return at once.
+- Status strings and transitions are Azure ML's: NotStarted → Queued → Running →
+  Completed | Failed | Canceled (CancelRequested in between when cancelled).
+- Bad input (invalid YAML, unknown component, unresolved binding, missing input path), a
+  crashing step and a step past its timeout all end as ``Failed`` with the failing step, its
+  exit code and the tail of its log in the record; a step never outlives its job (each runs
+  in its own process group, killed on failure, cancel, timeout or executor exit).
+- Every transition is published as an Azure ML–shaped ``RunStatusChanged`` event,
+  ``RunCompleted`` on success, and ``ModelRegistered`` for each model version a step
+  registered in MLflow. Publishing is best effort: a lost event never fails a job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from adapters.errors import BadInputError, MlopsError, NotFoundError
+from adapters.events import AzureMLEventType, EventPublisher, NullEventPublisher
+from local.aml import events as ev
+from local.aml.bindings import (
+    check_input_paths,
+    output_paths,
+    pipeline_output_sources,
+    render_command,
+    resolve_step_inputs,
+    topological_order,
+)
+from local.aml.spec import PipelineSpec, StepSpec, load_pipeline
+from local.aml.status import JobStatus
+from local.aml.store import JobRecord, JobStore, StepRecord, utc_now
+from local.aml.tracking import Tracking
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ROOT = REPO_ROOT / ".local" / "aml"
+LOG_TAIL_LINES = 20
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+
+StatusCallback = Callable[[JobRecord, str | None], None]
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file ('' when there is none)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 16384))
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def new_job_name(display_name: str) -> str:
+    stem = _NAME_CHARS.sub("_", display_name).strip("_")[:40] or "job"
+    return f"{stem}_{uuid.uuid4().hex[:10]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """Stop a step and everything it spawned (its own process group)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+@dataclass
+class _Running:
+    spec: StepSpec
+    proc: subprocess.Popen[bytes]
+    log_handle: IO[bytes]
+    started: float
+    timeout: float | None
+
+
+class LocalExecutor:
+    """Runs pipeline jobs recorded under ``root``.
+
+    ``max_parallel`` bounds concurrently running steps; ``step_timeout`` (seconds) applies to
+    steps whose node sets no ``limits.timeout``. ``tracking_uri`` (an MLflow URI, usually the
+    sqlite store) enables MLflow runs per job/step and ModelRegistered events.
+    """
+
+    def __init__(
+        self,
+        root: str | Path = DEFAULT_ROOT,
+        *,
+        publisher: EventPublisher | None = None,
+        tracking_uri: str | None = None,
+        max_parallel: int = 2,
+        step_timeout: float | None = 3600.0,
+        poll_interval: float = 0.1,
+        on_status: StatusCallback | None = None,
+        topic: str = ev.LOCAL_TOPIC,
+    ) -> None:
+        self.store = JobStore(root)
+        self.publisher: EventPublisher = publisher or NullEventPublisher()
+        self.tracking_uri = tracking_uri
+        self.max_parallel = max(1, max_parallel)
+        self.step_timeout = step_timeout
+        self.poll_interval = poll_interval
+        self.on_status = on_status
+        self.topic = topic
+        self._tracking: Tracking | None = None
+        self._stop_signal = False
+
+    # -- public API -------------------------------------------------------------------------
+
+    def submit(
+        self,
+        pipeline_path: str | Path,
+        inputs: Mapping[str, str] | None = None,
+        *,
+        experiment_name: str | None = None,
+        display_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> JobRecord:
+        """Record a new job for ``pipeline_path`` (not validated yet: ``run`` reports problems)."""
+        path = Path(pipeline_path).resolve()
+        shown = display_name or path.stem
+        record = JobRecord(
+            name=name or new_job_name(shown),
+            display_name=shown,
+            experiment_name=experiment_name or "",
+            pipeline_path=str(path),
+            inputs={k: str(v) for k, v in (inputs or {}).items()},
+            tags={k: str(v) for k, v in (tags or {}).items()},
+        )
+        if self.store.exists(record.name):
+            raise BadInputError(f"job {record.name!r} exists already", code="conflict")
+        self.store.save(record)
+        return record
+
+    def status(self, name: str) -> JobRecord:
+        """The job's record; a job whose executor process died is reported ``Failed``."""
+        record = self.store.load(name)
+        status = JobStatus.parse(record.status)
+        if status.is_terminal:
+            return record
+        if record.runner_pid is not None and not _pid_alive(record.runner_pid):
+            # Reload: the runner may have finished between the two reads.
+            record = self.store.load(name)
+            if not JobStatus.parse(record.status).is_terminal:
+                record.status = JobStatus.FAILED.value
+                record.error = "the executor process running this job exited before it finished"
+                record.ended_at = utc_now()
+                self.store.save(record)
+            return record
+        if self.store.cancel_requested(name):
+            record.status = JobStatus.CANCEL_REQUESTED.value
+        return record
+
+    def cancel(self, name: str) -> JobRecord:
+        """Ask the job to stop; running steps are killed and the job ends ``Canceled``.
+
+        Cancelling a terminal job changes nothing. Raises ``NotFoundError`` for unknown jobs.
+        """
+        record = self.store.load(name)
+        if JobStatus.parse(record.status).is_terminal:
+            return record
+        self.store.request_cancel(name)
+        if record.runner_pid is None and record.status == JobStatus.NOT_STARTED.value:
+            # Nobody is running it yet: cancel right here.
+            self._finish(record, JobStatus.CANCELED, "canceled before it started")
+            return record
+        return self.status(name)
+
+    def start_detached(
+        self, name: str, *, events_url: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Run job ``name`` in a new ``python -m local.aml execute`` process and return it."""
+        record = self.store.load(name)
+        argv = [sys.executable, "-m", "local.aml", "execute", name, "--root", str(self.store.root)]
+        argv += ["--max-parallel", str(self.max_parallel)]
+        if self.tracking_uri:
+            argv += ["--tracking-uri", self.tracking_uri]
+        if events_url:
+            argv += ["--events-url", events_url]
+        if self.step_timeout:
+            argv += ["--step-timeout", str(self.step_timeout)]
+        folder = self.store.job_dir(record.name)
+        with (folder / "executor.log").open("ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        record.runner_pid = proc.pid
+        self.store.save(record)
+        return proc
+
+    def run(self, name: str) -> JobRecord:
+        """Execute recorded job ``name`` to a terminal status in this thread and return it."""
+        record = self.store.load(name)
+        if JobStatus.parse(record.status).is_terminal:
+            return record
+        record.runner_pid = os.getpid()
+        self.store.save(record)
+        running: dict[str, _Running] = {}
+        previous = self._install_sigterm()
+        try:
+            return self._run(record, running)
+        except KeyboardInterrupt:
+            self._kill_all(record, running, JobStatus.CANCELED)
+            self._finish(record, JobStatus.CANCELED, "interrupted")
+            raise
+        except Exception as exc:
+            log.exception("executor failed while running %s", name)
+            self._kill_all(record, running, JobStatus.CANCELED)
+            self._finish(record, JobStatus.FAILED, f"executor error: {exc}")
+            return record
+        finally:
+            for item in running.values():
+                _kill_group(item.proc)
+                item.log_handle.close()
+            self._restore_sigterm(previous)
+
+    # -- the run loop -----------------------------------------------------------------------
+
+    def _run(self, record: JobRecord, running: dict[str, _Running]) -> JobRecord:
+        if self.store.cancel_requested(record.name):
+            self._finish(record, JobStatus.CANCELED, "canceled before it started")
+            return record
+        try:
+            spec = load_pipeline(record.pipeline_path)
+            unknown = sorted(set(record.inputs) - set(spec.inputs))
+            if unknown:
+                raise BadInputError(
+                    f"pipeline {spec.path.name} declares no input named {', '.join(unknown)}",
+                    code="unresolved_binding",
+                )
+            spec = spec.with_inputs(dict(record.inputs))
+            order = topological_order(spec.steps)
+        except MlopsError as exc:
+            self._finish(record, JobStatus.FAILED, str(exc))
+            return record
+        step_paths = self._prepare(record, spec, order)
+        self._transition(record, JobStatus.QUEUED)
+        self._transition(record, JobStatus.RUNNING)
+        failure = self._loop(record, spec, order, step_paths, running)
+        if record.status == JobStatus.CANCELED.value:
+            return record
+        if failure is not None:
+            name, error = failure
+            record.failed_step = name
+            self._finish(record, JobStatus.FAILED, error)
+        else:
+            self._finish(record, JobStatus.COMPLETED, "")
+        return record
+
+    def _prepare(
+        self, record: JobRecord, spec: PipelineSpec, order: list[str]
+    ) -> dict[str, dict[str, Path]]:
+        """Fill the record from the spec and decide every output path up front."""
+        if not record.experiment_name:
+            record.experiment_name = spec.experiment_name
+        if record.display_name == Path(record.pipeline_path).stem:
+            record.display_name = spec.display_name
+        record.tags = {**spec.tags, **record.tags}
+        job_dir = self.store.job_dir(record.name)
+        step_paths = {
+            name: output_paths(spec.steps[name], job_dir / "steps" / name, spec.path.parent)
+            for name in order
+        }
+        record.steps = {name: StepRecord(name=name) for name in order}
+        for pname, (sname, oname) in pipeline_output_sources(spec.steps).items():
+            record.outputs[pname] = str(step_paths[sname][oname])
+        for name in order:
+            record.steps[name].outputs = {k: str(v) for k, v in step_paths[name].items()}
+        record.run_id = self._start_tracking_run(record, "")
+        return step_paths
+
+    def _loop(
+        self,
+        record: JobRecord,
+        spec: PipelineSpec,
+        order: list[str],
+        step_paths: dict[str, dict[str, Path]],
+        running: dict[str, _Running],
+    ) -> tuple[str, str] | None:
+        """Start ready steps, reap finished ones; return the first failure (step, error)."""
+        produced = {p for paths in step_paths.values() for p in paths.values()}
+        pending = list(order)
+        failure: tuple[str, str] | None = None
+        while pending or running:
+            if self._stop_signal or self.store.cancel_requested(record.name):
+                self._transition(record, JobStatus.CANCEL_REQUESTED)
+                self._kill_all(record, running, JobStatus.CANCELED)
+                self._finish(record, JobStatus.CANCELED, "canceled on request")
+                return None
+            for name, item in list(running.items()):
+                if self._reap(record, name, item):
+                    del running[name]
+                    step = record.steps[name]
+                    if step.status == JobStatus.FAILED.value and failure is None:
+                        failure = (name, step.error)
+            if failure is not None and not spec.continue_on_step_failure:
+                self._kill_all(record, running, JobStatus.CANCELED)
+                running.clear()
+                break
+            completed = {
+                n for n, s in record.steps.items() if s.status == JobStatus.COMPLETED.value
+            }
+            blocked = {
+                n
+                for n in pending
+                if spec.steps[n].dependencies() - completed - set(pending) - set(running)
+            }
+            pending = [n for n in pending if n not in blocked]
+            for name in list(pending):
+                if len(running) >= self.max_parallel:
+                    break
+                if not spec.steps[name].dependencies() <= completed:
+                    continue
+                pending.remove(name)
+                started = self._start_step(record, spec, name, step_paths, produced)
+                if started is None:
+                    failure = failure or (name, record.steps[name].error)
+                    if not spec.continue_on_step_failure:
+                        break
+                else:
+                    running[name] = started
+            if failure is not None and not spec.continue_on_step_failure:
+                self._kill_all(record, running, JobStatus.CANCELED)
+                running.clear()
+                break
+            if running:
+                time.sleep(self.poll_interval)
+
+        return failure
+
+    def _start_step(
+        self,
+        record: JobRecord,
+        spec: PipelineSpec,
+        name: str,
+        step_paths: dict[str, dict[str, Path]],
+        produced: set[Path],
+    ) -> _Running | None:
+        step_spec = spec.steps[name]
+        step = record.steps[name]
+        step_dir = self.store.job_dir(record.name) / "steps" / name
+        log_path = step_dir / "user_logs" / "std_log.txt"
+        step.log_path = str(log_path)
+        self._step_transition(record, name, JobStatus.QUEUED)
+        try:
+            values = resolve_step_inputs(step_spec, spec.path.parent, spec.inputs, step_paths)
+            check_input_paths(step_spec, values, produced)
+            outputs = step_paths[name]
+            command = render_command(step_spec.command, values, outputs, step=name)
+        except MlopsError as exc:
+            step.error = str(exc)
+            self._step_transition(record, name, JobStatus.FAILED)
+            return None
+        for oname, path in outputs.items():
+            if step_spec.output_types.get(oname) == "uri_file":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                # An empty folder, as Azure ML mounts it (MLflow saves into empty folders).
+                path.mkdir(parents=True, exist_ok=True)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        step.command = command
+        step.run_id = self._start_tracking_run(record, name)
+        env = self._step_env(record, step_spec, step.run_id)
+        handle = log_path.open("ab")
+        try:
+            proc = subprocess.Popen(
+                ["/bin/bash", "-c", command],
+                cwd=step_spec.code_dir,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            handle.close()
+            step.error = f"step {name!r} could not start: {exc}"
+            self._step_transition(record, name, JobStatus.FAILED)
+            return None
+        self._step_transition(record, name, JobStatus.RUNNING)
+        timeout = step_spec.timeout_seconds or self.step_timeout
+        return _Running(step_spec, proc, handle, time.monotonic(), timeout)
+
+    def _reap(self, record: JobRecord, name: str, item: _Running) -> bool:
+        """True once the step ended (and its record is final)."""
+        step = record.steps[name]
+        code = item.proc.poll()
+        if code is None:
+            if item.timeout is None or time.monotonic() - item.started < item.timeout:
+                return False
+            _kill_group(item.proc)
+            item.log_handle.close()
+            step.exit_code = item.proc.returncode
+            step.log_tail = tail(Path(step.log_path))
+            step.error = (
+                f"step {name!r} timed out after {item.timeout:g}s and was killed "
+                f"(exit code {step.exit_code}); log tail:\n{step.log_tail}"
+            )
+            self._step_transition(record, name, JobStatus.FAILED)
+            return True
+        item.log_handle.close()
+        step.exit_code = code
+        step.log_tail = tail(Path(step.log_path))
+        if code == 0:
+            self._step_transition(record, name, JobStatus.COMPLETED)
+            self._announce_models(step)
+        else:
+            step.error = f"step {name!r} failed with exit code {code}; log tail:\n{step.log_tail}"
+            self._step_transition(record, name, JobStatus.FAILED)
+        return True
+
+    def _kill_all(self, record: JobRecord, running: dict[str, _Running], status: JobStatus) -> None:
+        for name, item in running.items():
+            _kill_group(item.proc)
+            item.log_handle.close()
+            step = record.steps[name]
+            step.exit_code = item.proc.returncode
+            step.log_tail = tail(Path(step.log_path))
+            self._step_transition(record, name, status)
+
+    # -- state changes, tracking and events -------------------------------------------------
+
+    def _transition(self, record: JobRecord, status: JobStatus) -> None:
+        if record.status == status.value:
+            return
+        record.status = status.value
+        if status == JobStatus.RUNNING:
+            record.started_at = utc_now()
+        self.store.save(record)
+        self._notify(record, None)
+        self._publish(
+            ev.run_event(
+                AzureMLEventType.RUN_STATUS_CHANGED,
+                experiment_name=record.experiment_name or "Default",
+                run_id=record.name,
+                run_type="azureml.PipelineRun",
+                status=status.value,
+                tags=record.tags,
+                properties=self._job_properties(record),
+                topic=self.topic,
+            )
+        )
+
+    def _finish(self, record: JobRecord, status: JobStatus, error: str) -> None:
+        record.error = error
+        record.ended_at = utc_now()
+        self._transition(record, status)
+        if record.run_id:
+            self._finish_tracking_run(record.run_id, status)
+        if status == JobStatus.COMPLETED:
+            self._publish(
+                ev.run_event(
+                    AzureMLEventType.RUN_COMPLETED,
+                    experiment_name=record.experiment_name or "Default",
+                    run_id=record.name,
+                    run_type="azureml.PipelineRun",
+                    status=None,
+                    tags=record.tags,
+                    properties=self._job_properties(record),
+                    topic=self.topic,
+                )
+            )
+
+    def _step_transition(self, record: JobRecord, name: str, status: JobStatus) -> None:
+        step = record.steps[name]
+        step.status = status.value
+        if status == JobStatus.RUNNING:
+            step.started_at = utc_now()
+        if status.is_terminal:
+            step.ended_at = utc_now()
+            if step.run_id:
+                self._finish_tracking_run(step.run_id, status)
+        self.store.save(record)
+        self._notify(record, name)
+        run_id = step.run_id or f"{record.name}_{name}"
+        props = {"azureml.pipelinerunid": record.name, "stepName": name}
+        if step.exit_code is not None:
+            props["exitCode"] = str(step.exit_code)
+        kinds = [AzureMLEventType.RUN_STATUS_CHANGED]
+        if status == JobStatus.COMPLETED:
+            kinds.append(AzureMLEventType.RUN_COMPLETED)
+        for kind in kinds:
+            self._publish(
+                ev.run_event(
+                    kind,
+                    experiment_name=record.experiment_name or "Default",
+                    run_id=run_id,
+                    run_type="azureml.StepRun",
+                    status=status.value if kind == AzureMLEventType.RUN_STATUS_CHANGED else None,
+                    tags=record.tags,
+                    properties=props,
+                    topic=self.topic,
+                )
+            )
+
+    @staticmethod
+    def _job_properties(record: JobRecord) -> dict[str, str]:
+        props = {"azureml.runsource": "azureml.PipelineRun", "displayName": record.display_name}
+        if record.failed_step:
+            props["failedStep"] = record.failed_step
+        return props
+
+    def _notify(self, record: JobRecord, step: str | None) -> None:
+        if self.on_status is not None:
+            self.on_status(record, step)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        try:
+            self.publisher.publish([event])
+        except MlopsError as exc:
+            log.warning("event %s not delivered: %s", event.get("eventType"), exc)
+
+    def _get_tracking(self) -> Tracking | None:
+        if self.tracking_uri and self._tracking is None:
+            self._tracking = Tracking(self.tracking_uri)
+        return self._tracking
+
+    def _start_tracking_run(self, record: JobRecord, step: str) -> str:
+        tracking = self._get_tracking()
+        if tracking is None:
+            return ""
+        tags = {"azureml.pipeline": record.name, **record.tags}
+        if step:
+            tags["azureml.nodeid"] = step
+        return tracking.start_run(
+            record.experiment_name or "Default", step or record.name, tags, record.run_id
+        )
+
+    def _finish_tracking_run(self, run_id: str, status: JobStatus) -> None:
+        tracking = self._get_tracking()
+        if tracking is not None:
+            try:
+                tracking.finish(run_id, status.value)
+            except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a job
+                log.warning("could not close MLflow run %s: %s", run_id, exc)
+
+    def _announce_models(self, step: StepRecord) -> None:
+        tracking = self._get_tracking()
+        if tracking is None or not step.run_id:
+            return
+        try:
+            versions = tracking.registered_by(step.run_id)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a job
+            log.warning("could not list models registered by %s: %s", step.name, exc)
+            return
+        for version in versions:
+            self._publish(
+                ev.model_registered_event(
+                    version.name, version.version, version.tags, {"runId": step.run_id}, self.topic
+                )
+            )
+
+    def _step_env(self, record: JobRecord, spec: StepSpec, run_id: str) -> dict[str, str]:
+        env = dict(os.environ)
+        bin_dir = str(Path(sys.executable).parent)
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+        env["PYTHONUNBUFFERED"] = "1"
+        env.pop("PYTHONPATH", None)
+        env["AZUREML_RUN_ID"] = run_id or f"{record.name}_{spec.name}"
+        env["AZUREML_ROOT_RUN_ID"] = record.name
+        env["AZUREML_EXPERIMENT_NAME"] = record.experiment_name
+        if self.tracking_uri:
+            env["MLFLOW_TRACKING_URI"] = self.tracking_uri
+            env["MLFLOW_REGISTRY_URI"] = self.tracking_uri
+            env["MLFLOW_EXPERIMENT_NAME"] = record.experiment_name or "Default"
+            if run_id:
+                env["MLFLOW_RUN_ID"] = run_id
+        env.update(spec.environment_variables)
+        return env
+
+    # -- signals --------------------------------------------------------------------------
+
+    def _install_sigterm(self) -> Any:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def stop(signum: int, frame: Any) -> None:
+            self._stop_signal = True
+
+        return signal.signal(signal.SIGTERM, stop)
+
+    @staticmethod
+    def _restore_sigterm(previous: Any) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def wait_for(executor: LocalExecutor, name: str, timeout: float, poll: float = 0.2) -> JobRecord:
+    """Poll ``executor.status`` until the job is terminal; ``TimeoutError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = executor.status(name)
+        if JobStatus.parse(record.status).is_terminal:
+            return record
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {name} still {record.status} after {timeout:g}s")
+        time.sleep(poll)
+
+
+__all__ = ["DEFAULT_ROOT", "LocalExecutor", "NotFoundError", "tail", "wait_for"]

@@ -1,0 +1,117 @@
+"""Evaluate step: metrics per segment for the baseline, each model, the ensemble and the
+current champion on the same holdout, plus the gate verdict. Writes ``metrics.json``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import gate, metrics, mlflow_model
+from .models import COMPONENTS
+from .schema import SEGMENT, segment_name
+from .step_common import mlflow_run, read_json, write_json
+
+
+def _champion_forecast(name: str, frame: pd.DataFrame) -> tuple[str | None, pd.Series | None]:
+    if not mlflow_model.tracking_enabled():
+        return None, None
+    client = mlflow_model.client()
+    version = mlflow_model.find_champion(client, name)
+    if version is None:
+        return None, None
+    model = mlflow_model.load(f"models:/{name}/{version.version}")
+    return str(version.version), mlflow_model.predict(model, frame)["ensemble"]
+
+
+def evaluate(features: Path, models: Path, max_mape: float, min_actual: float) -> dict[str, Any]:
+    holdout = pd.read_csv(
+        features / "holdout.csv",
+        parse_dates=["week_start"],
+        dtype={"store_id": str, "product_id": str},
+    )
+    index = read_json(models / "index.json")
+    by_segment = {m["segment"]: m for m in index["models"]}
+    result: dict[str, Any] = {"segments": {}, "max_mape": max_mape}
+    pooled: dict[str, list[pd.Series]] = {c: [] for c in COMPONENTS}
+    actuals: list[pd.Series] = []
+    for key, group in holdout.groupby(list(SEGMENT), sort=True):
+        segment = segment_name(*(str(k) for k in key))
+        entry = by_segment.get(segment)
+        if entry is None:
+            continue
+        model = mlflow_model.load(models / str(entry["path"]))
+        forecast = mlflow_model.predict(model, group)
+        seg: dict[str, Any] = {
+            c: metrics.summarize(group["quantity"], forecast[c], min_actual) for c in COMPONENTS
+        }
+        champion_version, champion = _champion_forecast(str(entry["model_name"]), group)
+        seg["champion"] = (
+            metrics.summarize(group["quantity"], champion, min_actual)
+            if champion is not None
+            else None
+        )
+        seg["champion_version"] = champion_version
+        verdict = gate.gate(
+            seg["ensemble"]["mape"],
+            seg["baseline"]["mape"],
+            seg["champion"]["mape"] if seg["champion"] else None,
+            max_mape,
+        )
+        seg["gate"] = {
+            "passed": verdict.passed,
+            "verdict": verdict.label,
+            "reasons": verdict.reasons,
+        }
+        seg["model_name"] = entry["model_name"]
+        result["segments"][segment] = seg
+        actuals.append(group["quantity"])
+        for c in COMPONENTS:
+            pooled[c].append(forecast[c])
+    if actuals:
+        actual = pd.concat(actuals)
+        result["overall"] = {
+            c: metrics.summarize(actual, pd.concat(pooled[c]), min_actual) for c in COMPONENTS
+        }
+    return result
+
+
+def _log(result: dict[str, Any]) -> None:
+    import mlflow
+
+    values: dict[str, float] = {}
+    for segment, seg in result["segments"].items():
+        for component in (*COMPONENTS, "champion"):
+            if seg.get(component):
+                for metric, value in seg[component].items():
+                    if metric != "rows" and not math.isnan(value):
+                        values[f"{segment.replace('/', '.')}.{component}.{metric}"] = value
+    mlflow.log_metrics(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--features", required=True)
+    parser.add_argument("--models", required=True)
+    parser.add_argument("--max_mape", type=float, default=gate.MAX_MAPE)
+    parser.add_argument("--min_actual", type=float, default=1.0)
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    result = evaluate(Path(args.features), Path(args.models), args.max_mape, args.min_actual)
+    with mlflow_run() as run_ctx:
+        if run_ctx is not None:
+            _log(result)
+    write_json(Path(args.output) / "metrics.json", result)
+    for segment, seg in result["segments"].items():
+        ens, base = seg["ensemble"]["mape"], seg["baseline"]["mape"]
+        verdict = seg["gate"]["verdict"]
+        print(f"evaluate: {segment}: MAPE {ens:.3f} (baseline {base:.3f}), gate {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

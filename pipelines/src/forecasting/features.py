@@ -1,0 +1,237 @@
+"""From standard conditioned tables to model features (pure pandas, no I/O except ``read_folder``).
+
+Forecasts are direct, from a forecast origin: every feature of a target row is computed from
+the history before the origin (series level, same week last year, recent level), plus
+calendar and exogenous values known for that week (weather, events). The target is the
+ratio of quantity to the series' historical mean, which puts big and small series on one
+scale so a single model per segment can learn from all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .schema import EVENTS, SERIES, SHIPMENTS, STORES, WEATHER_KEYS
+
+LAG_DAYS = 364  # 52 weeks: the same week day last year
+RECENT_WEEKS = 8
+FOURIER_TERMS = 3
+RATIO_CLIP = (0.0, 5.0)
+BASE_NUMERIC = (
+    "lag52_ratio",
+    "lag52_nbr",
+    "has_lag52",
+    "recent_ratio",
+    "log_series_mean",
+    "event_count",
+    *(f"{f}{k}" for k in range(1, FOURIER_TERMS + 1) for f in ("sin", "cos")),
+)
+CATEGORICAL = ("store_id", "product_id", "woy")
+
+
+class InputError(ValueError):
+    """An input table is missing columns or has no usable rows."""
+
+
+def read_folder(path: str | Path) -> pd.DataFrame:
+    """Every CSV under ``path`` (a folder, searched recursively, or one file) as one frame."""
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(root.rglob("*.csv"))
+    if not files:
+        raise InputError(f"no CSV files under {root}")
+    frames = [pd.read_csv(f, dtype={"store_id": str, "product_id": str, "zip": str}) for f in files]
+    return pd.concat(frames, ignore_index=True)
+
+
+def require(frame: pd.DataFrame, columns: Iterable[str], table: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{table} is missing column(s) {', '.join(missing)}")
+
+
+def _week_of(day: pd.Series, anchor: int) -> pd.Series:
+    """The week start (weekday ``anchor``, Monday = 0) of the week containing each day."""
+    back = (day.dt.dayofweek - anchor) % 7
+    return day - pd.to_timedelta(back, unit="D")
+
+
+def _weekly_weather(weather: pd.DataFrame, anchor: int) -> tuple[pd.DataFrame, list[str]]:
+    require(weather, WEATHER_KEYS, "weather")
+    w = weather.copy()
+    w["zip"] = w["zip"].astype(str)
+    values = [c for c in w.columns if c not in WEATHER_KEYS]
+    w[values] = w[values].apply(pd.to_numeric, errors="coerce")
+    values = [c for c in values if w[c].notna().any()]
+    w["week_start"] = _week_of(pd.to_datetime(w["date"]).dt.normalize(), anchor)
+    weekly = w.groupby(["zip", "week_start"], as_index=False)[values].mean()
+    names = {c: f"weather_{c}" for c in values}
+    return weekly.rename(columns=names), list(names.values())
+
+
+def _event_counts(frame: pd.DataFrame, events: pd.DataFrame, anchor: int) -> pd.Series:
+    require(events, EVENTS, "events")
+    e = events.copy()
+    e["week_start"] = _week_of(pd.to_datetime(e["date"]).dt.normalize(), anchor)
+    for column in ("store_id", "region"):
+        text = e[column].astype(str) if column in e else pd.Series("", index=e.index)
+        e[column] = text.replace({"nan": "", "None": ""}).str.strip()
+    total = pd.Series(0.0, index=frame.index)
+    by_store = e[e["store_id"] != ""].groupby(["store_id", "week_start"]).size()
+    by_region = (
+        e[(e["store_id"] == "") & (e["region"] != "")].groupby(["region", "week_start"]).size()
+    )
+    everywhere = e[(e["store_id"] == "") & (e["region"] == "")].groupby("week_start").size()
+    for keys, counts in (
+        (["store_id", "week_start"], by_store),
+        (["region", "week_start"], by_region),
+    ):
+        idx = pd.MultiIndex.from_frame(frame[keys])
+        total += counts.reindex(idx).fillna(0).to_numpy()
+    total += everywhere.reindex(frame["week_start"]).fillna(0).to_numpy()
+    return total
+
+
+def join_inputs(
+    shipments: pd.DataFrame,
+    stores: pd.DataFrame,
+    weather: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Shipments joined with the store master, weekly weather and event counts.
+
+    Returns the frame (one row per store, product and week) and the names of the exogenous
+    numeric columns it carries (``weather_*``). Rows whose store is not in the master are
+    dropped: without a region and format they belong to no segment. Weather and events are
+    assigned to the week (starting on the shipments' week day) that contains their date.
+    """
+    require(shipments, SHIPMENTS, "shipments")
+    require(stores, STORES, "stores")
+    ship = shipments.loc[:, list(SHIPMENTS)].copy()
+    ship["store_id"] = ship["store_id"].astype(str)
+    ship["product_id"] = ship["product_id"].astype(str)
+    ship["week_start"] = pd.to_datetime(ship["week_start"]).dt.normalize()
+    ship["quantity"] = pd.to_numeric(ship["quantity"], errors="coerce")
+    ship = ship.dropna(subset=["quantity"])
+    if ship.empty:
+        raise InputError("shipments has no rows with a numeric quantity")
+    ship = ship.groupby([*SERIES, "week_start"], as_index=False)["quantity"].sum()
+    master = stores.loc[:, list(STORES)].drop_duplicates("store_id").copy()
+    for column in ("store_id", "zip", "region"):
+        master[column] = master[column].astype(str)
+    master["format"] = master["format"].astype(str).str.lower()
+    frame = ship.merge(master, on="store_id", how="inner")
+    anchor = int(frame["week_start"].dt.dayofweek.mode().iat[0]) if len(frame) else 0
+    exog: list[str] = []
+    if weather is not None and len(weather):
+        weekly, exog = _weekly_weather(weather, anchor)
+        frame = frame.merge(weekly, on=["zip", "week_start"], how="left")
+    frame["event_count"] = 0.0
+    if events is not None and len(events):
+        frame["event_count"] = _event_counts(frame, events, anchor)
+    return frame.sort_values([*SERIES, "week_start"]).reset_index(drop=True), exog
+
+
+def assign_velocity(frame: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.Series:
+    """``fast`` for products whose mean weekly quantity (per region and format, over
+    ``history``) is at least the median product's, ``slow`` otherwise."""
+    hist = frame if history is None else history
+    mean = hist.groupby(["region", "format", "product_id"])["quantity"].mean().rename("pmean")
+    median = mean.groupby(level=["region", "format"]).transform("median").rename("pmedian")
+    label = pd.Series(np.where(mean >= median, "fast", "slow"), index=mean.index, name="velocity")
+    keys = pd.MultiIndex.from_frame(frame[["region", "format", "product_id"]])
+    return pd.Series(label.reindex(keys).fillna("slow").to_numpy(), index=frame.index)
+
+
+def filter_segment(frame: pd.DataFrame, region: str, fmt: str, velocity: str) -> pd.DataFrame:
+    """Rows of one segment; ``*`` (or empty) matches everything."""
+    mask = pd.Series(True, index=frame.index)
+    for column, value in (("region", region), ("format", fmt), ("velocity", velocity)):
+        if value not in ("*", "", "all"):
+            mask &= frame[column].astype(str) == value
+    return frame.loc[mask]
+
+
+def split_holdout(frame: pd.DataFrame, holdout_weeks: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history, holdout): the last ``holdout_weeks`` distinct weeks are the holdout."""
+    weeks = np.sort(frame["week_start"].unique())
+    if len(weeks) <= holdout_weeks:
+        raise InputError(f"{len(weeks)} weeks of data cannot hold out {holdout_weeks}")
+    origin = weeks[-holdout_weeks]
+    return frame[frame["week_start"] < origin], frame[frame["week_start"] >= origin]
+
+
+def future_weeks(
+    history: pd.DataFrame, horizon: int, start: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """One row per known series and each of ``horizon`` weeks after the history (or ``start``)."""
+    last = history["week_start"].max()
+    first = last + pd.Timedelta(days=7) if start is None else pd.Timestamp(start)
+    keys = history.drop_duplicates(list(SERIES))[[*SERIES, "region", "format", "zip", "velocity"]]
+    weeks = pd.DataFrame({"week_start": [first + pd.Timedelta(days=7 * i) for i in range(horizon)]})
+    return keys.merge(weeks, how="cross")
+
+
+def build_features(
+    history: pd.DataFrame, target: pd.DataFrame, exog: Sequence[str] = ()
+) -> pd.DataFrame:
+    """``target`` with model features computed from ``history`` (quantities known so far).
+
+    ``history`` needs store_id, product_id, week_start, quantity; ``target`` the keys and week
+    (its quantity, when present, is kept as the label). Exogenous columns missing for a
+    target week are filled with the history's mean for that column.
+    """
+    out = target.copy()
+    stats = history.groupby(list(SERIES))["quantity"].mean().rename("series_mean")
+    origin = history["week_start"].max()
+    recent = history[history["week_start"] > origin - pd.Timedelta(weeks=RECENT_WEEKS)]
+    recent_mean = recent.groupby(list(SERIES))["quantity"].mean().rename("recent_mean")
+    out = out.merge(stats, on=list(SERIES), how="left").merge(
+        recent_mean, on=list(SERIES), how="left"
+    )
+    fallback = float(stats.median()) if len(stats) else 1.0
+    out["series_mean"] = out["series_mean"].fillna(fallback)
+    scale = out["series_mean"].clip(lower=1.0)
+    out["recent_ratio"] = (out["recent_mean"].fillna(out["series_mean"]) / scale).clip(*RATIO_CLIP)
+    out["log_series_mean"] = np.log1p(out["series_mean"].clip(lower=0.0))
+
+    lookup = history.set_index([*SERIES, "week_start"])["quantity"]
+    lookup = lookup[~lookup.index.duplicated()]
+
+    def lag(days: int) -> pd.Series:
+        idx = pd.MultiIndex.from_arrays(
+            [out["store_id"], out["product_id"], out["week_start"] - pd.Timedelta(days=days)]
+        )
+        return pd.Series(lookup.reindex(idx).to_numpy(), index=out.index)
+
+    lag52 = lag(LAG_DAYS)
+    neighbours = pd.concat([lag(LAG_DAYS - 7), lag52, lag(LAG_DAYS + 7)], axis=1).mean(axis=1)
+    out["has_lag52"] = lag52.notna().astype(float)
+    out["lag52"] = lag52.fillna(out["series_mean"])
+    out["lag52_ratio"] = (out["lag52"] / scale).clip(*RATIO_CLIP)
+    out["lag52_nbr"] = (neighbours.fillna(out["series_mean"]) / scale).clip(*RATIO_CLIP)
+
+    woy = out["week_start"].dt.isocalendar().week.astype(int).clip(1, 53)
+    out["woy"] = woy
+    angle = 2 * np.pi * woy.to_numpy() / 52.18
+    for k in range(1, FOURIER_TERMS + 1):
+        out[f"sin{k}"] = np.sin(k * angle)
+        out[f"cos{k}"] = np.cos(k * angle)
+    if "event_count" not in out:
+        out["event_count"] = 0.0
+    out["event_count"] = out["event_count"].fillna(0.0).astype(float)
+    for column in exog:
+        if column not in out:
+            out[column] = np.nan
+        mean = history[column].mean() if column in history else np.nan
+        out[column] = out[column].fillna(0.0 if pd.isna(mean) else mean).astype(float)
+    if "quantity" in out:
+        out["target_ratio"] = (out["quantity"] / scale).clip(*RATIO_CLIP)
+    return out.drop(columns=["recent_mean"])
+
+
+def numeric_features(exog: Sequence[str]) -> list[str]:
+    return [*BASE_NUMERIC, *exog]

@@ -1,0 +1,93 @@
+"""Register step: each segment's model as a new version in the MLflow registry, tagged with
+segment, dataset versions, code version, trained_at, metrics and the gate verdict.
+
+Registration needs a tracking server (Azure ML's, or the local sqlite store); without one the
+step fails rather than pretend. Writes ``registered.json`` (name, version, segment, verdict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import mlflow_model
+from .step_common import read_json, write_json
+
+
+def _tags(
+    entry: dict[str, Any], seg: dict[str, Any], versions: dict[str, str], code_version: str
+) -> dict[str, str]:
+    tags = {
+        "segment": str(entry["segment"]),
+        "trained_at": str(entry["trained_at"]),
+        "dataset_versions": json.dumps(versions, sort_keys=True),
+        "code_version": code_version,
+        "gate": str(seg["gate"]["verdict"]),
+        "gate_reasons": "; ".join(seg["gate"]["reasons"]),
+    }
+    for component in ("ensemble", "baseline", "lasso", "nn", "champion"):
+        if seg.get(component):
+            for metric in ("mape", "rmse_zero", "rmse_all"):
+                value = seg[component][metric]
+                if value is not None:  # undefined metrics (e.g. no zero actuals) stay untagged
+                    tags[f"{component}_{metric}"] = f"{value:.6g}"
+    return tags
+
+
+def register(models: Path, metrics_path: Path, code_version: str) -> list[dict[str, str]]:
+    if not mlflow_model.tracking_enabled():
+        raise RuntimeError(
+            "register needs an MLflow tracking server (MLFLOW_TRACKING_URI is not set)"
+        )
+    import mlflow
+
+    index = read_json(models / "index.json")
+    metrics = read_json(metrics_path)
+    client = mlflow_model.client()
+    registered: list[dict[str, str]] = []
+    with mlflow.start_run() as run:
+        for entry in index["models"]:
+            seg = metrics["segments"].get(entry["segment"])
+            if seg is None:
+                continue
+            name = str(entry["model_name"])
+            artifact_path = f"models/{entry['path']}"
+            mlflow.log_artifacts(str(models / str(entry["path"])), artifact_path=artifact_path)
+            if not client.search_registered_models(f"name = '{name}'"):
+                client.create_registered_model(name)
+            tags = _tags(entry, seg, index.get("dataset_versions", {}), code_version)
+            version = client.create_model_version(
+                name, f"{run.info.artifact_uri}/{artifact_path}", run_id=run.info.run_id, tags=tags
+            )
+            registered.append(
+                {
+                    "name": name,
+                    "version": str(version.version),
+                    "segment": str(entry["segment"]),
+                    "gate": tags["gate"],
+                }
+            )
+            print(f"register: {name} version {version.version} (gate {tags['gate']})")
+    return registered
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", required=True)
+    parser.add_argument("--metrics", required=True, help="the evaluate step's output folder")
+    parser.add_argument("--code_version", default="unknown")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    metrics_path = Path(args.metrics)
+    if metrics_path.is_dir():
+        metrics_path = metrics_path / "metrics.json"
+    registered = register(Path(args.models), metrics_path, args.code_version)
+    write_json(Path(args.output) / "registered.json", {"models": registered})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.errors import BadInputError
+from local.aml.bindings import (
+    UnresolvedBindingError,
+    output_paths,
+    render_command,
+    resolve_step_inputs,
+    topological_order,
+)
+from local.aml.spec import InputDef, PipelineInput, StepSpec
+
+
+def step(name: str, inputs: dict[str, object], defs: dict[str, InputDef] | None = None) -> StepSpec:
+    return StepSpec(
+        name=name,
+        command="python x.py",
+        code_dir=Path(),
+        inputs=dict(inputs),
+        outputs={},
+        input_defs=defs or {k: InputDef("uri_folder") for k in inputs},
+        output_types={"out": "uri_folder", "file": "uri_file"},
+    )
+
+
+def test_parent_inputs_step_outputs_literals_and_defaults_resolve(tmp_path: Path) -> None:
+    spec = step(
+        "train",
+        {"data": "${{parent.jobs.prep.outputs.out}}", "k": "${{parent.inputs.k}}", "lit": 7},
+        {
+            "data": InputDef("uri_folder"),
+            "k": InputDef("integer"),
+            "lit": InputDef("integer"),
+            "alpha": InputDef("number", default=0.5),
+            "maybe": InputDef("string", optional=True),
+        },
+    )
+    values = resolve_step_inputs(
+        spec,
+        tmp_path,
+        {"k": PipelineInput(type="integer", value=3)},
+        {"prep": {"out": tmp_path / "prep" / "out"}},
+    )
+    assert values == {
+        "data": tmp_path / "prep" / "out",
+        "k": 3,
+        "lit": 7,
+        "alpha": 0.5,
+        "maybe": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "binding",
+    [
+        "${{parent.inputs.nope}}",
+        "${{parent.jobs.ghost.outputs.out}}",
+        "${{parent.jobs.prep.outputs.x}}",
+    ],
+)
+def test_bindings_to_unknown_things_are_errors(binding: str, tmp_path: Path) -> None:
+    spec = step("train", {"data": binding})
+    with pytest.raises(UnresolvedBindingError, match="train"):
+        resolve_step_inputs(spec, tmp_path, {}, {"prep": {"out": tmp_path}})
+
+
+def test_required_input_without_value_is_an_error(tmp_path: Path) -> None:
+    spec = step("train", {}, {"data": InputDef("uri_folder")})
+    with pytest.raises(UnresolvedBindingError, match="required input 'data'"):
+        resolve_step_inputs(spec, tmp_path, {}, {})
+
+
+def test_command_fills_placeholders_and_drops_optional_parts() -> None:
+    command = "python a.py --x ${{inputs.x}} $[[--opt ${{inputs.opt}}]] --out ${{outputs.o}}"
+    rendered = render_command(command, {"x": True, "opt": None}, {"o": Path("/out")})
+    assert rendered.split() == ["python", "a.py", "--x", "True", "--out", "/out"]
+    kept = render_command(command, {"x": 1, "opt": "v"}, {"o": Path("/out")})
+    assert "--opt v" in kept
+
+
+def test_command_with_unknown_placeholder_is_an_error() -> None:
+    with pytest.raises(UnresolvedBindingError, match=r"inputs\.y"):
+        render_command("python a.py ${{inputs.y}}", {}, {})
+
+
+def test_file_outputs_are_files_inside_their_own_folder(tmp_path: Path) -> None:
+    paths = output_paths(step("s", {}), tmp_path / "s", tmp_path)
+    assert paths["out"] == tmp_path / "s" / "outputs" / "out"
+    assert paths["file"] == tmp_path / "s" / "outputs" / "file" / "file"
+
+
+def test_order_follows_dependencies_and_rejects_cycles() -> None:
+    steps = {
+        "c": step("c", {"a": "${{parent.jobs.b.outputs.out}}"}),
+        "b": step("b", {"a": {"type": "uri_folder", "path": "${{parent.jobs.a.outputs.out}}"}}),
+        "a": step("a", {}),
+    }
+    assert topological_order(steps) == ["a", "b", "c"]
+    cyclic = {
+        "a": step("a", {"x": "${{parent.jobs.b.outputs.out}}"}),
+        "b": step("b", {"x": "${{parent.jobs.a.outputs.out}}"}),
+    }
+    with pytest.raises(BadInputError, match="cycle"):
+        topological_order(cyclic)

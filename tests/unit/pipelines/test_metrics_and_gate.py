@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import pytest
+from forecasting import gate, metrics
+
+
+def test_mape_ignores_rows_below_the_threshold() -> None:
+    assert metrics.mape([100, 200, 5], [110, 180, 50], min_actual=100) == pytest.approx(0.1)
+    assert math.isnan(metrics.mape([1, 2], [1, 2], min_actual=100))
+
+
+def test_rmse_zero_only_looks_at_zero_actuals() -> None:
+    assert metrics.rmse_zero([0, 0, 10], [3, 4, 0]) == pytest.approx(math.sqrt(12.5))
+    assert math.isnan(metrics.rmse_zero([1, 2], [0, 0]))
+
+
+def test_rmse_all_and_holiday_weighted_mae() -> None:
+    assert metrics.rmse_all([1, 2, 3], [1, 2, 6]) == pytest.approx(math.sqrt(3))
+    # holiday row error 10 weighted 5, normal row error 2: (50 + 2) / 6
+    assert metrics.wmae([10, 10], [20, 12], [True, False]) == pytest.approx(52 / 6)
+
+
+def test_mismatched_lengths_are_rejected() -> None:
+    with pytest.raises(ValueError, match="actual"):
+        metrics.mape([1, 2], [1])
+
+
+@pytest.mark.parametrize(
+    ("candidate", "baseline", "champion", "passed"),
+    [
+        (0.30, 0.50, None, True),
+        (0.30, 0.50, 0.35, True),
+        (0.30, 0.50, 0.25, False),  # worse than the champion
+        (0.46, 0.60, None, False),  # above the bar
+        (0.40, 0.40, None, False),  # not better than the baseline
+        (math.nan, 0.5, None, False),
+    ],
+)
+def test_gate(candidate: float, baseline: float, champion: float | None, passed: bool) -> None:
+    verdict = gate.gate(candidate, baseline, champion)
+    assert verdict.passed is passed
+    assert bool(verdict.reasons) is not passed
+
+
+def test_stale_after_sixty_days() -> None:
+    assert not gate.is_stale(date(2024, 1, 1), date(2024, 3, 1))  # 60 days
+    assert gate.is_stale(date(2024, 1, 1), date(2024, 3, 2))  # 61 days
