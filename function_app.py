@@ -10,7 +10,17 @@ from __future__ import annotations
 import azure.durable_functions as df
 import azure.functions as func
 
-from triggers import health
+from orchestrators import activities, flows
+from triggers import aml_events, conditioning, health, orchestrations, timers
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(health.bp)
+for blueprint in (
+    health.bp,
+    conditioning.bp,
+    orchestrations.bp,
+    aml_events.bp,
+    timers.bp,
+    flows.bp,
+    activities.bp,
+):
+    app.register_functions(blueprint)

@@ -44,4 +44,14 @@ class ConflictError(MlopsError):
 
 
 class TransientError(MlopsError):
-    """A failure of the outside world that a retry may fix."""
+    """A failure of the outside world that a retry may fix.
+
+    The message always starts with ``transient:``: an activity's error crosses the durable
+    boundary as text, and that prefix is how an orchestrator knows a retry may help.
+    """
+
+    MARKER = "transient:"
+
+    def __init__(self, message: str) -> None:
+        text = str(message)
+        super().__init__(text if text.startswith(self.MARKER) else f"{self.MARKER} {text}")

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from adapters.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from adapters.alerts import AlertStore
     from adapters.datalake import DataLake
+    from adapters.datasets import ConditionedSignals, DatasetRegistry
+    from adapters.jobs import PipelineJobs
+    from adapters.locator import DatasetLocator
+    from adapters.notify import Notifier
+    from adapters.registry import ModelRegistry
 
 
 @dataclass
@@ -23,14 +29,81 @@ class Services:
 
     settings: Settings
     data_lake: DataLake
+    pipeline_jobs: PipelineJobs | None = None
+    model_registry: ModelRegistry | None = None
+    datasets: DatasetRegistry | None = None
+    signals: ConditionedSignals | None = None
+    locator: DatasetLocator | None = None
+    alert_store: AlertStore | None = None
+    notifier: Notifier | None = None
 
 
 def build_services(settings: Settings) -> Services:
     """Build the adapter set ``settings`` asks for."""
     from adapters.datalake import AzureBlobDataLake
+    from adapters.datasets import blob_dataset_ports
+    from adapters.locator import AzureMLDatastoreLocator, LocalDatasetLocator
 
     data_lake = AzureBlobDataLake.from_connection(settings.datalake)
-    return Services(settings=settings, data_lake=data_lake)
+    pipeline_jobs, model_registry = build_ml_services(settings)
+    datasets, signals = blob_dataset_ports(data_lake, settings.conditioned_container)
+    alert_store, notifier = build_alert_services(settings, data_lake)
+    locator: DatasetLocator
+    if settings.environment == "azure":
+        locator = AzureMLDatastoreLocator(settings.aml_datastore)
+    else:
+        locator = LocalDatasetLocator(
+            data_lake, settings.conditioned_container, settings.local_root / "datasets"
+        )
+    return Services(
+        settings=settings,
+        data_lake=data_lake,
+        pipeline_jobs=pipeline_jobs,
+        model_registry=model_registry,
+        datasets=datasets,
+        signals=signals,
+        locator=locator,
+        alert_store=alert_store,
+        notifier=notifier,
+    )
+
+
+def build_alert_services(settings: Settings, data_lake: DataLake) -> tuple[AlertStore, Notifier]:
+    """The alert outbox (blobs in the alerts container) and the mail transport."""
+    from adapters.alerts import AlertSettings, DataLakeAlertStore, build_notifier
+
+    alerts = AlertSettings.from_settings(settings)
+    store = DataLakeAlertStore(data_lake, alerts.container)
+    return store, build_notifier(alerts, client_id=settings.storage.client_id)
+
+
+def build_ml_services(settings: Settings) -> tuple[PipelineJobs, ModelRegistry]:
+    """Azure ML jobs and registry for ``settings.environment``; constructing them is cheap
+    (SDK clients are created on first use)."""
+    if settings.environment == "azure":
+        from adapters.jobs import AzureMLPipelineJobs
+        from adapters.registry import AzureMLModelRegistry
+
+        workspace = (
+            settings.aml_subscription_id,
+            settings.aml_resource_group,
+            settings.aml_workspace,
+            settings.storage.client_id,
+        )
+        return (
+            AzureMLPipelineJobs.from_workspace(*workspace),
+            AzureMLModelRegistry.from_workspace(*workspace),
+        )
+    from adapters.jobs import LocalPipelineJobs
+    from adapters.registry import MLflowModelRegistry
+
+    jobs = LocalPipelineJobs(
+        settings.local_root / "aml",
+        tracking_uri=settings.tracking_uri,
+        events_url=settings.aml_events_url or None,
+        max_parallel=settings.aml_max_parallel,
+    )
+    return jobs, MLflowModelRegistry(settings.tracking_uri)
 
 
 _lock = threading.Lock()
@@ -43,6 +116,12 @@ def get_services() -> Services:
     with _lock:
         if _current is None:
             _current = build_services(load_settings())
+        return _current
+
+
+def get_services_if_built() -> Services | None:
+    """The process-wide ``Services`` if something built them already (for shutdown)."""
+    with _lock:
         return _current
 
 

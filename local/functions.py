@@ -7,7 +7,8 @@ message naming the function and the binding, not later at the first invocation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,8 +90,26 @@ class FunctionSpec:
         return f"activity {self.durable_name}"
 
 
-def _binding(raw: Any) -> Binding:
-    d = {k: _plain(v) for k, v in raw.get_dict_repr().items()}
+_APP_SETTING = re.compile(r"%([A-Za-z0-9_]+)%")
+
+
+def _resolve(value: Any, environ: Mapping[str, str], missing: list[str]) -> Any:
+    """Binding expressions ``%NAME%`` take the app setting ``NAME``, as the host resolves them."""
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in environ:
+            missing.append(name)
+            return m.group(0)
+        return environ[name]
+
+    return _APP_SETTING.sub(sub, value)
+
+
+def _binding(raw: Any, environ: Mapping[str, str], missing: list[str]) -> Binding:
+    d = {k: _resolve(_plain(v), environ, missing) for k, v in raw.get_dict_repr().items()}
     return Binding(
         name=str(d.pop("name")),
         type=str(d.pop("type")),
@@ -99,13 +118,50 @@ def _binding(raw: Any) -> Binding:
     )
 
 
-def index_functions(functions: Iterable[Any]) -> list[FunctionSpec]:
-    """Turn ``app.get_functions()`` into specs; raise ``AppIndexError`` listing every problem."""
+def _trigger_details(trigger: Binding, name: str) -> dict[str, Any]:
+    """The parsed, trigger-specific fields of a ``FunctionSpec``; ``TemplateError`` if bad."""
+    if trigger.type == "httpTrigger":
+        methods = trigger.get("methods")
+        return {
+            "route": RouteTemplate.parse(trigger.get("route") or name),
+            "methods": tuple(str(_plain(m)).upper() for m in methods) if methods else ALL_METHODS,
+            "auth_level": str(trigger.get("authLevel") or "function").lower(),
+        }
+    if trigger.type == "blobTrigger":
+        return {
+            "blob_path": BlobPathTemplate.parse(str(trigger.get("path"))),
+            "blob_connection": trigger.get("connection") or "AzureWebJobsStorage",
+        }
+    if trigger.type == "timerTrigger":
+        return {
+            "schedule": Schedule.parse(str(trigger.get("schedule"))),
+            "run_on_startup": bool(trigger.get("runOnStartup", False)),
+        }
+    if trigger.type == "orchestrationTrigger":
+        return {"durable_name": trigger.get("orchestration") or name}
+    return {"durable_name": trigger.get("activity") or name}
+
+
+def index_functions(
+    functions: Iterable[Any], environ: Mapping[str, str] | None = None
+) -> list[FunctionSpec]:
+    """Turn ``app.get_functions()`` into specs; raise ``AppIndexError`` listing every problem.
+
+    ``%NAME%`` in binding attributes is replaced by the app setting ``NAME`` from ``environ``.
+    """
+    env: Mapping[str, str] = environ if environ is not None else {}
     specs: list[FunctionSpec] = []
     problems: list[str] = []
     for fn in functions:
         name = fn.get_function_name()
-        bindings = tuple(_binding(b) for b in fn.get_bindings())
+        missing: list[str] = []
+        bindings = tuple(_binding(b, env, missing) for b in fn.get_bindings())
+        if missing:
+            problems.append(
+                f"{name}: app setting(s) {', '.join(sorted(set(missing)))} used as %NAME% "
+                "in its bindings are not set"
+            )
+            continue
         triggers = [b for b in bindings if b.type.endswith("Trigger")]
         if len(triggers) != 1:
             problems.append(f"{name}: expected exactly one trigger, found {len(triggers)}")
@@ -128,26 +184,8 @@ def index_functions(functions: Iterable[Any]) -> list[FunctionSpec]:
             kinds = ", ".join(f"{b.type} ({b.direction})" for b in unsupported)
             problems.append(f"{name}: binding(s) {kinds} are not supported by the local host")
             continue
-        kwargs: dict[str, Any] = {}
         try:
-            if trigger.type == "httpTrigger":
-                route = trigger.get("route") or name
-                methods = trigger.get("methods")
-                kwargs["route"] = RouteTemplate.parse(route)
-                kwargs["methods"] = (
-                    tuple(str(_plain(m)).upper() for m in methods) if methods else ALL_METHODS
-                )
-                kwargs["auth_level"] = str(trigger.get("authLevel") or "function").lower()
-            elif trigger.type == "blobTrigger":
-                kwargs["blob_path"] = BlobPathTemplate.parse(str(trigger.get("path")))
-                kwargs["blob_connection"] = trigger.get("connection") or "AzureWebJobsStorage"
-            elif trigger.type == "timerTrigger":
-                kwargs["schedule"] = Schedule.parse(str(trigger.get("schedule")))
-                kwargs["run_on_startup"] = bool(trigger.get("runOnStartup", False))
-            elif trigger.type == "orchestrationTrigger":
-                kwargs["durable_name"] = trigger.get("orchestration") or name
-            elif trigger.type == "activityTrigger":
-                kwargs["durable_name"] = trigger.get("activity") or name
+            kwargs = _trigger_details(trigger, name)
         except TemplateError as exc:
             problems.append(f"{name}: {exc}")
             continue

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +75,8 @@ class HostConfig:
     blob_poll_interval: float = 1.0
     max_blob_attempts: int = 5
     durable_concurrency: int = 16
+    # Local stand-ins for Event Grid topics: topic -> {function name: [event types]}.
+    topics: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,7 +97,7 @@ class LocalFunctionsHost:
 
     def __init__(self, functions: list[Any], config: HostConfig) -> None:
         self.config = config
-        self.specs: list[FunctionSpec] = index_functions(functions)
+        self.specs: list[FunctionSpec] = index_functions(functions, config.environ)
         self.by_name = {s.name: s for s in self.specs}
         self.keys = HostKeys.load_or_create(config.state_dir / "host-keys.json")
         self.blob_stats: dict[str, BlobTriggerStats] = {
@@ -209,6 +211,7 @@ class LocalFunctionsHost:
         app.router.add_route("*", "/api/{tail:.*}", self._handle_http)
         app.router.add_route("*", "/api", self._handle_http)
         app.router.add_route("*", "/runtime/webhooks/eventgrid", self._handle_eventgrid)
+        app.router.add_post("/runtime/local/topics/{topic}", self._handle_topic)
         app.router.add_get("/admin/host/status", self._handle_host_status)
         app.router.add_get("/admin/functions", self._handle_list_functions)
         app.router.add_post("/admin/functions/{name}", self._handle_admin_invoke)
@@ -449,6 +452,53 @@ class LocalFunctionsHost:
                 500, "function_failed", f"function {spec.name} failed", event_ids=failed
             )
         return web.json_response({"delivered": len(events)})
+
+    def topic_url(self, topic: str) -> str:
+        """Where a local publisher posts events for ``topic`` (the Event Grid topic stand-in)."""
+        key = quote(self.keys.system_keys["eventgrid_extension"])
+        return f"{self.base_url}/runtime/local/topics/{quote(topic)}?code={key}"
+
+    async def _handle_topic(self, request: web.Request) -> web.StreamResponse:
+        """Deliver a batch to every function subscribed to each event's type.
+
+        This plays Event Grid's part locally: the subscriptions are the host's ``topics``
+        table, each delivery goes through the same webhook handling as a real push, and the
+        publisher sees a failure (500) if any subscriber failed, so it can retry.
+        """
+        topic = request.match_info["topic"]
+        subscriptions = self.config.topics.get(topic)
+        if subscriptions is None:
+            return json_error(404, "not_found", f"no local topic {topic!r}")
+        if not self.keys.allows_system("eventgrid_extension", self._presented_key(request)):
+            return json_error(401, "unauthorized", "topics need the eventgrid_extension key")
+        raw = await request.read()
+        try:
+            payload = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return json_error(400, "bad_json", f"the body is not valid JSON: {exc}")
+        events = [payload] if isinstance(payload, dict) else payload
+        if not isinstance(events, list):
+            return json_error(400, "bad_payload", "expected an event object or an array")
+        delivered = 0
+        failed: list[str] = []
+        for event in events:
+            if _event_problem(event) is not None:
+                return json_error(400, "bad_event", str(_event_problem(event)))
+            kind = event.get("type") if "specversion" in event else event.get("eventType")
+            for function, kinds in subscriptions.items():
+                spec = self.by_name.get(function)
+                if spec is None or kind not in kinds:
+                    continue
+                inv = invoke.Invocation(trigger=invoke.j(event), inputs=self._extra_inputs(spec))
+                try:
+                    await invoke.call_async(spec, inv)
+                    delivered += 1
+                except Exception:
+                    log.exception("function %s failed on event %s", function, event.get("id"))
+                    failed.append(f"{function}:{event.get('id')}")
+        if failed:
+            return json_error(500, "delivery_failed", "some subscribers failed", failed=failed)
+        return web.json_response({"events": len(events), "deliveries": delivered})
 
     # ------------------------------------------------------------------ blob triggers
 

@@ -18,10 +18,21 @@ from typing import Any
 
 from local.azurite import REPO_ROOT, Azurite
 from local.host import HostConfig, LocalFunctionsHost
+from local.keys import HostKeys
+from local.processes import free_port
+from local.smtp import LocalSmtpServer
 
 log = logging.getLogger("local.runtime")
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
+AML_TOPIC = "aml"
+LOCAL_POLLING = {
+    "MLOPS_POLL_FIRST_SECONDS": "2",
+    "MLOPS_POLL_MIN_SECONDS": "2",
+    "MLOPS_POLL_MAX_SECONDS": "20",
+    "MLOPS_POLL_GROWTH": "0.1",
+    "MLOPS_JOB_TIMEOUT_MINUTES": "30",
+}
 APP_CONTAINERS = ("MLOPS_RAW_CONTAINER", "MLOPS_CONDITIONED_CONTAINER",
                   "MLOPS_QUARANTINE_CONTAINER", "MLOPS_FORECASTS_CONTAINER")  # fmt: skip
 
@@ -50,6 +61,7 @@ class LocalRuntime:
     blob_poll_interval: float = 1.0
     overrides: Mapping[str, str] = field(default_factory=dict)
     azurite: Azurite | None = None
+    smtp: LocalSmtpServer | None = None
     host: LocalFunctionsHost | None = None
     environ: dict[str, str] = field(default_factory=dict)
 
@@ -61,7 +73,10 @@ class LocalRuntime:
         try:
             location = self.state_dir / "azurite" if self.persist_storage else None
             self.azurite = Azurite(location=location).start()
-            env = self._environment(self.azurite)
+            self.smtp = LocalSmtpServer(self.state_dir).start()
+            port = self.port or free_port()
+            keys = HostKeys.load_or_create(self.state_dir / "host-keys.json")
+            env = self._environment(self.azurite, self.smtp, port, keys)
             os.environ.update(env)
             self.environ = env
             settings = load_settings(os.environ)  # fails listing every bad key
@@ -69,13 +84,15 @@ class LocalRuntime:
             self._ensure_containers(env)
 
             import function_app
+            from triggers.aml_events import SUBSCRIPTIONS
 
             config = HostConfig(
                 state_dir=self.state_dir,
                 environ=os.environ,
                 task_hub=settings.task_hub,
-                port=self.port,
+                port=port,
                 blob_poll_interval=self.blob_poll_interval,
+                topics={AML_TOPIC: {f: tuple(map(str, t)) for f, t in SUBSCRIPTIONS.items()}},
             )
             self.host = LocalFunctionsHost(function_app.app.get_functions(), config).start()
         except BaseException:
@@ -83,17 +100,35 @@ class LocalRuntime:
             raise
         return self
 
-    def _environment(self, azurite: Azurite) -> dict[str, str]:
+    def _environment(
+        self, azurite: Azurite, smtp: LocalSmtpServer, port: int, keys: HostKeys
+    ) -> dict[str, str]:
         env = {
             "MLOPS_ENVIRONMENT": "local",
             "MLOPS_LOCAL_DIR": str(self.state_dir),
             "FUNCTIONS_WORKER_RUNTIME": "python",
+            # Local jobs take seconds to minutes, not hours: poll them accordingly.
+            **{k: v for k, v in LOCAL_POLLING.items() if k not in os.environ},
         }
         env.update(read_local_settings(REPO_ROOT / "local.settings.json"))
         env.update(self.overrides)
-        # Storage always points at this Azurite, whatever the settings file says.
+        # Binding expressions (%NAME%) need every setting present, defaults included, as an
+        # app setting would be in Azure.
+        from adapters.settings import SETTINGS
+
+        for spec in SETTINGS:
+            if spec.default is not None:
+                env.setdefault(spec.key, os.environ.get(spec.key) or spec.default)
+        # Storage, mail and Azure ML events always point at the parts this runtime started.
         env["AzureWebJobsStorage"] = azurite.connection_string
         env["MLOPS_DATALAKE"] = azurite.connection_string
+        env["MLOPS_ALERT_TRANSPORT"] = "smtp"
+        env["MLOPS_SMTP_HOST"] = "127.0.0.1"
+        env["MLOPS_SMTP_PORT"] = str(smtp.port)
+        env["MLOPS_AML_EVENTS_URL"] = (
+            f"http://127.0.0.1:{port}/runtime/local/topics/{AML_TOPIC}"
+            f"?code={keys.system_keys['eventgrid_extension']}"
+        )
         return env
 
     def _ensure_containers(self, env: Mapping[str, str]) -> None:
@@ -113,6 +148,15 @@ class LocalRuntime:
         if self.host is not None:
             self.host.stop()
             self.host = None
+        from adapters.services import get_services_if_built
+
+        services = get_services_if_built()
+        close = getattr(services.pipeline_jobs, "close", None) if services else None
+        if close is not None:
+            close(timeout=10)
+        if self.smtp is not None:
+            self.smtp.stop()
+            self.smtp = None
         if self.azurite is not None:
             self.azurite.stop()
             self.azurite = None
@@ -144,6 +188,8 @@ class LocalRuntime:
             "keys_file": str(self.state_dir / "host-keys.json"),
             "master_key": host.keys.master,
             "function_key": host.keys.default_function_key,
+            "mail_dir": str(self.smtp.mail_dir) if self.smtp else None,
+            "smtp_port": self.smtp.port if self.smtp else None,
             "azurite": {
                 "blob": self.azurite.blob_endpoint,
                 "queue": self.azurite.queue_endpoint,

@@ -59,3 +59,23 @@ def test_a_bad_schedule_names_the_function() -> None:
 
     with pytest.raises(AppIndexError, match="bad_timer: schedule 'whenever'"):
         index_functions(app.get_functions())
+
+
+def test_app_settings_in_binding_expressions_are_resolved_or_named() -> None:
+    app = func.FunctionApp()
+
+    @app.timer_trigger(arg_name="t", schedule="%MY_SCHEDULE%")
+    def scheduled(t: func.TimerRequest) -> None:
+        return None
+
+    (spec,) = index_functions(app.get_functions(), {"MY_SCHEDULE": "0 */5 * * * *"})
+    assert spec.schedule is not None and spec.schedule.expression == "0 */5 * * * *"
+
+    app2 = func.FunctionApp()
+
+    @app2.timer_trigger(arg_name="t", schedule="%NOT_SET%")
+    def unscheduled(t: func.TimerRequest) -> None:
+        return None
+
+    with pytest.raises(AppIndexError, match=r"unscheduled: app setting\(s\) NOT_SET"):
+        index_functions(app2.get_functions(), {})

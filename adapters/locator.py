@@ -1,0 +1,91 @@
+"""Where a pipeline job finds conditioned data: the ``DatasetLocator`` port.
+
+In Azure a pipeline input is a datastore URI over the data lake's conditioned container, so
+the job reads the data where it lies. Locally the executor runs steps as subprocesses that read
+folders, so ``LocalDatasetLocator`` materialises the chosen dataset versions from the data lake
+(Azurite) into a folder under ``.local/`` — once per version, then reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from adapters.datalake import DataLake
+    from adapters.datasets import DatasetVersion
+
+
+class DatasetLocator(Protocol):
+    def folder_for(self, source: str, versions: Sequence[DatasetVersion]) -> str:
+        """A ``uri_folder`` input holding exactly the CSV files of ``versions`` of ``source``."""
+        ...
+
+
+class AzureMLDatastoreLocator:
+    """``azureml://datastores/<datastore>/paths/<source>/`` (all its versions).
+
+    The datastore is registered over the data lake's conditioned container (a datastore is
+    bound to one container), so paths inside it start at the source.
+    """
+
+    def __init__(self, datastore: str) -> None:
+        self._datastore = datastore
+
+    def folder_for(self, source: str, versions: Sequence[DatasetVersion]) -> str:
+        return f"azureml://datastores/{self._datastore}/paths/{source}/"
+
+
+class LocalDatasetLocator:
+    """Copies each version's files out of the data lake once, then links a folder per selection.
+
+    Layout: ``<root>/cache/<source>/<version>/<file>`` (the copies) and
+    ``<root>/<source>/<selection hash>/<version>/<file>`` (hard links; the input folder).
+    """
+
+    def __init__(self, lake: DataLake, container: str, root: Path) -> None:
+        self._lake = lake
+        self._container = container
+        self._root = root
+
+    def _cached(self, source: str, version: DatasetVersion) -> list[Path]:
+        folder = self._root / "cache" / source / version.dataset_version
+        done = folder / ".complete"
+        if done.exists():
+            return sorted(p for p in folder.iterdir() if p.name != ".complete")
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for blob in version.files:
+            if not blob.endswith(".csv"):
+                continue
+            target = tmp / Path(blob).name
+            with self._lake.open(self._container, blob) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+        (tmp / ".complete").touch()
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        return sorted(p for p in folder.iterdir() if p.name != ".complete")
+
+    def folder_for(self, source: str, versions: Sequence[DatasetVersion]) -> str:
+        ids = sorted(v.dataset_version for v in versions)
+        selection = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+        folder = self._root / source / selection
+        if (folder / ".complete").exists():
+            return str(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for version in versions:
+            target = tmp / version.dataset_version
+            target.mkdir(parents=True)
+            for path in self._cached(source, version):
+                os.link(path, target / path.name)
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / ".complete").touch()
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        return str(folder)

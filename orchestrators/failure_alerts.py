@@ -1,0 +1,122 @@
+"""Failed Azure ML jobs become alerts, from whichever path notices first.
+
+Two paths see a failure: the Event Grid handler (``RunStatusChanged``) and the orchestration
+that polls the job (Azure ML may emit no event at all). Both build the alert with the same id,
+``job-<job name>-<status>``, so the outbox records it once and Ops gets one email; the alert
+policy also deduplicates by signature (pipeline, segment, failure kind) across jobs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from adapters.alerts import AlertSettings
+from orchestrators.alert_content import studio_run_url
+from orchestrators.alert_policy import Alert, AlertPolicy, FailureKind
+
+if TYPE_CHECKING:
+    from adapters.services import Services
+    from orchestrators.alerting import FlushReport
+    from orchestrators.aml_events import AmlEvent, SendAlert
+
+
+def _policy(services: Services) -> AlertPolicy:
+    from orchestrators.alerting import policy_from_settings
+
+    return policy_from_settings(AlertSettings.from_settings(services.settings))
+
+
+def job_link(services: Services, job_name: str) -> str:
+    """Where a person sees the job: Azure ML studio, or the local job record."""
+    s = services.settings
+    if s.environment == "azure" and s.aml_subscription_id:
+        return studio_run_url(job_name, s.aml_subscription_id, s.aml_resource_group,
+                              s.aml_workspace)  # fmt: skip
+    return str(s.local_root / "aml" / "jobs" / job_name / "job.json")
+
+
+def _job_details(services: Services, job_name: str) -> tuple[str, str]:
+    """(log excerpt, failed step) from the job's record; empty when it cannot be read."""
+    if services.pipeline_jobs is None or not job_name:
+        return "", ""
+    try:
+        info = services.pipeline_jobs.status(job_name)
+    except Exception:  # noqa: BLE001 - an alert without an excerpt beats no alert
+        return "", ""
+    return info.error, info.failed_step
+
+
+def _raise(services: Services, alert: Alert) -> dict[str, Any]:
+    from orchestrators.alerting import raise_alert
+
+    assert services.alert_store is not None and services.notifier is not None
+    outcome = raise_alert(
+        alert,
+        store=services.alert_store,
+        notifier=services.notifier,
+        now=datetime.now(UTC),
+        policy=_policy(services),
+    )
+    return {"alert_id": outcome.alert_id, "action": outcome.action}
+
+
+def alert_for_job_failure(services: Services, request: dict[str, Any]) -> dict[str, Any]:
+    """From an orchestration: ``{"pipeline", "segment", "job_name", "status", "timed_out",
+    "error", "failed_step"}``."""
+    job_name = str(request.get("job_name", ""))
+    status = str(request.get("status", "Failed"))
+    excerpt, step = _job_details(services, job_name)
+    kind = FailureKind.TIMED_OUT if request.get("timed_out") else FailureKind.from_status(status)
+    failed_step = request.get("failed_step") or step
+    detail = str(request.get("error") or f"the job ended {status}")
+    if failed_step:
+        detail = f"step '{failed_step}' failed: {detail}"
+    alert = Alert(
+        id=f"job-{job_name}-{status}",
+        kind=kind,
+        pipeline=str(request.get("pipeline", "")),
+        segment=str(request.get("segment", "")),
+        occurred_at=datetime.now(UTC),
+        job_name=job_name,
+        link=job_link(services, job_name),
+        last_status=status,
+        log_excerpt=excerpt or str(request.get("error", "")),
+        detail=detail,
+    )
+    return _raise(services, alert)
+
+
+def alert_for_failed_run(services: Services, reaction: SendAlert, event: AmlEvent) -> str:
+    """From the Event Grid handler; returns what happened, for the log line."""
+    excerpt, step = _job_details(services, reaction.run_id)
+    alert = Alert(
+        id=f"job-{reaction.run_id}-{reaction.status}",
+        kind=FailureKind.from_status(reaction.status),
+        pipeline=reaction.pipeline or reaction.experiment or "unknown",
+        segment=reaction.segment,
+        occurred_at=event.time or datetime.now(UTC),
+        job_name=reaction.run_id,
+        link=job_link(services, reaction.run_id),
+        last_status=reaction.status,
+        log_excerpt=excerpt,
+        detail=f"step '{step}' failed" if step else f"the run ended {reaction.status}",
+    )
+    result = _raise(services, alert)
+    return str(result["action"])
+
+
+def flush_alerts(services: Services) -> FlushReport | None:
+    """Retry pending alerts and send a due digest; ``None`` when there was nothing to do."""
+    from orchestrators.alerting import flush_pending
+
+    assert services.alert_store is not None and services.notifier is not None
+    report = flush_pending(
+        store=services.alert_store,
+        notifier=services.notifier,
+        now=datetime.now(UTC),
+        policy=_policy(services),
+    )
+    if not (report.sent or report.retrying or report.failed or report.digest_id):
+        return None
+    return report

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.errors import BadInputError
+from orchestrators.aml_events import (
+    Ignore,
+    RecordTelemetry,
+    SendAlert,
+    StartModelTest,
+    StartRetrain,
+    parse_event,
+    parse_time,
+    plan_reaction,
+)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "events"
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    body = json.loads(path.read_text(encoding="utf-8"))
+    return body if isinstance(body, list) else [body]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2017-06-26T18:41:00.9584103Z", datetime(2017, 6, 26, 18, 41, 0, 958410, tzinfo=UTC)),
+        ("2019-10-20T17:08:08.467191+00:00", datetime(2019, 10, 20, 17, 8, 8, 467191, tzinfo=UTC)),
+        ("2026-11-23T08:00:00Z", datetime(2026, 11, 23, 8, tzinfo=UTC)),
+        ("2026-11-23T09:00:00+01:00", datetime(2026, 11, 23, 8, tzinfo=UTC)),
+        ("2026-11-23T08:00:00", datetime(2026, 11, 23, 8, tzinfo=UTC)),
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_times(text: Any, expected: datetime | None) -> None:
+    assert parse_time(text) == expected
+
+
+def test_model_registered_with_mixed_case_and_string_version() -> None:
+    (raw,) = load(FIXTURES / "model_registered_mixed_case.json")
+    event = parse_event(raw)
+    assert event.time == datetime(2026, 11, 23, 6, 12, 44, 123456, tzinfo=UTC)
+    assert event.workspace == {
+        "subscription": "00000000-0000-0000-0000-000000000001",
+        "resource_group": "rg-mlops-dev",
+        "workspace": "mlw-forecast-dev",
+    }
+    assert plan_reaction(event) == StartModelTest(
+        "demand-r01-large-fast", "7", {"segment": "r01-large-fast", "gate": "champion"}
+    )
+
+
+def test_model_registered_falls_back_to_the_subject() -> None:
+    event = parse_event(
+        {
+            "id": "1",
+            "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
+            "subject": "models/name:with:colons:12",
+            "data": {},
+        }
+    )
+    assert plan_reaction(event) == StartModelTest("name:with:colons", "12", {})
+
+
+def test_failed_run_as_a_cloudevent_becomes_an_alert() -> None:
+    (raw,) = load(FIXTURES / "run_status_failed_cloudevent.json")
+    reaction = plan_reaction(parse_event(raw))
+    assert isinstance(reaction, SendAlert)
+    assert (reaction.segment, reaction.pipeline, reaction.status) == (
+        "r02-small-slow",
+        "train",
+        "Failed",
+    )
+    assert reaction.run_id == "train_r02_small_slow_1700000000"
+
+
+@pytest.mark.parametrize(
+    "status", ["Failed", "failed", "Canceled", "NotResponding", "Not Responding"]
+)
+def test_every_terminal_failure_alerts(status: str) -> None:
+    event = parse_event(
+        {
+            "id": "x",
+            "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+            "data": {"runStatus": status, "runId": "r", "experimentName": "e"},
+        }
+    )
+    assert isinstance(plan_reaction(event), SendAlert)
+
+
+@pytest.mark.parametrize("status", ["Running", "Queued", "Completed", "Finalizing", ""])
+def test_other_statuses_need_no_action(status: str) -> None:
+    event = parse_event(
+        {
+            "id": "x",
+            "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+            "data": {"RunStatus": status},
+        }
+    )
+    assert isinstance(plan_reaction(event), Ignore)
+
+
+def test_monitor_breach_retrains_instead_of_alerting() -> None:
+    (raw,) = load(FIXTURES / "run_status_monitor_breach.json")
+    reaction = plan_reaction(parse_event(raw))
+    assert isinstance(reaction, StartRetrain)
+    assert (reaction.reason, reaction.segment) == ("monitor_breach", "r03-large-slow")
+
+
+def test_unknown_and_deployed_types_are_ignored_not_errors() -> None:
+    for kind in (
+        "Microsoft.Storage.BlobCreated",
+        "Microsoft.MachineLearningServices.ModelDeployed",
+    ):
+        reaction = plan_reaction(parse_event({"id": "1", "eventType": kind, "data": {}}))
+        assert isinstance(reaction, Ignore)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        {"id": "1"},
+        {"id": "1", "eventType": "x", "data": [1, 2]},
+        {"specversion": "1.0", "id": "1", "source": "s"},
+        {"eventType": "x", "data": {}},
+    ],
+)
+def test_unusable_events_are_bad_input(raw: dict[str, Any]) -> None:
+    with pytest.raises(BadInputError):
+        parse_event(raw)
+
+
+# ------------------------------------------------------------------ real payloads
+
+
+EXPECTED_BY_TYPE = {
+    "Microsoft.MachineLearningServices.ModelRegistered": StartModelTest,
+    "Microsoft.MachineLearningServices.DatasetDriftDetected": StartRetrain,
+    "Microsoft.MachineLearningServices.RunCompleted": RecordTelemetry,
+    "Microsoft.MachineLearningServices.ModelDeployed": Ignore,
+}
+
+
+def test_every_real_payload_parses_and_plans(shared_data: Path) -> None:
+    files = sorted((shared_data / "events").rglob("*.json"))
+    assert files
+    planned = 0
+    for path in files:
+        if "expected-response" in path.name:
+            continue
+        for raw in load(path):
+            if not raw.get("id") or not (raw.get("eventType") or raw.get("type")):
+                with pytest.raises(BadInputError):
+                    parse_event(raw)
+                continue
+            event = parse_event(raw)
+            reaction = plan_reaction(event)
+            expected = EXPECTED_BY_TYPE.get(event.type)
+            if expected is not None:
+                assert isinstance(reaction, expected), (path.name, reaction)
+            planned += 1
+    assert planned >= 20
+
+
+def test_real_model_registered_payloads_give_name_and_version(shared_data: Path) -> None:
+    seen = set()
+    for path in (shared_data / "events").rglob("*ModelRegistered*.json"):
+        for raw in load(path):
+            reaction = plan_reaction(parse_event(raw))
+            assert isinstance(reaction, StartModelTest)
+            assert reaction.model_name and reaction.model_version.isdigit()
+            seen.add((reaction.model_name, reaction.model_version))
+    assert ("sklearn_regression_model", "20") in seen and ("ncd-sklearn-model", "1") in seen
+
+
+def test_real_run_status_captures(shared_data: Path) -> None:
+    running = load(
+        shared_data
+        / "events/sdk-test-captures/Microsoft.MachineLearningServices.RunStatusChanged.json"
+    )[0]
+    assert isinstance(plan_reaction(parse_event(running)), Ignore)
+    docs = load(
+        shared_data
+        / "events/docs-eventgrid-schema/Microsoft.MachineLearningServices.RunStatusChanged.json"
+    )[0]
+    assert isinstance(plan_reaction(parse_event(docs)), SendAlert)  # runStatus "failed"

@@ -1,0 +1,184 @@
+"""Event Grid handlers for Azure ML workspace events, one function per concern.
+
+Each handler is thin: turn the binding into plain data, plan the reaction (pure), start an
+orchestration or raise an alert, log one line. They are idempotent by event id — Event Grid
+delivers at least once and out of order:
+
+* orchestrations start under ids derived from the event (model + version, event id), so a
+  redelivery finds the instance that already exists;
+* alerts are keyed by the event id in the alert outbox.
+
+They return quickly (start work, never do it inline) and never fail on an event they do not
+understand: that is logged and acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from adapters.errors import BadInputError
+from adapters.events import AzureMLEventType
+from orchestrators.aml_events import (
+    AmlEvent,
+    Ignore,
+    RecordTelemetry,
+    SendAlert,
+    StartModelTest,
+    StartRetrain,
+    parse_event,
+    plan_reaction,
+)
+from orchestrators.policies import Segment, window_start
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+# Which event types each function subscribes to. The Bicep's Event Grid subscriptions and
+# the local runtime's event router are both checked against this table.
+SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "on_model_registered": (AzureMLEventType.MODEL_REGISTERED,),
+    "on_run_status_changed": (AzureMLEventType.RUN_STATUS_CHANGED,),
+    "on_dataset_drift_detected": (AzureMLEventType.DATASET_DRIFT_DETECTED,),
+    "on_run_completed": (AzureMLEventType.RUN_COMPLETED,),
+}
+
+
+def event_as_dict(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:
+    """The binding object back as the wire dict the pure parser reads."""
+    if isinstance(event, func.CloudEvent):
+        return {
+            "specversion": event.specversion,
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "time": event.time.isoformat() if event.time else None,
+            "data": event.get_json(),
+        }
+    return {
+        "id": event.id,
+        "topic": event.topic,
+        "subject": event.subject,
+        "eventType": event.event_type,
+        "eventTime": event.event_time.isoformat() if event.event_time else None,
+        "data": event.get_json(),
+    }
+
+
+def _parse(event: func.EventGridEvent | func.CloudEvent) -> AmlEvent | None:
+    try:
+        return parse_event(event_as_dict(event))
+    except BadInputError as exc:
+        # Redelivering an unusable event cannot help: acknowledge it and say why.
+        log.warning("event %s ignored: %s", getattr(event, "id", "?"), exc)
+        return None
+
+
+async def start_once(
+    client: df.DurableOrchestrationClient, orchestrator: str, instance_id: str, payload: Any
+) -> bool:
+    """Start ``orchestrator`` as ``instance_id`` unless that instance exists already."""
+    status = await client.get_status(instance_id)
+    if getattr(status, "runtime_status", None) is not None:
+        return False
+    await client.start_new(orchestrator, instance_id, payload)
+    return True
+
+
+def _options() -> dict[str, Any]:
+    from adapters.services import get_services
+
+    return get_services().settings.automation.orchestration_options()
+
+
+async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
+    reaction = plan_reaction(event)
+    if isinstance(reaction, StartModelTest):
+        instance = f"model_test-{reaction.model_name}-{reaction.model_version}"
+        started = await start_once(
+            client,
+            "run_model_test",
+            instance,
+            {"model_name": reaction.model_name, "model_version": reaction.model_version,
+             "options": _options()},
+        )  # fmt: skip
+        return f"model_test {instance} {'started' if started else 'already exists'}"
+    if isinstance(reaction, StartRetrain):
+        from adapters.services import get_services
+
+        settings = get_services().settings
+        window = timedelta(hours=settings.automation.retrain_window_hours)
+        moment = event.time or datetime.now(UTC)
+        segments = [Segment.parse(reaction.segment).id] if reaction.segment else []
+        instance = f"retrain-{event.id}"
+        started = await start_once(
+            client,
+            "run_retrain",
+            instance,
+            {"segments": segments, "reason": reaction.reason, "source": reaction.source,
+             "window_start": window_start(moment, window).isoformat(), "options": _options()},
+        )  # fmt: skip
+        return f"retrain {instance} ({reaction.reason}) {'started' if started else 'exists'}"
+    if isinstance(reaction, SendAlert):
+        from adapters.services import get_services
+        from orchestrators.failure_alerts import alert_for_failed_run
+
+        outcome = alert_for_failed_run(get_services(), reaction, event)
+        return f"alert for run {reaction.run_id}: {outcome}"
+    if isinstance(reaction, RecordTelemetry):
+        return f"run {reaction.run_id} of {reaction.experiment} completed"
+    assert isinstance(reaction, Ignore)
+    return f"ignored: {reaction.reason}"
+
+
+async def _handle(
+    function: str,
+    event: func.EventGridEvent | func.CloudEvent,
+    client: df.DurableOrchestrationClient,
+) -> None:
+    parsed = _parse(event)
+    if parsed is None:
+        return
+    if parsed.type not in SUBSCRIPTIONS[function]:
+        log.info("%s: event %s of type %s is not for this handler", function, parsed.id,
+                 parsed.type)  # fmt: skip
+        return
+    outcome = await _react(parsed, client)
+    log.info("%s: event %s (%s): %s", function, parsed.id, parsed.subject, outcome)
+
+
+@bp.event_grid_trigger(arg_name="event")
+@bp.durable_client_input(client_name="client")
+async def on_model_registered(
+    event: func.EventGridEvent, client: df.DurableOrchestrationClient
+) -> None:
+    await _handle("on_model_registered", event, client)
+
+
+@bp.event_grid_trigger(arg_name="event")
+@bp.durable_client_input(client_name="client")
+async def on_run_status_changed(
+    event: func.EventGridEvent, client: df.DurableOrchestrationClient
+) -> None:
+    await _handle("on_run_status_changed", event, client)
+
+
+@bp.event_grid_trigger(arg_name="event")
+@bp.durable_client_input(client_name="client")
+async def on_dataset_drift_detected(
+    event: func.EventGridEvent, client: df.DurableOrchestrationClient
+) -> None:
+    await _handle("on_dataset_drift_detected", event, client)
+
+
+@bp.event_grid_trigger(arg_name="event")
+@bp.durable_client_input(client_name="client")
+async def on_run_completed(
+    event: func.EventGridEvent, client: df.DurableOrchestrationClient
+) -> None:
+    await _handle("on_run_completed", event, client)

@@ -1,0 +1,123 @@
+"""Timers: the weekly retrain, the daily staleness check, the drift check, the alert outbox.
+
+Schedules are app settings (``%NAME%``), so operators change them without a deployment.
+Every start is idempotent: instance ids name the week, the day or the dataset version.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from orchestrators.policies import Segment, window_start
+from triggers.aml_events import start_once
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+
+def _week_start(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%MLOPS_WEEKLY_RETRAIN_SCHEDULE%")
+@bp.durable_client_input(client_name="client")
+async def on_weekly_retrain_timer(
+    timer: func.TimerRequest, client: df.DurableOrchestrationClient
+) -> None:
+    from adapters.services import get_services
+
+    settings = get_services().settings
+    regions = settings.automation.regions
+    if not regions:
+        log.warning("weekly retrain skipped: MLOPS_REGIONS names no regions")
+        return
+    week = _week_start(datetime.now(UTC).date() - timedelta(days=7)).isoformat()
+    instance = f"train-weekly-{week}"
+    started = await start_once(
+        client,
+        "run_train",
+        instance,
+        {"segments": [s.id for s in Segment.for_regions(regions)], "week": week, "score": True,
+         "options": settings.automation.orchestration_options()},
+    )  # fmt: skip
+    log.info("weekly retrain %s %s", instance, "started" if started else "already exists")
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%MLOPS_STALENESS_SCHEDULE%")
+@bp.durable_client_input(client_name="client")
+async def on_daily_staleness_timer(
+    timer: func.TimerRequest, client: df.DurableOrchestrationClient
+) -> None:
+    from adapters.services import get_services
+    from orchestrators.maintenance import stale_champions
+
+    services = get_services()
+    now = datetime.now(UTC)
+    stale = stale_champions(services, now)
+    if not stale:
+        log.info("staleness check: no stale champions")
+        return
+    window = timedelta(hours=services.settings.automation.retrain_window_hours)
+    instance = f"retrain-stale-{now.date().isoformat()}"
+    started = await start_once(
+        client,
+        "run_retrain",
+        instance,
+        {"segments": [m.segment for m in stale], "reason": "stale", "source": "staleness check",
+         "window_start": window_start(now, window).isoformat(),
+         "options": services.settings.automation.orchestration_options()},
+    )  # fmt: skip
+    log.info(
+        "staleness check: %d stale (%s); retrain %s %s",
+        len(stale),
+        ", ".join(f"{m.model_name}:{m.version}" for m in stale),
+        instance,
+        "started" if started else "exists",
+    )
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%MLOPS_DRIFT_SCHEDULE%")
+@bp.durable_client_input(client_name="client")
+async def on_drift_check_timer(
+    timer: func.TimerRequest, client: df.DurableOrchestrationClient
+) -> None:
+    from adapters.services import get_services
+    from orchestrators.maintenance import check_drift
+
+    services = get_services()
+    findings = check_drift(services)
+    now = datetime.now(UTC)
+    window = timedelta(hours=services.settings.automation.retrain_window_hours)
+    for finding in findings:
+        worst = finding["features"][0] if finding["features"] else None
+        log.info(
+            "drift check %s/%s: %s",
+            finding["source"],
+            finding["dataset_version"],
+            f"worst PSI {worst['feature']}={worst['psi']}" if worst else "first version",
+        )
+        if not finding["drifted"]:
+            continue
+        instance = f"retrain-drift-{finding['source']}-{finding['dataset_version']}"
+        await start_once(
+            client,
+            "run_retrain",
+            instance,
+            {"segments": [], "reason": "drift", "source": f"{finding['source']} PSI",
+             "window_start": window_start(now, window).isoformat(),
+             "options": services.settings.automation.orchestration_options()},
+        )  # fmt: skip
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%MLOPS_ALERT_FLUSH_SCHEDULE%")
+def on_alert_outbox_timer(timer: func.TimerRequest) -> None:
+    from adapters.services import get_services
+    from orchestrators.failure_alerts import flush_alerts
+
+    report = flush_alerts(get_services())
+    if report:
+        log.info("alert outbox: %s", report)
