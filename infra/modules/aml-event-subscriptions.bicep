@@ -1,0 +1,107 @@
+metadata description = 'Event Grid subscriptions on the Azure ML workspace system topic: one Event Grid-triggered function per concern (ARCHITECTURE F4). Deployed after the code (an AzureFunction destination must name a function that exists).'
+
+@description('Name of the workspace system topic (in this resource group).')
+param systemTopicName string
+
+@description('Resource id of the function app.')
+param functionAppId string
+
+@description('Resource id of the storage account that receives undeliverable events.')
+param deadLetterStorageId string
+
+@description('Container for undeliverable events.')
+param deadLetterContainerName string
+
+// Event Grid ANDs separate advanced filters and ORs the values of one filter, so "terminal failure
+// OR monitor threshold breach" is two subscriptions to the same function. An event matching both is
+// delivered twice with the same id; the handler is idempotent by event id.
+// Keys are the camelCase names real workspaces deliver; string comparisons are case-insensitive.
+var subscriptions = [
+  {
+    name: 'aml-model-registered'
+    functionName: 'on_model_registered'
+    eventTypes: ['Microsoft.MachineLearningServices.ModelRegistered']
+    advancedFilters: []
+  }
+  {
+    name: 'aml-run-terminal-failure'
+    functionName: 'on_run_status_changed'
+    eventTypes: ['Microsoft.MachineLearningServices.RunStatusChanged']
+    advancedFilters: [
+      {
+        operatorType: 'StringIn'
+        key: 'data.runStatus'
+        values: ['Failed', 'Canceled', 'NotResponding']
+      }
+    ]
+  }
+  {
+    name: 'aml-monitor-threshold-breach'
+    functionName: 'on_run_status_changed'
+    eventTypes: ['Microsoft.MachineLearningServices.RunStatusChanged']
+    advancedFilters: [
+      {
+        operatorType: 'StringContains'
+        key: 'data.runTags.azureml_modelmonitor_threshold_breached'
+        values: ['violating metric thresholds']
+      }
+    ]
+  }
+  {
+    name: 'aml-dataset-drift-detected'
+    functionName: 'on_dataset_drift_detected'
+    eventTypes: ['Microsoft.MachineLearningServices.DatasetDriftDetected']
+    advancedFilters: []
+  }
+  {
+    name: 'aml-run-completed'
+    functionName: 'on_run_completed'
+    eventTypes: ['Microsoft.MachineLearningServices.RunCompleted']
+    advancedFilters: []
+  }
+]
+
+resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: systemTopicName
+}
+
+resource eventSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = [
+  for sub in subscriptions: {
+    parent: systemTopic
+    name: sub.name
+    properties: {
+      destination: {
+        endpointType: 'AzureFunction'
+        properties: {
+          resourceId: '${functionAppId}/functions/${sub.functionName}'
+          maxEventsPerBatch: 1
+          preferredBatchSizeInKilobytes: 64
+        }
+      }
+      eventDeliverySchema: 'EventGridSchema'
+      filter: {
+        includedEventTypes: sub.eventTypes
+        advancedFilters: sub.advancedFilters
+      }
+      retryPolicy: {
+        maxDeliveryAttempts: 30
+        eventTimeToLiveInMinutes: 1440
+      }
+      deadLetterWithResourceIdentity: {
+        identity: {
+          type: 'SystemAssigned'
+        }
+        deadLetterDestination: {
+          endpointType: 'StorageBlob'
+          properties: {
+            resourceId: deadLetterStorageId
+            blobContainerName: deadLetterContainerName
+          }
+        }
+      }
+    }
+  }
+]
+
+@description('Names of the subscriptions.')
+output names string[] = [for sub in subscriptions: sub.name]

@@ -1,0 +1,383 @@
+"""The Bicep agrees with the code: settings, connections, containers, Event Grid targets, ADF."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from adapters.settings import DATALAKE_CONNECTION, SETTINGS, STORAGE_CONNECTION
+from tests.infra.app_index import AppIndex, index_app
+from tests.infra.bicep import INFRA, REPO_ROOT, BicepFile, Expr, load, walk_values
+
+# Settings the code reads that the Azure deployment deliberately leaves to their defaults.
+NOT_SET_IN_AZURE = {
+    "MLOPS_LOCAL_DIR": "state folder of the local runtime; unused in Azure",
+    "MLOPS_MLFLOW_TRACKING_URI": "local MLflow store; Azure ML tracks runs itself",
+    "MLOPS_AML_EVENTS_URL": "local executor webhook; Azure ML publishes to Event Grid",
+    "MLOPS_AML_MAX_PARALLEL": "parallel steps of the local executor; Azure ML schedules its own",
+    **{
+        key: "Azure sends alert email through Communication Services (MLOPS_ALERT_TRANSPORT=acs)"
+        for key in (
+            "MLOPS_SMTP_HOST",
+            "MLOPS_SMTP_PORT",
+            "MLOPS_SMTP_STARTTLS",
+            "MLOPS_SMTP_USERNAME",
+            "MLOPS_SMTP_PASSWORD",
+            "MLOPS_SMTP_TIMEOUT_SECONDS",
+        )
+    },
+    "MLOPS_POLL_FIRST_SECONDS": "polling back-off tuned in code; override with appSettingOverrides",
+    "MLOPS_POLL_MIN_SECONDS": "polling back-off tuned in code; override with appSettingOverrides",
+    "MLOPS_POLL_MAX_SECONDS": "polling back-off tuned in code; override with appSettingOverrides",
+    "MLOPS_POLL_GROWTH": "polling back-off tuned in code; override with appSettingOverrides",
+}
+# App settings that are not MLOPS_ settings: the platform, SDKs and telemetry read them.
+PLATFORM_SETTINGS = {
+    "AZURE_CLIENT_ID",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+}
+AML_EVENT = "Microsoft.MachineLearningServices."
+F4_EVENT_TYPES = {
+    AML_EVENT + "ModelRegistered",
+    AML_EVENT + "RunStatusChanged",
+    AML_EVENT + "DatasetDriftDetected",
+    AML_EVENT + "RunCompleted",
+}
+
+
+@pytest.fixture(scope="module")
+def main() -> BicepFile:
+    return load(INFRA / "main.bicep")
+
+
+@pytest.fixture(scope="module")
+def app_settings(main: BicepFile) -> dict[str, Any]:
+    """The function app's settings in main.bicep, references to vars/params resolved."""
+    settings = main.variables["appSettings"]
+    assert isinstance(settings, dict)
+    return {k: main.resolve(v) for k, v in settings.items()}
+
+
+@pytest.fixture(scope="module")
+def app_environ(app_settings: Mapping[str, Any]) -> dict[str, str]:
+    """What the host would see, as far as it is known before deployment."""
+    env = {spec.key: spec.default for spec in SETTINGS if spec.default is not None}
+    env.update(
+        {k: str(v) for k, v in app_settings.items() if not isinstance(v, Expr) and v is not None}
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def app(app_environ: Mapping[str, str]) -> AppIndex:
+    return index_app(app_environ)
+
+
+def test_every_setting_the_code_reads_is_set(app_settings: Mapping[str, Any]) -> None:
+    missing = [
+        spec.key
+        for spec in SETTINGS
+        if spec.key not in app_settings and spec.key not in NOT_SET_IN_AZURE
+    ]
+    assert missing == [], "set them in main.bicep (var appSettings) or explain in NOT_SET_IN_AZURE"
+
+
+def test_settings_left_unset_have_defaults() -> None:
+    by_key = {spec.key: spec for spec in SETTINGS}
+    without_default = [k for k in NOT_SET_IN_AZURE if k in by_key and by_key[k].default is None]
+    assert without_default == []
+
+
+def test_bicep_sets_only_settings_something_reads(app_settings: Mapping[str, Any]) -> None:
+    known = {spec.key for spec in SETTINGS} | PLATFORM_SETTINGS
+    unknown = [
+        key
+        for key in app_settings
+        if "__" not in key and key not in known  # X__y are connection settings
+    ]
+    assert unknown == [], "typo, or a setting adapters/settings.py should declare"
+
+
+def test_literal_setting_values_pass_the_code_s_own_validation(
+    app_settings: Mapping[str, Any],
+) -> None:
+    problems = []
+    for spec in SETTINGS:
+        value = app_settings.get(spec.key)
+        if isinstance(value, str):
+            try:
+                spec.parse(value)
+            except ValueError as exc:
+                problems.append(f"{spec.key}={value!r}: {exc}")
+    assert problems == []
+    assert app_settings["MLOPS_ENVIRONMENT"] == "azure"
+
+
+def test_connections_are_identity_based(app_settings: Mapping[str, Any]) -> None:
+    for conn in (STORAGE_CONNECTION, DATALAKE_CONNECTION):
+        assert conn not in app_settings, f"{conn} must not be a connection string"
+        assert app_settings[f"{conn}__credential"] == "managedidentity"
+        assert app_settings[f"{conn}__clientId"] == Expr("identity.outputs.clientId")
+        # The Event Grid blob trigger and Durable need the queue endpoint, not only blob.
+        assert f"{conn}__blobServiceUri" in app_settings
+        assert f"{conn}__queueServiceUri" in app_settings
+    # Durable Functions keeps its history and instances in tables of the host storage.
+    assert f"{STORAGE_CONNECTION}__tableServiceUri" in app_settings
+    assert app_settings["AZURE_CLIENT_ID"] == Expr("identity.outputs.clientId")
+    auth = app_settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+    assert isinstance(auth, Expr)
+    assert "Authorization=AAD" in auth.text
+
+
+def test_flex_consumption_runtime_is_not_in_app_settings(
+    app_settings: Mapping[str, Any],
+) -> None:
+    forbidden = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"}
+    assert forbidden.isdisjoint(app_settings)
+    module = load(INFRA / "modules" / "function-app.bicep")
+    assert module.param_defaults["pythonVersion"] == "3.11"
+    (app_resource,) = module.resources("Microsoft.Web/sites")
+    config = app_resource.body["properties"]["functionAppConfig"]
+    assert config["runtime"]["name"] == "python"
+    assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
+
+
+def test_storage_accounts_disable_shared_keys_and_old_tls() -> None:
+    module = load(INFRA / "modules" / "storage-account.bicep")
+    (account,) = module.resources("Microsoft.Storage/storageAccounts")
+    props = account.body["properties"]
+    assert props["allowSharedKeyAccess"] is False
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    assert props["allowBlobPublicAccess"] is False
+
+
+def test_application_insights_disables_local_auth() -> None:
+    module = load(INFRA / "modules" / "monitoring.bicep")
+    (component,) = module.resources("Microsoft.Insights/components")
+    assert component.body["properties"]["DisableLocalAuth"] is True
+
+
+def test_every_container_the_code_uses_is_created(
+    main: BicepFile, app_settings: Mapping[str, Any]
+) -> None:
+    (lake,) = main.modules("modules/storage-account.bicep")[1:2]
+    assert lake.symbol == "dataLake"
+    created = {main.resolve(c) for c in lake.body["params"]["containers"]}
+    used = {
+        spec.key: app_settings.get(spec.key, spec.default)
+        for spec in SETTINGS
+        if spec.key.endswith("_CONTAINER")
+    }
+    assert used, "adapters.settings declares no containers"
+    not_created = {k: v for k, v in used.items() if v not in created}
+    assert not_created == {}
+
+
+def test_binding_expressions_resolve_from_app_settings(
+    app: AppIndex, app_settings: Mapping[str, Any]
+) -> None:
+    """The host resolves %NAME% from app settings only: a code default does not help it."""
+    referenced: dict[str, set[str]] = {}
+    for fn in app.functions.values():
+        for item in walk_values(list(fn.bindings)):
+            if isinstance(item, str):
+                for name in re.findall(r"%([A-Za-z0-9_]+)%", item):
+                    referenced.setdefault(name, set()).add(fn.name)
+    unset = {name: sorted(fns) for name, fns in referenced.items() if name not in app_settings}
+    assert unset == {}
+
+
+def test_the_app_indexes_with_the_azure_settings(app: AppIndex) -> None:
+    assert app.index_error is None, app.index_error
+
+
+def _aml_subscriptions() -> list[dict[str, Any]]:
+    module = load(INFRA / "modules" / "aml-event-subscriptions.bicep")
+    subs = module.variables["subscriptions"]
+    assert isinstance(subs, list)
+    return subs
+
+
+@pytest.mark.parametrize("sub", _aml_subscriptions(), ids=lambda s: s["name"])
+def test_workspace_subscription_targets_an_event_grid_function(
+    sub: Mapping[str, Any], app: AppIndex
+) -> None:
+    fn = app.functions.get(sub["functionName"])
+    assert fn is not None, f"the app has no function {sub['functionName']}"
+    assert fn.trigger["type"] == "eventGridTrigger"
+    assert set(sub["eventTypes"]) <= F4_EVENT_TYPES
+
+
+def test_workspace_subscriptions_cover_every_f4_event_type() -> None:
+    covered = {t for sub in _aml_subscriptions() for t in sub["eventTypes"]}
+    assert covered == F4_EVENT_TYPES
+
+
+def test_run_status_changed_is_filtered_to_failures_and_monitor_breaches() -> None:
+    filters = [
+        f
+        for sub in _aml_subscriptions()
+        if sub["eventTypes"] == [AML_EVENT + "RunStatusChanged"]
+        for f in sub["advancedFilters"]
+    ]
+    status = [f for f in filters if f["key"] == "data.runStatus"]
+    breach = [f for f in filters if "azureml_modelmonitor_threshold_breached" in f["key"]]
+    assert len(status) == 1
+    assert status[0]["operatorType"] == "StringIn"
+    assert set(status[0]["values"]) == {"Failed", "Canceled", "NotResponding"}
+    assert len(breach) == 1
+    assert breach[0]["operatorType"] == "StringContains"
+
+
+def test_raw_blob_subscription_targets_the_event_grid_blob_trigger(
+    main: BicepFile, app: AppIndex, app_settings: Mapping[str, Any]
+) -> None:
+    module = load(INFRA / "modules" / "blob-event-subscription.bicep")
+    fn = app.functions.get(module.param_defaults["functionName"])
+    assert fn is not None, f"the app has no function {module.param_defaults['functionName']}"
+    trigger = fn.trigger
+    assert trigger["type"] == "blobTrigger"
+    assert str(trigger.get("source")).lower() == "eventgrid"
+    assert trigger.get("connection") == DATALAKE_CONNECTION
+    # The path's container, with %NAME% resolved as the host would.
+    container = re.sub(
+        r"%([A-Za-z0-9_]+)%",
+        lambda m: str(app_settings[m.group(1)]),
+        str(trigger["path"]).split("/", 1)[0],
+    )
+    assert container == main.resolve(main.outputs["AZURE_RAW_CONTAINER_NAME"])
+    (sub,) = module.resources("Microsoft.EventGrid/systemTopics/eventSubscriptions")
+    url = sub.body["properties"]["destination"]["properties"]["endpointUrl"]
+    assert "/runtime/webhooks/blobs?functionName=Host.Functions.${functionName}" in url.text
+    assert sub.body["properties"]["filter"]["includedEventTypes"] == [
+        "Microsoft.Storage.BlobCreated"
+    ]
+    # The topic the subscription hangs off is the data lake's, not the host storage's.
+    (topic,) = main.modules("modules/storage-system-topic.bicep")
+    assert topic.body["params"]["storageAccountName"] == Expr("dataLake.outputs.name")
+
+
+def test_postdeploy_waits_for_every_function_a_subscription_targets() -> None:
+    script = (INFRA / "scripts" / "postdeploy.sh").read_text()
+    match = re.search(r"expected_functions=\(([^)]*)\)", script)
+    assert match is not None
+    waited = set(match.group(1).split())
+    blob = load(INFRA / "modules" / "blob-event-subscription.bicep")
+    targets = {s["functionName"] for s in _aml_subscriptions()}
+    targets.add(blob.param_defaults["functionName"])
+    assert waited == targets
+
+
+def test_postdeploy_reads_only_outputs_main_bicep_declares(main: BicepFile) -> None:
+    script = (INFRA / "scripts" / "postdeploy.sh").read_text()
+    used = set(re.findall(r"\bAZURE_[A-Z_]+", script))
+    assert used <= set(main.outputs)
+
+
+def _adf(relative: str) -> dict[str, Any]:
+    data = json.loads((INFRA / "adf" / relative).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _activities(activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for activity in activities:
+        found.append(activity)
+        props = activity.get("typeProperties", {})
+        for key in ("activities", "ifTrueActivities", "ifFalseActivities"):
+            found.extend(_activities(props.get(key, [])))
+    return found
+
+
+def test_adf_pipeline_starts_polls_and_fails_unless_completed(app: AppIndex) -> None:
+    pipeline = _adf("pipeline/pl_run_orchestration.json")
+    activities = {a["name"]: a for a in _activities(pipeline["properties"]["activities"])}
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for a in activities.values():
+        by_type.setdefault(a["type"], []).append(a)
+
+    (start,) = by_type["AzureFunctionActivity"]
+    assert start["typeProperties"]["method"] == "POST"
+    assert "'orchestrations/'" in start["typeProperties"]["functionName"]["value"]
+
+    (until,) = by_type["Until"]
+    (poll,) = by_type["WebActivity"]
+    assert poll["name"] in {a["name"] for a in until["typeProperties"]["activities"]}
+    assert poll["typeProperties"]["url"]["value"] == (
+        f"@activity('{start['name']}').output.statusQueryGetUri"
+    )
+    assert poll["typeProperties"]["turnOffAsync"] is True
+
+    (check,) = by_type["IfCondition"]
+    assert "'Completed'" in check["typeProperties"]["expression"]["value"]
+    assert [a["type"] for a in check["typeProperties"]["ifFalseActivities"]] == ["Fail"]
+
+    # The route the activity calls exists, takes POST, and accepts the function key.
+    starters = [
+        (name, http)
+        for name, http in app.http.items()
+        if http["route"] and re.fullmatch(r"orchestrations/\{[^}]+\}", http["route"])
+    ]
+    assert starters, "the app has no POST orchestrations/{name} route for ADF to call"
+    assert any("POST" in http["methods"] for _, http in starters)
+    assert all(http["auth_level"] == "function" for _, http in starters)
+
+
+def test_adf_references_resolve_and_bicep_deploys_every_adf_file() -> None:
+    linked = {
+        p.stem: _adf(f"linkedService/{p.name}")
+        for p in (INFRA / "adf").glob("linkedService/*.json")
+    }
+    assert all(doc["name"] == stem for stem, doc in linked.items())
+    pipeline = _adf("pipeline/pl_run_orchestration.json")
+    references = {
+        item["referenceName"]
+        for item in walk_values([pipeline, *linked.values()])
+        if isinstance(item, dict) and item.get("type") == "LinkedServiceReference"
+    }
+    assert references <= set(linked)
+    module = (INFRA / "modules" / "data-factory.bicep").read_text()
+    loaded = set(re.findall(r"loadJsonContent\('\.\./adf/([^']+)'\)", module))
+    on_disk = {p.relative_to(INFRA / "adf").as_posix() for p in (INFRA / "adf").rglob("*.json")}
+    assert loaded == on_disk
+
+
+def test_rbac_grants_the_app_identity_data_roles_only_where_needed() -> None:
+    rbac = load(INFRA / "modules" / "rbac.bicep")
+    scopes = {
+        d.body["scope"].text
+        for d in rbac.resources("Microsoft.Authorization/roleAssignments")
+        if d.body["properties"]["principalId"] == Expr("appPrincipalId")
+    }
+    assert scopes == {
+        "appStorage",
+        "dataLake",
+        "applicationInsights",
+        "keyVault",
+        "communicationService",
+    }
+    aml = load(INFRA / "modules" / "aml-access.bicep")
+    (workspace_role,) = aml.resources("Microsoft.Authorization/roleAssignments")
+    assert workspace_role.body["scope"] == Expr("workspace")
+    assert "azureMlDataScientist" in workspace_role.body["properties"]["roleDefinitionId"].text
+    # AzureML Data Scientist, a built-in role with the same id in every tenant.
+    assert aml.variables["azureMlDataScientist"] == "f6c7c914-8db3-469d-8ca1-694a8f32e121"
+
+
+def test_repo_root_has_azd_project_for_the_function_app() -> None:
+    import yaml
+
+    project = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text())
+    api = project["services"]["api"]
+    assert (api["language"], api["host"], api["project"]) == ("python", "function", ".")
+    assert project["infra"]["module"] == "main"
+    for hook in ("preprovision", "postdeploy"):
+        run = project["hooks"][hook]["posix"]["run"]
+        script = run.split()[-1]
+        assert (REPO_ROOT / script).is_file(), f"{hook}: {script} does not exist"

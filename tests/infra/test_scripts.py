@@ -1,0 +1,155 @@
+"""The azd hook scripts, run against a recording fake of the az CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.infra.bicep import INFRA
+
+FAKE_AZ = r"""#!/usr/bin/env bash
+# Records every call; answers the few queries the scripts make.
+log="$FAKE_AZ_LOG"
+echo "az $*" >>"$log"
+case "$*" in
+  "functionapp function list"*)
+    for fn in $FAKE_FUNCTIONS; do echo "$FAKE_APP/$fn"; done ;;
+  *"systemKeys.blobs_extension"*) echo "blobs-key-123" ;;
+  *"functionKeys.default"*) echo "function-key-456" ;;
+  "deployment group create"*)
+    for arg in "$@"; do
+      case "$arg" in @*) cp "${arg#@}" "$FAKE_AZ_LOG.params.json" ;; esac
+    done ;;
+esac
+"""
+
+FUNCTIONS = (
+    "on_raw_blob_created on_model_registered on_run_status_changed "
+    "on_dataset_drift_detected on_run_completed on_health_get"
+)
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path) -> Path:
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text(FAKE_AZ)
+    (bin_dir / "curl").write_text("#!/usr/bin/env bash\nexit 0\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    return bin_dir
+
+
+def _env(fake_bin: Path, tmp_path: Path, functions: str) -> dict[str, str]:
+    return {
+        "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_AZ_LOG": str(tmp_path / "az.log"),
+        "FAKE_APP": "func-abc",
+        "FAKE_FUNCTIONS": functions,
+        "MLOPS_POSTDEPLOY_ATTEMPTS": "2",
+        "MLOPS_POSTDEPLOY_DELAY_SECONDS": "0",
+        "AZURE_RESOURCE_GROUP": "rg-dev",
+        "AZURE_FUNCTION_APP_NAME": "func-abc",
+        "AZURE_FUNCTION_APP_URL": "https://func-abc.example",
+        "AZURE_KEY_VAULT_NAME": "kv-abc",
+        "AZURE_STORAGE_ACCOUNT_ID": "/subscriptions/s/resourceGroups/rg-dev/providers/x/st",
+        "AZURE_DATALAKE_SYSTEM_TOPIC_NAME": "evgt-dl-abc",
+        "AZURE_DEADLETTER_CONTAINER_NAME": "eventgrid-deadletter",
+        "AZURE_RAW_CONTAINER_NAME": "raw",
+        "AZURE_AML_RESOURCE_GROUP": "rg-ml",
+        "AZURE_AML_SYSTEM_TOPIC_NAME": "evgt-aml-abc",
+    }
+
+
+def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(INFRA / "scripts" / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_postdeploy_stores_the_function_key_and_deploys_the_subscriptions(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    proc = _run("postdeploy.sh", _env(fake_bin, tmp_path, FUNCTIONS))
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / "az.log").read_text().splitlines()
+    secret = [c for c in calls if c.startswith("az keyvault secret set")]
+    assert secret == [
+        "az keyvault secret set --vault-name kv-abc --name function-app-key "
+        "--value function-key-456 --output none"
+    ]
+    (deployment,) = [c for c in calls if c.startswith("az deployment group create")]
+    assert "--resource-group rg-dev" in deployment
+    assert str(INFRA / "event-subscriptions.bicep") in deployment
+    # The key travels in a parameters file, never on the command line or in the output.
+    assert "blobs-key-123" not in deployment
+    assert "blobs-key-123" not in proc.stdout + proc.stderr
+    params = json.loads((tmp_path / "az.log.params.json").read_text())["parameters"]
+    assert params["blobsExtensionKey"]["value"] == "blobs-key-123"
+    assert params["amlSystemTopicName"]["value"] == "evgt-aml-abc"
+    assert params["rawContainerName"]["value"] == "raw"
+
+
+def test_postdeploy_stops_when_a_targeted_function_is_missing(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    proc = _run("postdeploy.sh", _env(fake_bin, tmp_path, "on_health_get on_model_registered"))
+    assert proc.returncode != 0
+    assert "on_raw_blob_created" in proc.stderr
+    calls = (tmp_path / "az.log").read_text()
+    assert "deployment group create" not in calls
+    assert "keyvault secret set" not in calls
+
+
+def test_preprovision_selects_the_parameter_file_of_the_profile(tmp_path: Path) -> None:
+    infra = tmp_path / "infra"
+    (infra / "scripts").mkdir(parents=True)
+    shutil.copy(INFRA / "scripts" / "preprovision.sh", infra / "scripts")
+    for name in ("dev", "prod"):
+        shutil.copy(INFRA / f"main.{name}.parameters.json", infra)
+    env = {
+        "PATH": os.environ["PATH"],
+        "AZURE_ENV_NAME": "dev-alice",
+        "MLOPS_PARAMETERS": "prod",
+        "AML_WORKSPACE_NAME": "mlw",
+        "AML_RESOURCE_GROUP": "rg-ml",
+        "MLOPS_ALERT_TO": "ops@contoso.com",
+    }
+    proc = subprocess.run(
+        ["bash", str(infra / "scripts" / "preprovision.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (infra / "main.parameters.json").read_bytes() == (
+        infra / "main.prod.parameters.json"
+    ).read_bytes()
+
+
+def test_preprovision_names_every_missing_value_and_unknown_profile(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "AZURE_ENV_NAME": "dev"}
+    proc = _run("preprovision.sh", env)
+    assert proc.returncode != 0
+    for name in ("AML_WORKSPACE_NAME", "AML_RESOURCE_GROUP", "MLOPS_ALERT_TO"):
+        assert f"azd env set {name}" in proc.stderr
+    assert not (INFRA / "main.parameters.json").exists()
+    env = {"PATH": os.environ["PATH"], "AZURE_ENV_NAME": "staging"}
+    proc = _run("preprovision.sh", env)
+    assert proc.returncode != 0
+    assert "MLOPS_PARAMETERS" in proc.stderr
+    assert "dev" in proc.stderr and "prod" in proc.stderr
