@@ -7,13 +7,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
 
-.PHONY: help setup run test lint typecheck unit integration e2e clean \
+.PHONY: help setup browser run test lint typecheck unit integration e2e dashboard clean \
 	bench-startup bench-conditioning bench-forecast bench-polling
 
 help:
 	@echo "make run            set up, start the local runtime and run the demo (Ctrl-C stops everything)"
 	@echo "make test           set up, then lint, type-check and run the whole test suite"
+	@echo "make dashboard      build the model-health dashboard into .local/dashboard"
 	@echo "make bench-startup  median import time of function_app against the SDK floor"
+	@echo "make bench-conditioning / bench-forecast / bench-polling   the other benchmarks"
 
 $(VENV)/.installed: $(REQS)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
@@ -29,6 +31,14 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.installed node_modules/.installed
 
+# The dashboard's browser test needs Chromium (Debian's package). Installed when missing and we
+# may (root, e.g. CI); otherwise that test says how to install it and skips outside CI.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: Chromium is missing; the dashboard browser test will skip (apt-get install chromium)"; fi; }
+
 run: setup
 	$(PY) -m local run
 
@@ -39,7 +49,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup lint typecheck
+test: setup browser lint typecheck
 	$(PY) -m pytest
 
 unit: setup
@@ -47,6 +57,9 @@ unit: setup
 
 integration: setup
 	$(PY) -m pytest tests/integration
+
+dashboard: setup
+	$(PY) -m dashboard build --out .local/dashboard
 
 bench-startup: setup
 	$(PY) -m benchmarks.startup

@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from adapters.datasets import DatasetVersion
 
 
+def data_files(container: str, files: Sequence[str]) -> list[str]:
+    """The CSV parts of a registered version inside ``container`` (paths in the container).
+
+    A version's ``files`` are ``container/path`` entries for everything it wrote — its data
+    parts and manifest in the conditioned container, its rejects in quarantine.
+    """
+    prefix = f"{container}/"
+    return [f[len(prefix) :] for f in files if f.startswith(prefix) and f.endswith(".csv")]
+
+
 class DatasetLocator(Protocol):
     def folder_for(self, source: str, versions: Sequence[DatasetVersion]) -> str:
         """A ``uri_folder`` input holding exactly the CSV files of ``versions`` of ``source``."""
@@ -60,9 +70,7 @@ class LocalDatasetLocator:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        for blob in version.files:
-            if not blob.endswith(".csv"):
-                continue
+        for blob in data_files(self._container, version.files):
             target = tmp / Path(blob).name
             with self._lake.open(self._container, blob) as src, target.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)

@@ -115,7 +115,10 @@ def get_services() -> Services:
     global _current
     with _lock:
         if _current is None:
+            from adapters.telemetry import configure_telemetry
+
             _current = build_services(load_settings())
+            configure_telemetry(_current.settings)
         return _current
 
 

@@ -59,6 +59,7 @@ class AutomationSettings:
     drift_psi_threshold: float = 0.2
     training_sources: tuple[str, ...] = ("shipments", "stores", "weather", "events")
     regions: tuple[str, ...] = ()
+    train_on_arrival: bool = False
 
     def orchestration_options(self) -> dict[str, Any]:
         """What an orchestration needs to know of these, as JSON (orchestrators read no env)."""
@@ -276,6 +277,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "MLOPS_REGIONS", _parse_text, "", "regions the weekly retrain covers (comma-separated)"
     ),
     SettingSpec(
+        "MLOPS_TRAIN_ON_ARRIVAL",
+        _parse_bool,
+        "false",
+        "start training when a week's required sources are all conditioned",
+    ),
+    SettingSpec(
         "MLOPS_LOCAL_DIR", _parse_text, ".local", "local runtime state (relative to the repo root)"
     ),
     SettingSpec(
@@ -378,6 +385,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             drift_psi_threshold=values["MLOPS_DRIFT_PSI_THRESHOLD"],
             training_sources=_csv(values["MLOPS_TRAINING_SOURCES"]),
             regions=_csv(values["MLOPS_REGIONS"]),
+            train_on_arrival=values["MLOPS_TRAIN_ON_ARRIVAL"],
         ),
         local_dir=values["MLOPS_LOCAL_DIR"],
         mlflow_tracking_uri=values["MLOPS_MLFLOW_TRACKING_URI"],

@@ -32,6 +32,9 @@ param amlSystemTopicName string = ''
 param regions string = ''
 
 @description('NCRONTAB (UTC) of the weekly retrain.')
+@description('Start training when a week\'s required sources are all conditioned (MLOPS_TRAIN_ON_ARRIVAL); ADF and the weekly timer start it otherwise.')
+param trainOnArrival bool = false
+
 param weeklyRetrainSchedule string = '0 0 6 * * 1'
 
 @description('NCRONTAB (UTC) of the daily staleness check.')
@@ -216,6 +219,7 @@ var appSettings = {
   MLOPS_AML_RESOURCE_GROUP: amlResourceGroupName
   MLOPS_AML_WORKSPACE: amlWorkspaceName
   MLOPS_REGIONS: regions
+  MLOPS_TRAIN_ON_ARRIVAL: string(trainOnArrival)
   MLOPS_WEEKLY_RETRAIN_SCHEDULE: weeklyRetrainSchedule
   MLOPS_STALENESS_SCHEDULE: stalenessSchedule
   MLOPS_DRIFT_SCHEDULE: driftSchedule

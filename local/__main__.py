@@ -33,6 +33,7 @@ def _print_summary(info: dict[str, object]) -> None:
     azurite = info["azurite"]
     assert isinstance(azurite, dict)
     print(f"Azurite blob: {azurite['blob']}  queue: {azurite['queue']}  (pid {azurite['pid']})")
+    print(f"Dashboard: {info['dashboard']}   Mail: {info['mail_dir']}")
     if info.get("durable_management"):
         print(f"Durable management API: {info['durable_management']}{{instanceId}}")
     print(f"\n{len(functions)} function(s):")

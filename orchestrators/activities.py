@@ -100,13 +100,19 @@ def submit_pipeline_job(request: dict[str, Any]) -> dict[str, Any]:
             region=segment.region, store_format=segment.store_format, velocity=segment.velocity
         )
         tags["segment"] = segment.id
-    name = services.pipeline_jobs.submit(
-        PIPELINES[pipeline],
-        inputs,
-        experiment_name=f"forecast-{pipeline.replace('_', '-')}",
-        tags=tags,
-        display_name=f"{pipeline}-{request.get('segment') or 'all'}",
-    )
+    from adapters.telemetry import Correlation, span, trace_carrier
+
+    correlation = Correlation(segment=tags.get("segment", ""))
+    with span(f"aml.{pipeline}", kind="client", parent=request.get("trace"),
+              correlation=correlation):  # fmt: skip
+        tags.update(trace_carrier())  # the job carries the trace into Azure ML
+        name = services.pipeline_jobs.submit(
+            PIPELINES[pipeline],
+            inputs,
+            experiment_name=f"forecast-{pipeline.replace('_', '-')}",
+            tags=tags,
+            display_name=f"{pipeline}-{request.get('segment') or 'all'}",
+        )
     log.info("submitted %s job %s for %s", pipeline, name, request.get("segment") or "all")
     return {"job_name": name}
 
@@ -197,6 +203,16 @@ def apply_gate_verdict(request: dict[str, Any]) -> dict[str, Any]:
     )
     if decision in (CHAMPION, CHALLENGER):
         registry.set_alias(name, decision, str(version))
+    from adapters.telemetry import record_model_quality
+
+    candidate = registry.get(name, str(version))
+    record_model_quality(
+        name,
+        str(version),
+        segment=str(request.get("segment", "")),
+        metrics=candidate.metrics,
+        role=decision,
+    )
     log.info("model %s:%s is %s", name, version, decision)
     return {"model_name": name, "model_version": str(version), "decision": decision}
 

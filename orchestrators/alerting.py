@@ -235,4 +235,10 @@ def _attempt(
     )  # fmt: skip
     store.update(updated)
     log.info("alert email %s sent (attempt %d): %s", record.id, attempts, record.email.subject)
+    from adapters.telemetry import record_alert_sent
+
+    folded = int(record.payload.get("suppressed", 1)) if record.kind == "digest" else 1
+    record_alert_sent(
+        str(record.payload.get("kind", record.kind)), digest=record.kind == "digest", count=folded
+    )
     return updated

@@ -202,6 +202,7 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
             "submit_pipeline_job",
             {
                 "pipeline": "train",
+                "trace": options.get("trace"),
                 "segment": segment,
                 "inputs": req["inputs"],
                 "tags": {
@@ -400,6 +401,7 @@ def run_score(context: df.DurableOrchestrationContext) -> Flow:
             "submit_pipeline_job",
             {
                 "pipeline": "score",
+                "trace": options.get("trace"),
                 "segment": "",
                 "inputs": inputs["inputs"],
                 "tags": {"segments": ",".join(to_score), "scoring_date": scoring_date},
@@ -461,6 +463,7 @@ def run_model_test(context: df.DurableOrchestrationContext) -> Flow:
         "submit_pipeline_job",
         {
             "pipeline": "model_test",
+            "trace": options.get("trace"),
             "segment": inputs.get("segment", ""),
             "inputs": inputs["inputs"],
             "tags": {"model": f"{name}:{version}"},

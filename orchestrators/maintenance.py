@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from adapters.errors import ConflictError, NotFoundError
+from adapters.locator import data_files
 from orchestrators.policies import Segment, is_stale
 
 if TYPE_CHECKING:
@@ -61,10 +62,11 @@ def _sample(services: Services, version: DatasetVersion, features: tuple[str, ..
 
     frames = []
     rows = 0
-    for blob in version.files:
-        if not blob.endswith(".csv") or rows >= MAX_SAMPLE_ROWS:
-            continue
-        data = services.data_lake.read(services.settings.conditioned_container, blob)
+    container = services.settings.conditioned_container
+    for blob in data_files(container, version.files):
+        if rows >= MAX_SAMPLE_ROWS:
+            break
+        data = services.data_lake.read(container, blob)
         header = pd.read_csv(io.BytesIO(data), nrows=0).columns
         wanted = [c for c in features if c in header]
         if not wanted:

@@ -148,7 +148,10 @@ async def _handle(
         log.info("%s: event %s of type %s is not for this handler", function, parsed.id,
                  parsed.type)  # fmt: skip
         return
-    outcome = await _react(parsed, client)
+    from adapters.telemetry import Correlation, span
+
+    with span(function, kind="consumer", correlation=Correlation(event_id=parsed.id)):
+        outcome = await _react(parsed, client)
     log.info("%s: event %s (%s): %s", function, parsed.id, parsed.subject, outcome)
 
 

@@ -7,15 +7,19 @@ is an outcome (quarantined), not an exception; storage errors propagate so the h
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 
+import azure.durable_functions as df
 import azure.functions as func
 
 from adapters.services import get_services
 
-bp = func.Blueprint()
+bp = df.Blueprint()
 log = logging.getLogger("mlops.conditioning")
+automation_log = logging.getLogger("mlops.automation")
 
 
 @bp.blob_trigger(
@@ -24,9 +28,13 @@ log = logging.getLogger("mlops.conditioning")
     connection="MLOPS_DATALAKE",
     source=func.BlobSource.EVENT_GRID,
 )
-def on_raw_blob_created(blob: func.InputStream) -> None:
+@bp.durable_client_input(client_name="client")
+async def on_raw_blob_created(
+    blob: func.InputStream, client: df.DurableOrchestrationClient
+) -> None:
     # Conditioning pulls in pyarrow; import it here so loading the function app stays cheap.
     from adapters.datasets import blob_dataset_ports
+    from adapters.telemetry import Correlation, record_conditioning, span
     from conditioning.service import BlobDrop, condition_blob
 
     services = get_services()
@@ -41,15 +49,42 @@ def on_raw_blob_created(blob: func.InputStream) -> None:
         etag=str(etag) if etag else None,
     )
     registry, signals = blob_dataset_ports(services.data_lake, settings.conditioned_container)
-    outcome = condition_blob(
-        services.data_lake,
-        drop,
-        conditioned_container=settings.conditioned_container,
-        quarantine_container=settings.quarantine_container,
-        registry=registry,
-        signals=signals,
+    correlation = Correlation(blob_name=f"{drop.container}/{drop.name}")
+    with span("on_raw_blob_created", kind="consumer", correlation=correlation):
+        # Conditioning is CPU-bound: keep it off the worker's event loop.
+        outcome = await asyncio.to_thread(
+            functools.partial(
+                condition_blob,
+                services.data_lake,
+                drop,
+                conditioned_container=settings.conditioned_container,
+                quarantine_container=settings.quarantine_container,
+                registry=registry,
+                signals=signals,
+            )
+        )
+    record_conditioning(
+        outcome.source,
+        status=outcome.status,
+        rows_out=outcome.rows_out,
+        rows_rejected=outcome.rows_rejected,
     )
     log.info("conditioning %s", json.dumps(outcome.log_fields(), sort_keys=True))
+    if outcome.status == "conditioned":
+        await _maybe_start_training(client)
+
+
+async def _maybe_start_training(client: df.DurableOrchestrationClient) -> None:
+    from orchestrators.data_arrival import training_request
+    from triggers.aml_events import start_once
+
+    request = training_request(get_services())
+    if isinstance(request, str):
+        automation_log.info("training not started: %s", request)
+        return
+    instance_id, payload = request
+    started = await start_once(client, "run_train", instance_id, payload)
+    automation_log.info("training %s %s", instance_id, "started" if started else "already exists")
 
 
 def _name_in_container(name: str, container: str) -> str:

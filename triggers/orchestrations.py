@@ -54,14 +54,19 @@ async def start_orchestration(
         orchestration_input = build_input(name, body, get_services().settings, datetime.now(UTC))
     except (ValueError, BadInputError) as exc:
         return error_response(400, getattr(exc, "code", "bad_request"), str(exc))
+    from adapters.telemetry import Correlation, span, trace_carrier
+
     instance_id = request_instance_id(name, body)
-    existing = await client.get_status(instance_id)
-    status = _status_name(existing)
-    if status is not None and status not in RESTARTABLE:
-        log.info("orchestration %s already exists (%s); returning it", instance_id, status)
-    else:
-        await client.start_new(ORCHESTRATORS[name], instance_id, orchestration_input)
-        log.info("started %s as %s", ORCHESTRATORS[name], instance_id)
+    with span(f"start_{name}", kind="server", correlation=Correlation(instance_id=instance_id)):
+        existing = await client.get_status(instance_id)
+        status = _status_name(existing)
+        if status is not None and status not in RESTARTABLE:
+            log.info("orchestration %s already exists (%s); returning it", instance_id, status)
+        else:
+            # The trace context rides along with the run options to every job submission.
+            orchestration_input["options"]["trace"] = trace_carrier()
+            await client.start_new(ORCHESTRATORS[name], instance_id, orchestration_input)
+            log.info("started %s as %s", ORCHESTRATORS[name], instance_id)
     response: func.HttpResponse = client.create_check_status_response(req, instance_id)
     return response
 

@@ -118,6 +118,9 @@ def automation(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> It
             "MLOPS_MLFLOW_TRACKING_URI": tracking_uri,
             "MLOPS_TASK_HUB": "e2ehub",
             "MLOPS_CONDITIONED_CONTAINER": f"cond{uuid.uuid4().hex[:8]}",
+            "MLOPS_RAW_CONTAINER": f"raw{uuid.uuid4().hex[:8]}",
+            "MLOPS_QUARANTINE_CONTAINER": f"quar{uuid.uuid4().hex[:8]}",
+            "MLOPS_TRAIN_ON_ARRIVAL": "true",
             "MLOPS_ALERTS_CONTAINER": f"ops{uuid.uuid4().hex[:8]}",
             "MLOPS_SMTP_HOST": "127.0.0.1",
             "MLOPS_SMTP_PORT": str(smtp.port),
@@ -195,7 +198,7 @@ def _seed_conditioned_data() -> None:
             DatasetVersion(
                 source=source, dataset_version="v1", status="conditioned", input_name=source,
                 input_etag="e", input_sha256="x", manifest=f"{source}/v1/manifest.json",
-                files=(blob,), rows_in=1, rows_out=1, period_end="2026-11-23",
+                files=(f"{container}/{blob}",), rows_in=1, rows_out=1, period_end="2026-11-23",
                 registered_at="2026-11-24T00:00:00+00:00",
             )
         )  # fmt: skip
@@ -397,3 +400,33 @@ def test_bad_requests_are_json_400s(automation: Automation) -> None:
         raise AssertionError("an array body must be refused")
     except urllib.error.HTTPError as exc:
         assert exc.code == 400
+
+
+def test_the_same_blob_twice_starts_one_training(automation: Automation, tmp_path: Path) -> None:
+    from adapters.services import get_services
+    from conditioning.synthetic import SyntheticSpec, write_stores
+
+    services = get_services()
+    lake, raw = services.data_lake, services.settings.raw_container
+    lake.ensure_container(raw)
+    stores = tmp_path / "stores.csv"
+    write_stores(stores, SyntheticSpec(regions=2))
+    for attempt in range(2):  # the same content delivered twice (a new ETag each time)
+        lake.write(raw, "stores/2026-11-23/stores.csv", stores.read_bytes())
+        wait_until(
+            lambda n=attempt: automation.host.blob_stats["on_raw_blob_created"].invocations >= n + 1
+        )
+    instance = "train-data-2026-11-23"
+    management = (
+        f"{automation.host.base_url}/runtime/webhooks/durabletask/instances/{instance}"
+        f"?code={automation.host.keys.system_keys['durabletask_extension']}"
+    )
+    result = automation.wait_done(management)
+    assert result["runtimeStatus"] == "Completed", result.get("output")
+    runs = {j.tags.get("orchestration") for j in automation.jobs.submissions
+            if j.pipeline == "train"}  # fmt: skip
+    assert instance in runs
+    trained = [j for j in automation.jobs.submissions
+               if j.pipeline == "train" and j.tags.get("orchestration") == instance]  # fmt: skip
+    assert len(trained) == 8  # two regions x four segments, started once
+    assert sorted(v.status for v in services.datasets.versions("stores")).count("conditioned") == 2

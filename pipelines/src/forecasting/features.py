@@ -79,6 +79,7 @@ def _event_counts(frame: pd.DataFrame, events: pd.DataFrame, anchor: int) -> pd.
     for column in ("store_id", "region"):
         text = e[column].astype(str) if column in e else pd.Series("", index=e.index)
         e[column] = text.replace({"nan": "", "None": ""}).str.strip()
+    e["region"] = e["region"].str.lower()  # region ids are case-insensitive (see join_inputs)
     total = pd.Series(0.0, index=frame.index)
     by_store = e[e["store_id"] != ""].groupby(["store_id", "week_start"]).size()
     by_region = (
@@ -123,6 +124,9 @@ def join_inputs(
     for column in ("store_id", "zip", "region"):
         master[column] = master[column].astype(str)
     master["format"] = master["format"].astype(str).str.lower()
+    # Region ids are case-insensitive: segment keys, model names and orchestrator inputs use
+    # the lower-case form whatever a vendor's store master spells.
+    master["region"] = master["region"].str.lower()
     frame = ship.merge(master, on="store_id", how="inner")
     anchor = int(frame["week_start"].dt.dayofweek.mode().iat[0]) if len(frame) else 0
     exog: list[str] = []
@@ -151,7 +155,7 @@ def filter_segment(frame: pd.DataFrame, region: str, fmt: str, velocity: str) ->
     mask = pd.Series(True, index=frame.index)
     for column, value in (("region", region), ("format", fmt), ("velocity", velocity)):
         if value not in ("*", "", "all"):
-            mask &= frame[column].astype(str) == value
+            mask &= frame[column].astype(str).str.lower() == value.lower()
     return frame.loc[mask]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -150,7 +151,14 @@ def services() -> object:
 def test_the_blob_trigger_conditions_and_logs_one_line(
     services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from triggers.conditioning import on_raw_blob_created
+    from triggers.conditioning import on_raw_blob_created as registered
+
+    # The user function behind the decorators; the durable client is not used while
+    # training on arrival is off (the default).
+    user_function = registered._function._func.client_function
+
+    def on_raw_blob_created(blob: func.InputStream) -> None:
+        asyncio.run(user_function(blob, client=None))
 
     lake = services.data_lake
     lake.ensure_container("raw")
