@@ -606,6 +606,13 @@ class LocalExecutor:
             env["MLFLOW_EXPERIMENT_NAME"] = record.experiment_name or "Default"
             if run_id:
                 env["MLFLOW_RUN_ID"] = run_id
+        else:
+            # Steps run in their code folder; without this, MLflow's default store would
+            # create mlflow.db there, inside the source tree. Keep it with the job instead.
+            private = self.store.job_dir(record.name) / "mlflow.db"
+            env["MLFLOW_TRACKING_URI"] = f"sqlite:///{private}"
+            env.pop("MLFLOW_REGISTRY_URI", None)
+            env.pop("MLFLOW_RUN_ID", None)
         env.update(spec.environment_variables)
         return env
 
