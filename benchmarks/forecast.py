@@ -51,7 +51,7 @@ def load_walmart(folder: Path) -> tuple[Any, list[str]]:
 
 def main() -> int:
     if not DATA.is_dir():
-        print(f"skipped: Walmart data not found at {DATA} (only present in the project workspace)")
+        print(f"skipped: Walmart data not found at {DATA} (read from ../shared/data)")
         return 0
     import pandas as pd
     import torch

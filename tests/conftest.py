@@ -24,7 +24,5 @@ def azurite() -> Iterator[Azurite]:
 def shared_data() -> Path:
     """``../shared/data``; tests that need it skip when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(
-            f"shared data not found at {SHARED_DATA} (only present in the project workspace)"
-        )
+        pytest.skip(f"shared data not found at {SHARED_DATA}; these tests read ../shared/data")
     return SHARED_DATA
