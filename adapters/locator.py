@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -62,21 +63,28 @@ class LocalDatasetLocator:
         self._container = container
         self._root = root
 
+    @staticmethod
+    def _publish(tmp: Path, folder: Path) -> None:
+        """Move a finished temp folder into place; a concurrent builder may have won."""
+        (tmp / ".complete").touch()
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not (folder / ".complete").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def _cached(self, source: str, version: DatasetVersion) -> list[Path]:
         folder = self._root / "cache" / source / version.dataset_version
-        done = folder / ".complete"
-        if done.exists():
-            return sorted(p for p in folder.iterdir() if p.name != ".complete")
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for blob in data_files(self._container, version.files):
-            target = tmp / Path(blob).name
-            with self._lake.open(self._container, blob) as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1024 * 1024)
-        (tmp / ".complete").touch()
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        if not (folder / ".complete").exists():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            # A private temp folder per builder: concurrent activities never share one.
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+            for blob in data_files(self._container, version.files):
+                target = tmp / Path(blob).name
+                with self._lake.open(self._container, blob) as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+            self._publish(tmp, folder)
         return sorted(p for p in folder.iterdir() if p.name != ".complete")
 
     def folder_for(self, source: str, versions: Sequence[DatasetVersion]) -> str:
@@ -85,15 +93,12 @@ class LocalDatasetLocator:
         folder = self._root / source / selection
         if (folder / ".complete").exists():
             return str(folder)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{selection}-", dir=folder.parent))
         for version in versions:
             target = tmp / version.dataset_version
-            target.mkdir(parents=True)
+            target.mkdir()
             for path in self._cached(source, version):
                 os.link(path, target / path.name)
-        tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / ".complete").touch()
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        self._publish(tmp, folder)
         return str(folder)

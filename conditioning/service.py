@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from adapters.datalake import DataLake
 from adapters.datasets import ConditionedSignals, DataConditioned, DatasetRegistry, DatasetVersion
@@ -107,6 +107,12 @@ def parse_blob_name(name: str, container: str) -> tuple[str, str | None]:
     if source == UNKNOWN_SOURCE:
         return source, "unknown_source"
     return source, None
+
+
+def _safe_suffix(name: str) -> str:
+    """The last one or two extensions of ``name`` (``.csv.gz``), if they are plain words."""
+    suffixes = PurePosixPath(name).suffixes[-2:]
+    return "".join(s for s in suffixes if s[1:].isalnum() and len(s) <= 8)
 
 
 def _download(lake: DataLake, drop: BlobDrop, target: Path) -> str:
@@ -197,7 +203,8 @@ def condition_blob(
     lake.ensure_container(quarantine_container)
     containers = {CONDITIONED: conditioned_container, "quarantine": quarantine_container}
     with tempfile.TemporaryDirectory(prefix="conditioning-", dir=work_dir) as tmp:
-        raw = Path(tmp) / "raw"
+        # Keep the blob's extension: some readers (openpyxl) go by it.
+        raw = Path(tmp) / f"raw{_safe_suffix(drop.name)}"
         try:
             sha = _download(lake, drop, raw)
         except NotFoundError:

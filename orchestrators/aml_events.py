@@ -22,6 +22,7 @@ TERMINAL_FAILURES = frozenset({"failed", "canceled", "cancelled", "notresponding
 BREACH_TAG = "azureml_modelmonitor_threshold_breached"
 BREACH_TEXT = "has failed due to one or more features violating metric thresholds"
 SEGMENT_TAG = "segment"
+STEP_RUN = "azureml.steprun"
 PIPELINE_TAG = "pipeline"
 
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -201,6 +202,9 @@ def plan_reaction(event: AmlEvent) -> Reaction:
                 detail={"run_id": d.text("runId"), "message": breach[:500]},
             )
         if status.replace(" ", "").lower() in TERMINAL_FAILURES:
+            if d.text("runType").lower() == STEP_RUN:
+                # The pipeline run fails too and its event carries the whole story.
+                return Ignore(f"step run {d.text('runId')} {status}: reported by its pipeline")
             return SendAlert(
                 run_id=d.text("runId"),
                 experiment=d.text("experimentName"),

@@ -30,6 +30,30 @@ def artifact_root_for(tracking_uri: str) -> str | None:
     return None
 
 
+def initialize_store(tracking_uri: str) -> None:
+    """Create (or migrate) a sqlite store once, even when many job processes start together.
+
+    MLflow builds its schema on first use; two processes doing that at once collide
+    ("duplicate column"). A file lock beside the database serialises the first use.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with (db.parent / f"{db.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def quiet_mlflow() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -66,8 +90,7 @@ class Tracking:
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri
-        if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        initialize_store(tracking_uri)
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def start_run(

@@ -43,7 +43,8 @@ def read_folder(path: str | Path) -> pd.DataFrame:
     files = [root] if root.is_file() else sorted(root.rglob("*.csv"))
     if not files:
         raise InputError(f"no CSV files under {root}")
-    frames = [pd.read_csv(f, dtype={"store_id": str, "product_id": str, "zip": str}) for f in files]
+    text = {"store_id": str, "product_id": str, "zip": str, "location_id": str, "scope_id": str}
+    frames = [pd.read_csv(f, dtype=text) for f in files]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -57,6 +58,42 @@ def _week_of(day: pd.Series, anchor: int) -> pd.Series:
     """The week start (weekday ``anchor``, Monday = 0) of the week containing each day."""
     back = (day.dt.dayofweek - anchor) % 7
     return day - pd.to_timedelta(back, unit="D")
+
+
+def standard_weather(weather: pd.DataFrame, stores: pd.DataFrame) -> pd.DataFrame:
+    """Weather in the conditioning contract (location_type/location_id, observation, …) as
+    ``zip, date`` + numeric columns: historical observations only (forecasts are not
+    observations), store-located rows mapped to their store's zip. Other layouts pass through.
+    """
+    if "location_id" not in weather.columns:
+        return weather
+    w = weather.copy()
+    if "observation" in w.columns:
+        w = w[w["observation"].astype(str).str.lower() == "historical"]
+    kind = w.get("location_type", pd.Series("zip", index=w.index)).astype(str).str.lower()
+    zips = dict(zip(stores["store_id"].astype(str), stores["zip"].astype(str), strict=False))
+    location = w["location_id"].astype(str)
+    w["zip"] = location.where(kind == "zip", location.map(zips))
+    w = w.dropna(subset=["zip"])
+    dropped = {"location_type", "location_id", "observation", "issue_date", "period_days"}
+    return w.drop(columns=[c for c in dropped if c in w.columns])
+
+
+def standard_events(events: pd.DataFrame) -> pd.DataFrame:
+    """Events in the conditioning contract (event_date, scope, scope_id, event_name) as
+    ``date, store_id, region, event``. Other layouts pass through."""
+    if "event_date" not in events.columns:
+        return events
+    scope = events["scope"].astype(str).str.lower()
+    scope_id = events["scope_id"].astype(str)
+    return pd.DataFrame(
+        {
+            "date": events["event_date"],
+            "store_id": scope_id.where(scope == "store", ""),
+            "region": scope_id.where(scope == "region", ""),
+            "event": events.get("event_name", events.get("event_type", "")),
+        }
+    )
 
 
 def _weekly_weather(weather: pd.DataFrame, anchor: int) -> tuple[pd.DataFrame, list[str]]:
@@ -131,11 +168,11 @@ def join_inputs(
     anchor = int(frame["week_start"].dt.dayofweek.mode().iat[0]) if len(frame) else 0
     exog: list[str] = []
     if weather is not None and len(weather):
-        weekly, exog = _weekly_weather(weather, anchor)
+        weekly, exog = _weekly_weather(standard_weather(weather, master), anchor)
         frame = frame.merge(weekly, on=["zip", "week_start"], how="left")
     frame["event_count"] = 0.0
     if events is not None and len(events):
-        frame["event_count"] = _event_counts(frame, events, anchor)
+        frame["event_count"] = _event_counts(frame, standard_events(events), anchor)
     return frame.sort_values([*SERIES, "week_start"]).reset_index(drop=True), exog
 
 

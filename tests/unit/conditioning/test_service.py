@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -182,3 +183,26 @@ def test_the_blob_trigger_conditions_and_logs_one_line(
     with caplog.at_level(logging.INFO, logger="mlops.conditioning"):
         on_raw_blob_created(blob)
     assert json.loads(caplog.records[-1].getMessage().split(" ", 1)[1])["status"] == "unchanged"
+
+
+def test_an_excel_drop_is_read_by_its_extension(tmp_path: Path) -> None:
+    from adapters.datalake import InMemoryDataLake
+    from adapters.datasets import blob_dataset_ports
+    from conditioning.service import BlobDrop, condition_blob
+    from conditioning.synthetic import SyntheticSpec, write_demographics_xlsx
+
+    workbook = tmp_path / "demographics.xlsx"
+    rows = write_demographics_xlsx(workbook, SyntheticSpec(regions=1))
+    lake = InMemoryDataLake()
+    lake.ensure_container("raw")
+    info = lake.write("raw", "demographics/2025-07-07/stores.xlsx", workbook.read_bytes())
+    registry, signals = blob_dataset_ports(lake, "conditioned")
+    outcome = condition_blob(
+        lake,
+        BlobDrop("raw", "demographics/2025-07-07/stores.xlsx", info.etag),
+        conditioned_container="conditioned",
+        quarantine_container="quarantine",
+        registry=registry,
+        signals=signals,
+    )
+    assert (outcome.status, outcome.rows_out) == ("conditioned", rows)

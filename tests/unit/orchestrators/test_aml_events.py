@@ -193,3 +193,14 @@ def test_real_run_status_captures(shared_data: Path) -> None:
         / "events/docs-eventgrid-schema/Microsoft.MachineLearningServices.RunStatusChanged.json"
     )[0]
     assert isinstance(plan_reaction(parse_event(docs)), SendAlert)  # runStatus "failed"
+
+
+def test_a_failed_step_run_is_left_to_its_pipeline_run() -> None:
+    step = {
+        "id": "s",
+        "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+        "data": {"runStatus": "Failed", "runType": "azureml.StepRun", "runId": "r_prep"},
+    }
+    assert isinstance(plan_reaction(parse_event(step)), Ignore)
+    step["data"]["runType"] = "azureml.PipelineRun"
+    assert isinstance(plan_reaction(parse_event(step)), SendAlert)
