@@ -25,6 +25,7 @@ import json
 import subprocess
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,12 @@ def _find_metrics(folder: Path) -> dict[str, Any]:
 
 class LocalPipelineJobs:
     """``PipelineJobs`` over the local executor; each job runs in its own process, so a job
-    keeps running (and its record stays readable) when the caller restarts."""
+    keeps running (and its record stays readable) when the caller restarts.
+
+    At most ``max_jobs`` jobs run at once — the local stand-in for a compute cluster's size;
+    later submissions wait, ``NotStarted``, in submission order (a background thread starts
+    them as slots free up). ``max_parallel`` is the step parallelism inside one job.
+    """
 
     def __init__(
         self,
@@ -98,6 +104,7 @@ class LocalPipelineJobs:
         events_url: str | None = None,
         max_parallel: int = 2,
         step_timeout: float = 3600.0,
+        max_jobs: int = 2,
     ) -> None:
         from local.aml.executor import LocalExecutor
 
@@ -106,7 +113,11 @@ class LocalPipelineJobs:
         )
         self._events_url = events_url
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._pending: deque[str] = deque()
+        self._max_jobs = max(1, max_jobs)
         self._lock = threading.Lock()
+        self._pump: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def submit(
         self,
@@ -131,13 +142,32 @@ class LocalPipelineJobs:
         record = self._executor.submit(
             path, values, experiment_name=experiment_name, tags=tags, display_name=display_name
         )
-        proc = self._executor.start_detached(record.name, events_url=self._events_url)
         with self._lock:
-            self._children[record.name] = proc
+            self._pending.append(record.name)
+            if self._pump is None:
+                self._pump = threading.Thread(target=self._run_pump, name="local-jobs", daemon=True)
+                self._pump.start()
+        self._dispatch()
         return record.name
 
+    def _dispatch(self) -> None:
+        """Start waiting jobs while fewer than ``max_jobs`` run."""
+        with self._lock:
+            for name, proc in list(self._children.items()):
+                if proc.poll() is not None:
+                    del self._children[name]
+            while self._pending and len(self._children) < self._max_jobs:
+                name = self._pending.popleft()
+                self._children[name] = self._executor.start_detached(
+                    name, events_url=self._events_url
+                )
+
+    def _run_pump(self) -> None:
+        while not self._closed.wait(0.5):
+            self._dispatch()
+
     def status(self, name: str) -> JobInfo:
-        self._reap()
+        self._dispatch()
         record = self._executor.status(name)
         return JobInfo(
             name=record.name,
@@ -166,20 +196,16 @@ class LocalPipelineJobs:
         """Wait for the job processes this object started (stopping them after ``timeout``)."""
         from local.processes import stop_process
 
+        self._closed.set()
         with self._lock:
             children = list(self._children.values())
             self._children.clear()
+            self._pending.clear()
         for proc in children:
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 stop_process(proc)
-
-    def _reap(self) -> None:
-        with self._lock:
-            for name, proc in list(self._children.items()):
-                if proc.poll() is not None:
-                    del self._children[name]
 
 
 def _literal(value: InputValue) -> str:

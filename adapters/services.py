@@ -102,6 +102,7 @@ def build_ml_services(settings: Settings) -> tuple[PipelineJobs, ModelRegistry]:
         tracking_uri=settings.tracking_uri,
         events_url=settings.aml_events_url or None,
         max_parallel=settings.aml_max_parallel,
+        max_jobs=settings.aml_max_jobs,
     )
     return jobs, MLflowModelRegistry(settings.tracking_uri)
 

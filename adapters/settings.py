@@ -96,6 +96,7 @@ class Settings:
     aml_resource_group: str = ""
     aml_workspace: str = ""
     aml_max_parallel: int = 2
+    aml_max_jobs: int = 2
     aml_datastore: str = "datalake"
 
     @property
@@ -307,6 +308,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "MLOPS_AML_MAX_PARALLEL", _parse_positive_int, "2", "local executor: steps run at once"
     ),
+    SettingSpec(
+        "MLOPS_AML_MAX_JOBS",
+        _parse_positive_int,
+        "2",
+        "local executor: pipeline jobs running at once (the local compute cluster's size)",
+    ),
 )
 
 _AZURE_ONLY = ("MLOPS_AML_SUBSCRIPTION_ID", "MLOPS_AML_RESOURCE_GROUP", "MLOPS_AML_WORKSPACE")
@@ -394,5 +401,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         aml_resource_group=values["MLOPS_AML_RESOURCE_GROUP"],
         aml_workspace=values["MLOPS_AML_WORKSPACE"],
         aml_max_parallel=values["MLOPS_AML_MAX_PARALLEL"],
+        aml_max_jobs=values["MLOPS_AML_MAX_JOBS"],
         aml_datastore=values["MLOPS_AML_DATASTORE"],
     )

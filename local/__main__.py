@@ -53,6 +53,9 @@ def _configure_logging(verbose: bool) -> None:
     # The storage SDK logs every request at INFO.
     for noisy in ("azure", "urllib3", "durabletask", "local.durable.worker"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # azure-ai-ml announces its experimental schema classes whenever a pipeline is parsed.
+    logging.getLogger("azure.ai.ml").setLevel(logging.ERROR)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

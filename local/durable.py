@@ -702,6 +702,25 @@ class LoopbackBackend(InMemoryOrchestrationBackend):
                     del self._outstanding_orchestrations[instance_id]
         return super().AbandonTaskOrchestratorWorkItem(request, context)
 
+    def _watch_sub_orchestration(
+        self, parent_instance_id: str, sub_instance_id: str, task_id: int
+    ) -> None:
+        # The stock watcher's "no timeout" wait gives up after 30 s, so a sub-orchestration
+        # running longer never reported back and its parent waited forever. Wait in slices
+        # until the child really ends, then let the stock code deliver its result.
+        def wait_then_deliver() -> None:
+            while not self._shutdown_event.is_set():
+                done = self._wait_for_state(
+                    sub_instance_id, self._is_terminal_status_check, timeout=5.0
+                )
+                if done is not None:
+                    InMemoryOrchestrationBackend._watch_sub_orchestration(
+                        self, parent_instance_id, sub_instance_id, task_id
+                    )
+                    return
+
+        threading.Thread(target=wait_then_deliver, name="sub-orchestration", daemon=True).start()
+
     def _process_create_sub_orchestration_action(
         self, instance: OrchestrationInstance, action: pb.OrchestratorAction
     ) -> None:

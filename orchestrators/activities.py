@@ -28,6 +28,8 @@ bp = df.Blueprint()
 
 PIPELINES = {"train": "pipelines/train.yml", "score": "pipelines/score.yml",
              "model_test": "pipelines/model_test.yml"}  # fmt: skip
+# Pipelines that take the segment as inputs (model_test finds it from the model version).
+SEGMENTED_PIPELINES = ("train", "score")
 CLAIMS_PREFIX = "_automation/retrain-claims"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -96,10 +98,11 @@ def submit_pipeline_job(request: dict[str, Any]) -> dict[str, Any]:
     tags["pipeline"] = pipeline
     if request.get("segment"):
         segment = Segment.parse(request["segment"])
-        inputs.update(
-            region=segment.region, store_format=segment.store_format, velocity=segment.velocity
-        )
         tags["segment"] = segment.id
+        if pipeline in SEGMENTED_PIPELINES:
+            inputs.update(
+                region=segment.region, store_format=segment.store_format, velocity=segment.velocity
+            )
     from adapters.telemetry import Correlation, span, trace_carrier
 
     correlation = Correlation(segment=tags.get("segment", ""))

@@ -11,6 +11,7 @@ webhook, and a finished train job registers a model version in the real MLflow r
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import threading
 import time
@@ -20,10 +21,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.errors import NotFoundError, TransientError
+from adapters.errors import BadInputError, NotFoundError, TransientError
 from adapters.events import AzureMLEventType, EventPublisher
 from adapters.jobs import InputValue, JobInfo
 from local.aml.events import model_registered_event, run_event
+
+
+@functools.cache
+def _declared_inputs(pipeline: str) -> frozenset[str]:
+    from adapters.jobs import resolve_pipeline
+    from local.aml.spec import load_pipeline
+
+    return frozenset(load_pipeline(resolve_pipeline(pipeline)).inputs)
 
 
 @dataclass
@@ -78,6 +87,11 @@ class ScriptedPipelineJobs:
         tags: Mapping[str, str] | None = None,
         display_name: str | None = None,
     ) -> str:
+        # Like the real adapters, refuse inputs the pipeline YAML does not declare.
+        declared = _declared_inputs(pipeline)
+        unknown = sorted(set(inputs) - declared)
+        if unknown:
+            raise BadInputError(f"pipeline {pipeline} declares no input named {', '.join(unknown)}")
         with self._lock:
             if self.script.transient_submit_failures > 0:
                 self.script.transient_submit_failures -= 1

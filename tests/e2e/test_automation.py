@@ -430,3 +430,52 @@ def test_the_same_blob_twice_starts_one_training(automation: Automation, tmp_pat
                if j.pipeline == "train" and j.tags.get("orchestration") == instance]  # fmt: skip
     assert len(trained) == 8  # two regions x four segments, started once
     assert sorted(v.status for v in services.datasets.versions("stores")).count("conditioned") == 2
+
+
+ADF_PIPELINE = Path(__file__).resolve().parents[2] / "infra/adf/pipeline/pl_run_orchestration.json"
+
+
+def _adf_http(automation: Automation) -> Any:
+    def http(method: str, target: str, body: Any) -> tuple[int, Any]:
+        # The linked service turns a function name into <app>/api/<name>?code=<function key>.
+        url = target if target.startswith("http") else automation.url(target)
+        return call(url, body, method)
+
+    return http
+
+
+def test_the_adf_pipeline_replays_against_the_local_host(automation: Automation) -> None:
+    from tests.e2e.adf import replay
+
+    pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
+    parameters = {
+        "orchestration": "train",
+        "input": {"segments": ["r02-small-slow"], "week": "2026-11-23", "score": False},
+        "pollIntervalSeconds": 50,
+    }
+    run = replay(pipeline, parameters, _adf_http(automation))
+    assert run.variables["runtimeStatus"] == "Completed"
+    assert run.calls[0] == ("POST", "orchestrations/train")
+    polls = [url for method, url in run.calls if method == "GET"]
+    assert polls and all(url == run.outputs["Start orchestration"]["statusQueryGetUri"]
+                         for url in polls)  # fmt: skip
+    # ADF retries the activity on a timeout: the repeat finds the same instance.
+    again = replay(pipeline, parameters, _adf_http(automation))
+    assert again.outputs["Start orchestration"]["id"] == run.outputs["Start orchestration"]["id"]
+
+
+def test_the_adf_pipeline_fails_when_the_orchestration_fails(automation: Automation) -> None:
+    from tests.e2e.adf import PipelineFailed, replay
+
+    automation.jobs.script.failing_segments = {"r03-small-slow"}
+    pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
+    parameters = {
+        "orchestration": "train",
+        "input": {"segments": ["r03-small-slow"], "week": "2026-11-23"},
+        "pollIntervalSeconds": 50,
+    }
+    try:
+        with pytest.raises(PipelineFailed, match="ended with runtimeStatus Failed"):
+            replay(pipeline, parameters, _adf_http(automation))
+    finally:
+        automation.jobs.script.failing_segments = set()

@@ -114,6 +114,23 @@ def run_parent(context: Any) -> Generator[Any, Any, Any]:
     return (yield context.call_sub_orchestrator("run_child", {"n": 5}))
 
 
+def run_slow_parent(context: Any) -> Generator[Any, Any, Any]:
+    return (yield context.call_sub_orchestrator("run_slow_child", {"seconds": 33}))
+
+
+def run_slow_child(context: Any) -> Generator[Any, Any, Any]:
+    # Longer than the stock backend's 30 s sub-orchestration watch, and continued as new once,
+    # the way the job monitor runs.
+    state = context.get_input()
+    if not state.get("continued"):
+        context.continue_as_new({**state, "continued": True})
+        return None
+    yield context.create_timer(
+        context.current_utc_datetime + timedelta(seconds=state["seconds"])
+    )
+    return "slept"
+
+
 def run_child(context: Any) -> Generator[Any, Any, Any]:
     squared = yield context.call_activity("square", context.get_input()["n"])
     return {"parent": context.parent_instance_id, "squared": squared}
@@ -171,6 +188,8 @@ ORCHESTRATORS: dict[str, Callable[[Any], Generator[Any, Any, Any]]] = {
         run_fail_fast,
         run_parent,
         run_child,
+        run_slow_parent,
+        run_slow_child,
     )
 }
 ACTIVITIES: dict[str, Callable[[Any], Any]] = {
@@ -571,6 +590,17 @@ def test_sub_orchestrator_result_and_parent_id(host: DurableHost) -> None:
 
     assert body["runtimeStatus"] == "Completed"
     assert body["output"] == {"parent": started["id"], "squared": 25}
+
+
+def test_a_sub_orchestration_longer_than_thirty_seconds_reports_to_its_parent(
+    host: DurableHost,
+) -> None:
+    started = start(host, "run_slow_parent")
+
+    _, body = wait_for(started["statusQueryGetUri"], finished, timeout=60)
+
+    assert body["runtimeStatus"] == "Completed"
+    assert body["output"] == "slept"
 
 
 def test_suspend_holds_events_until_resume(host: DurableHost) -> None:
