@@ -19,7 +19,7 @@ NOT_SET_IN_AZURE = {
     "MLOPS_MLFLOW_TRACKING_URI": "local MLflow store; Azure ML tracks runs itself",
     "MLOPS_AML_EVENTS_URL": "local executor webhook; Azure ML publishes to Event Grid",
     "MLOPS_AML_MAX_PARALLEL": "parallel steps of the local executor; Azure ML schedules its own",
-    "MLOPS_AML_MAX_JOBS": "concurrent jobs of the local executor; a compute cluster scales in Azure",
+    "MLOPS_AML_MAX_JOBS": "concurrent jobs of the local executor; Azure ML compute scales",
     **{
         key: "Azure sends alert email through Communication Services (MLOPS_ALERT_TRANSPORT=acs)"
         for key in (

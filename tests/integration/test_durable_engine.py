@@ -125,9 +125,7 @@ def run_slow_child(context: Any) -> Generator[Any, Any, Any]:
     if not state.get("continued"):
         context.continue_as_new({**state, "continued": True})
         return None
-    yield context.create_timer(
-        context.current_utc_datetime + timedelta(seconds=state["seconds"])
-    )
+    yield context.create_timer(context.current_utc_datetime + timedelta(seconds=state["seconds"]))
     return "slept"
 
 
