@@ -31,8 +31,13 @@ from local.keys import HostKeys
 from local.processes import free_port
 from local.smtp import LocalSmtpServer
 from tests.e2e.fakes import ScriptedPipelineJobs
+from tests.support import wait_until as _wait_until
 
 pytestmark = pytest.mark.e2e
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
+    return _wait_until(predicate, timeout, step=0.2)
 
 
 def call(url: str, body: Any = None, method: str | None = None) -> tuple[int, Any]:
@@ -47,16 +52,6 @@ def call(url: str, body: Any = None, method: str | None = None) -> tuple[int, An
     except urllib.error.HTTPError as exc:
         raw = exc.read()
         return exc.code, json.loads(raw) if raw else None
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, step: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @dataclass
