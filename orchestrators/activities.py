@@ -322,3 +322,17 @@ def send_job_failure_alert(request: dict[str, Any]) -> dict[str, Any]:
     from orchestrators.failure_alerts import alert_for_job_failure
 
     return alert_for_job_failure(_services(), request)
+
+
+@bp.activity_trigger(input_name="request")
+def record_job_outcome(request: dict[str, Any]) -> dict[str, Any]:
+    """Job duration and outcome as telemetry (a no-op without Application Insights)."""
+    from adapters.telemetry import record_job
+
+    record_job(
+        str(request["pipeline"]),
+        status=str(request["status"]),
+        duration_seconds=float(request["duration_seconds"]),
+        segment=str(request.get("segment", "")),
+    )
+    return {"recorded": True}

@@ -18,6 +18,7 @@ Shapes (all JSON objects):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator
 from datetime import datetime, timedelta
 from typing import Any
@@ -160,7 +161,11 @@ def run_job_monitor(context: df.DurableOrchestrationContext) -> Flow:
 
 
 def monitor(
-    context: df.DurableOrchestrationContext, job_name: str, options: dict[str, Any], label: str
+    context: df.DurableOrchestrationContext,
+    job_name: str,
+    options: dict[str, Any],
+    pipeline: str,
+    segment: str = "",
 ) -> Flow:
     """Start ``run_job_monitor`` for ``job_name`` as a sub-orchestration and wait for it."""
     now = context.current_utc_datetime
@@ -176,8 +181,21 @@ def monitor(
         "options": options,
     }
     result = yield context.call_sub_orchestrator(
-        "run_job_monitor", payload, f"{context.instance_id}:monitor:{label}"
+        "run_job_monitor", payload, f"{context.instance_id}:monitor:{pipeline}"
     )
+    elapsed = context.current_utc_datetime - now
+    # Telemetry is I/O, so it is an activity; losing it must never fail the run.
+    with contextlib.suppress(Exception):
+        yield context.call_activity(
+            "record_job_outcome",
+            {
+                "pipeline": pipeline,
+                "segment": segment,
+                "status": result["status"],
+                "duration_seconds": elapsed.total_seconds(),
+                "job_name": job_name,
+            },
+        )
     return result
 
 
@@ -218,7 +236,7 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
     job_name = submitted["job_name"]
     result["job_name"] = job_name
     context.set_custom_status({"segment": segment, "stage": "running", "job_name": job_name})
-    outcome = yield from monitor(context, job_name, options, "train")
+    outcome = yield from monitor(context, job_name, options, "train", segment)
     result["job_status"] = outcome["status"]
     if outcome["status"].lower() != "completed":
         result["error"] = outcome.get("error") or f"job ended {outcome['status']}"
@@ -407,7 +425,9 @@ def run_score(context: df.DurableOrchestrationContext) -> Flow:
                 "tags": {"segments": ",".join(to_score), "scoring_date": scoring_date},
             },
         )
-        outcome = yield from monitor(context, submitted["job_name"], options, "score")
+        outcome = yield from monitor(
+            context, submitted["job_name"], options, "score", ",".join(to_score)
+        )
         ok = outcome["status"].lower() == "completed"
         forecasts: dict[str, Any] = {}
         if ok:
@@ -469,7 +489,9 @@ def run_model_test(context: df.DurableOrchestrationContext) -> Flow:
             "tags": {"model": f"{name}:{version}"},
         },
     )
-    outcome = yield from monitor(context, submitted["job_name"], options, "test")
+    outcome = yield from monitor(
+        context, submitted["job_name"], options, "model_test", inputs.get("segment", "")
+    )
     if outcome["status"].lower() != "completed":
         yield from call_with_transient_retry(
             context,

@@ -44,6 +44,7 @@ EXPECTED = {
     "list_champion_segments": "activityTrigger",
     "claim_retrain_slot": "activityTrigger",
     "send_job_failure_alert": "activityTrigger",
+    "record_job_outcome": "activityTrigger",
 }
 
 
