@@ -217,19 +217,13 @@ def _literal(value: InputValue) -> str:
 class AzureMLPipelineJobs:
     """``PipelineJobs`` over an Azure ML workspace (``azure-ai-ml``'s ``MLClient``).
 
-    ``client`` is an ``MLClient`` (or anything with the same ``jobs`` operations); use
-    ``from_workspace`` to build one with ``DefaultAzureCredential``. Pipelines are parsed with
+    ``client`` is an ``MLClient`` (or anything with the same ``jobs`` operations), usually a
+    ``LazyMLClient`` shared with the registry. Pipelines are parsed with
     ``load_job`` here, so a bad YAML fails before anything is sent.
     """
 
     def __init__(self, client: Any) -> None:
         self._client = client
-
-    @classmethod
-    def from_workspace(
-        cls, subscription_id: str, resource_group: str, workspace: str, client_id: str | None = None
-    ) -> AzureMLPipelineJobs:
-        return cls(_LazyMLClient(subscription_id, resource_group, workspace, client_id))
 
     def submit(
         self,
@@ -333,8 +327,10 @@ class AzureMLPipelineJobs:
             raise BadInputError(f"Azure ML rejected {what}: {exc.message}") from exc
 
 
-class _LazyMLClient:
-    """Builds the ``MLClient`` on first attribute access (importing azure.ai.ml costs seconds)."""
+class LazyMLClient:
+    """An ``MLClient`` for one workspace, built on first attribute access (importing
+    azure.ai.ml costs seconds), with ``DefaultAzureCredential`` (``client_id`` for a
+    user-assigned managed identity). The jobs and registry adapters share one."""
 
     def __init__(
         self, subscription_id: str, resource_group: str, workspace: str, client_id: str | None

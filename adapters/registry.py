@@ -185,14 +185,6 @@ class AzureMLModelRegistry:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    @classmethod
-    def from_workspace(
-        cls, subscription_id: str, resource_group: str, workspace: str, client_id: str | None = None
-    ) -> AzureMLModelRegistry:
-        from adapters.jobs import _LazyMLClient
-
-        return cls(_LazyMLClient(subscription_id, resource_group, workspace, client_id))
-
     @staticmethod
     def _convert(model: Any) -> ModelVersion:
         tags = {str(k): str(v) for k, v in (model.tags or {}).items()}

@@ -81,19 +81,16 @@ def build_ml_services(settings: Settings) -> tuple[PipelineJobs, ModelRegistry]:
     """Azure ML jobs and registry for ``settings.environment``; constructing them is cheap
     (SDK clients are created on first use)."""
     if settings.environment == "azure":
-        from adapters.jobs import AzureMLPipelineJobs
+        from adapters.jobs import AzureMLPipelineJobs, LazyMLClient
         from adapters.registry import AzureMLModelRegistry
 
-        workspace = (
+        client = LazyMLClient(
             settings.aml_subscription_id,
             settings.aml_resource_group,
             settings.aml_workspace,
             settings.storage.client_id,
         )
-        return (
-            AzureMLPipelineJobs.from_workspace(*workspace),
-            AzureMLModelRegistry.from_workspace(*workspace),
-        )
+        return AzureMLPipelineJobs(client), AzureMLModelRegistry(client)
     from adapters.jobs import LocalPipelineJobs
     from adapters.registry import MLflowModelRegistry
 

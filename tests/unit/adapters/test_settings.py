@@ -59,3 +59,25 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_a_malformed_connection_string_is_named() -> None:
     with pytest.raises(SettingsError, match="MLOPS_DATALAKE: not a storage connection string"):
         load_settings({"AzureWebJobsStorage": CONN, "MLOPS_DATALAKE": "nonsense"})
+
+
+def test_azure_services_share_one_lazy_workspace_client() -> None:
+    from adapters.jobs import AzureMLPipelineJobs, LazyMLClient
+    from adapters.registry import AzureMLModelRegistry
+    from adapters.services import build_ml_services
+
+    settings = load_settings(
+        {
+            "MLOPS_ENVIRONMENT": "azure",
+            "AzureWebJobsStorage__accountName": "appstore",
+            "AzureWebJobsStorage__clientId": "client-1",
+            "MLOPS_DATALAKE__blobServiceUri": "https://lake.blob.core.windows.net",
+            "MLOPS_AML_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
+            "MLOPS_AML_RESOURCE_GROUP": "rg",
+            "MLOPS_AML_WORKSPACE": "ws",
+        }
+    )
+    jobs, registry = build_ml_services(settings)
+    assert isinstance(jobs, AzureMLPipelineJobs) and isinstance(registry, AzureMLModelRegistry)
+    assert isinstance(jobs._client, LazyMLClient)
+    assert jobs._client is registry._client  # one MLClient (and one token cache) per process
