@@ -58,6 +58,9 @@ unit: setup
 integration: setup
 	$(PY) -m pytest tests/integration
 
+e2e: setup
+	$(PY) -m pytest tests/e2e
+
 dashboard: setup
 	$(PY) -m dashboard build --out .local/dashboard
 
