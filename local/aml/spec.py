@@ -7,6 +7,7 @@ credentials), so the executor accepts exactly what Azure ML accepts and nothing 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,10 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
         raise BadInputError(f"pipeline file {path} not found", code="not_found")
     _prescan(yaml_path)
     from azure.ai.ml import load_job
+
+    # Parsing instantiates schema classes azure-ai-ml marks experimental, and it warns about
+    # each one on stderr; that says nothing about the user's pipeline.
+    logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
 
     try:
         job: Any = load_job(str(yaml_path))
