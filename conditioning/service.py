@@ -68,6 +68,7 @@ class ConditioningOutcome:
     reason_code: str | None = None
     reason: str | None = None
     written: tuple[str, ...] = field(default=())
+    reject_counts: dict[str, int] = field(default_factory=dict)
 
     def log_fields(self) -> dict[str, object]:
         """Flat fields for one structured log line."""
@@ -309,4 +310,5 @@ def _record(
         result.reason_code,
         result.reason,
         tuple(written),
+        {str(k): int(v) for k, v in (m.get("reject_counts") or {}).items()},
     )

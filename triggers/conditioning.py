@@ -68,6 +68,7 @@ async def on_raw_blob_created(
         status=outcome.status,
         rows_out=outcome.rows_out,
         rows_rejected=outcome.rows_rejected,
+        reject_counts=outcome.reject_counts,
     )
     log.info("conditioning %s", json.dumps(outcome.log_fields(), sort_keys=True))
     if outcome.status == "conditioned":

@@ -206,3 +206,11 @@ def test_an_excel_drop_is_read_by_its_extension(tmp_path: Path) -> None:
         signals=signals,
     )
     assert (outcome.status, outcome.rows_out) == ("conditioned", rows)
+
+
+def test_the_outcome_counts_rejects_by_reason() -> None:
+    # GOOD holds one row with a non-numeric quantity.
+    outcome = drop_and_condition(InMemoryDataLake(), "shipments/2024-01-08/reasons.csv", GOOD)
+    assert outcome.rows_rejected == 1
+    assert sum(outcome.reject_counts.values()) == 1
+    assert all(code and count > 0 for code, count in outcome.reject_counts.items())
