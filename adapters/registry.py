@@ -19,11 +19,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from adapters.errors import BadInputError, NotFoundError, TransientError
+from adapters.times import parse_utc
 
 ROLE_TAG = "role"
 ALIASES_TAG = "aliases"
@@ -40,14 +41,7 @@ class ModelVersion:
 
     @property
     def trained_at(self) -> datetime | None:
-        raw = self.tags.get("trained_at")
-        if not raw:
-            return None
-        try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return parse_utc(self.tags.get("trained_at"))
 
     @property
     def metrics(self) -> dict[str, float]:

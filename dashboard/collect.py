@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapters.errors import MlopsError, NotFoundError
+from adapters.times import parse_utc
 from dashboard.model import (
     ConditioningRun,
     DashboardData,
@@ -161,16 +162,6 @@ def collect(sources: Sources, now: datetime | None = None) -> DashboardData:
     )
 
 
-def _parse_time(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def model_point(version: ModelVersion) -> ModelPoint:
     role = version.tags.get("role", "")
     if not role:
@@ -206,8 +197,8 @@ def read_jobs(root: Path) -> tuple[JobRun, ...]:
             StepRun(
                 name=str(s.get("name", key)),
                 status=str(s.get("status", "")),
-                started_at=_parse_time(s.get("started_at")),
-                ended_at=_parse_time(s.get("ended_at")),
+                started_at=parse_utc(s.get("started_at")),
+                ended_at=parse_utc(s.get("ended_at")),
                 error=str(s.get("error", "")),
             )
             for key, s in record.get("steps", {}).items()
@@ -223,7 +214,7 @@ def read_jobs(root: Path) -> tuple[JobRun, ...]:
                 name=str(record.get("name", path.parent.name)),
                 pipeline=pipeline,
                 status=str(record.get("status", "")),
-                created_at=_parse_time(record.get("created_at")),
+                created_at=parse_utc(record.get("created_at")),
                 steps=steps,
                 failed_step=str(record.get("failed_step", "")),
                 error=str(record.get("error", "")),
@@ -266,7 +257,7 @@ def read_conditioning(lake: DataLake, container: str) -> tuple[ConditioningRun, 
                     rows_out=entry.rows_out,
                     rows_rejected=entry.rows_rejected,
                     reject_counts=counts,
-                    registered_at=_parse_time(entry.registered_at),
+                    registered_at=parse_utc(entry.registered_at),
                     reason_code=entry.reason_code or "",
                 )
             )

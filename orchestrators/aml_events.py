@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from adapters.errors import BadInputError
 from adapters.events import AzureMLEventType
+from adapters.times import parse_utc
 
 TERMINAL_FAILURES = frozenset({"failed", "canceled", "cancelled", "notresponding"})
 BREACH_TAG = "azureml_modelmonitor_threshold_breached"
@@ -25,31 +26,11 @@ SEGMENT_TAG = "segment"
 STEP_RUN = "azureml.steprun"
 PIPELINE_TAG = "pipeline"
 
-_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 _WORKSPACE = re.compile(
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
     r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)",
     re.I,
 )
-
-
-def parse_time(value: Any) -> datetime | None:
-    """ISO-8601 with any number of fractional digits; ``None`` when absent or unparseable."""
-    if not isinstance(value, str) or not value:
-        return None
-    m = _TIME.match(value.strip())
-    if m is None:
-        return None
-    base, frac, zone = m.groups()
-    micro = (frac or ".0")[1:7].ljust(6, "0")
-    tz = "+00:00" if zone in (None, "Z") else zone
-    if len(tz) == 5:  # +0000
-        tz = tz[:3] + ":" + tz[3:]
-    try:
-        parsed = datetime.fromisoformat(f"{base}.{micro}{tz}")
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC)
 
 
 class CaseInsensitive(Mapping[str, Any]):
@@ -123,7 +104,7 @@ def parse_event(raw: Mapping[str, Any]) -> AmlEvent:
         id=str(event_id),
         type=str(event_type),
         subject=str(raw.get("subject") or ""),
-        time=parse_time(raw.get("time") if cloud else raw.get("eventTime")),
+        time=parse_utc(raw.get("time") if cloud else raw.get("eventTime")),
         topic=str((raw.get("source") if cloud else raw.get("topic")) or ""),
         data=CaseInsensitive(data),
     )

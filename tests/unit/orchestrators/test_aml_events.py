@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from adapters.errors import BadInputError
+from adapters.times import parse_utc
 from orchestrators.aml_events import (
     Ignore,
     RecordTelemetry,
@@ -15,7 +16,6 @@ from orchestrators.aml_events import (
     StartModelTest,
     StartRetrain,
     parse_event,
-    parse_time,
     plan_reaction,
 )
 
@@ -41,7 +41,7 @@ def load(path: Path) -> list[dict[str, Any]]:
     ],
 )
 def test_times(text: Any, expected: datetime | None) -> None:
-    assert parse_time(text) == expected
+    assert parse_utc(text) == expected
 
 
 def test_model_registered_with_mixed_case_and_string_version() -> None:
