@@ -554,7 +554,12 @@ def run_retrain(context: df.DurableOrchestrationContext) -> Flow:
     claimed = [s for s, ok in zip(segments, claims, strict=True) if ok]
     skipped = [s for s, ok in zip(segments, claims, strict=True) if not ok]
     if not claimed:
-        return {"status": "debounced", "skipped": skipped, "reason": req.get("reason")}
+        return {
+            "status": "debounced",
+            "skipped": skipped,
+            "reason": req.get("reason"),
+            "source": req.get("source"),
+        }
     trained = yield context.call_sub_orchestrator(
         "run_train",
         {
@@ -570,5 +575,6 @@ def run_retrain(context: df.DurableOrchestrationContext) -> Flow:
         "segments": claimed,
         "skipped": skipped,
         "reason": req.get("reason"),
+        "source": req.get("source"),
         "train": trained,
     }

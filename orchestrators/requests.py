@@ -91,13 +91,32 @@ def build_input(
     reason = body.get("reason", "manual")
     if not isinstance(reason, str):
         raise BadInputError("'reason' must be text")
+    week = _iso_date(body["week"], "week") if "week" in body else None
+    return retrain_input(settings, segments, reason, "http", now, week=week)
+
+
+def retrain_input(
+    settings: Settings,
+    segments: list[str],
+    reason: str,
+    source: str,
+    moment: datetime,
+    *,
+    week: str | None = None,
+) -> dict[str, Any]:
+    """The ``run_retrain`` input: the debounce window that ``moment`` falls in, and run options.
+
+    Every retrain trigger (HTTP, drift and monitor events, the staleness and drift timers)
+    builds its input here, so they all debounce on the same windows.
+    """
     window = timedelta(hours=settings.automation.retrain_window_hours)
-    result = {
+    result: dict[str, Any] = {
         "segments": segments,
         "reason": reason,
-        "window_start": window_start(now, window).isoformat(),
-        "options": options,
+        "source": source,
+        "window_start": window_start(moment, window).isoformat(),
+        "options": settings.automation.orchestration_options(),
     }
-    if "week" in body:
-        result["week"] = _iso_date(body["week"], "week")
+    if week:
+        result["week"] = week
     return result

@@ -15,7 +15,7 @@ understand: that is logged and acknowledged.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
@@ -33,7 +33,8 @@ from orchestrators.aml_events import (
     parse_event,
     plan_reaction,
 )
-from orchestrators.policies import Segment, window_start
+from orchestrators.policies import Segment
+from triggers.starts import start_once, start_retrain
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -79,17 +80,6 @@ def _parse(event: func.EventGridEvent | func.CloudEvent) -> AmlEvent | None:
         return None
 
 
-async def start_once(
-    client: df.DurableOrchestrationClient, orchestrator: str, instance_id: str, payload: Any
-) -> bool:
-    """Start ``orchestrator`` as ``instance_id`` unless that instance exists already."""
-    status = await client.get_status(instance_id)
-    if getattr(status, "runtime_status", None) is not None:
-        return False
-    await client.start_new(orchestrator, instance_id, payload)
-    return True
-
-
 def _options() -> dict[str, Any]:
     from adapters.services import get_services
 
@@ -109,20 +99,15 @@ async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
         )  # fmt: skip
         return f"model_test {instance} {'started' if started else 'already exists'}"
     if isinstance(reaction, StartRetrain):
-        from adapters.services import get_services
-
-        settings = get_services().settings
-        window = timedelta(hours=settings.automation.retrain_window_hours)
-        moment = event.time or datetime.now(UTC)
-        segments = [Segment.parse(reaction.segment).id] if reaction.segment else []
         instance = f"retrain-{event.id}"
-        started = await start_once(
+        started = await start_retrain(
             client,
-            "run_retrain",
             instance,
-            {"segments": segments, "reason": reaction.reason, "source": reaction.source,
-             "window_start": window_start(moment, window).isoformat(), "options": _options()},
-        )  # fmt: skip
+            segments=[Segment.parse(reaction.segment).id] if reaction.segment else [],
+            reason=reaction.reason,
+            source=reaction.source,
+            moment=event.time or datetime.now(UTC),
+        )
         return f"retrain {instance} ({reaction.reason}) {'started' if started else 'exists'}"
     if isinstance(reaction, SendAlert):
         from adapters.services import get_services

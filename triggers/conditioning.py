@@ -77,7 +77,7 @@ async def on_raw_blob_created(
 
 async def _maybe_start_training(client: df.DurableOrchestrationClient) -> None:
     from orchestrators.data_arrival import training_request
-    from triggers.aml_events import start_once
+    from triggers.starts import start_once
 
     request = training_request(get_services())
     if isinstance(request, str):

@@ -7,20 +7,17 @@ Every start is idempotent: instance ids name the week, the day or the dataset ve
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from orchestrators.policies import Segment, window_start
-from triggers.aml_events import start_once
+from orchestrators.data_arrival import week_of
+from orchestrators.policies import Segment
+from triggers.starts import start_once, start_retrain
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
-
-
-def _week_start(day: date) -> date:
-    return day - timedelta(days=day.weekday())
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%MLOPS_WEEKLY_RETRAIN_SCHEDULE%")
@@ -35,7 +32,7 @@ async def on_weekly_retrain_timer(
     if not regions:
         log.warning("weekly retrain skipped: MLOPS_REGIONS names no regions")
         return
-    week = _week_start(datetime.now(UTC).date() - timedelta(days=7)).isoformat()
+    week = week_of(datetime.now(UTC).date() - timedelta(days=7)).isoformat()
     instance = f"train-weekly-{week}"
     started = await start_once(
         client,
@@ -61,16 +58,15 @@ async def on_daily_staleness_timer(
     if not stale:
         log.info("staleness check: no stale champions")
         return
-    window = timedelta(hours=services.settings.automation.retrain_window_hours)
     instance = f"retrain-stale-{now.date().isoformat()}"
-    started = await start_once(
+    started = await start_retrain(
         client,
-        "run_retrain",
         instance,
-        {"segments": [m.segment for m in stale], "reason": "stale", "source": "staleness check",
-         "window_start": window_start(now, window).isoformat(),
-         "options": services.settings.automation.orchestration_options()},
-    )  # fmt: skip
+        segments=[m.segment for m in stale],
+        reason="stale",
+        source="staleness check",
+        moment=now,
+    )
     log.info(
         "staleness check: %d stale (%s); retrain %s %s",
         len(stale),
@@ -91,7 +87,6 @@ async def on_drift_check_timer(
     services = get_services()
     findings = check_drift(services)
     now = datetime.now(UTC)
-    window = timedelta(hours=services.settings.automation.retrain_window_hours)
     for finding in findings:
         worst = finding["features"][0] if finding["features"] else None
         log.info(
@@ -103,14 +98,14 @@ async def on_drift_check_timer(
         if not finding["drifted"]:
             continue
         instance = f"retrain-drift-{finding['source']}-{finding['dataset_version']}"
-        await start_once(
+        await start_retrain(
             client,
-            "run_retrain",
             instance,
-            {"segments": [], "reason": "drift", "source": f"{finding['source']} PSI",
-             "window_start": window_start(now, window).isoformat(),
-             "options": services.settings.automation.orchestration_options()},
-        )  # fmt: skip
+            segments=[],
+            reason="drift",
+            source=f"{finding['source']} PSI",
+            moment=now,
+        )
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%MLOPS_ALERT_FLUSH_SCHEDULE%")

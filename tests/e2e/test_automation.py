@@ -474,3 +474,47 @@ def test_the_adf_pipeline_fails_when_the_orchestration_fails(automation: Automat
             replay(pipeline, parameters, _adf_http(automation))
     finally:
         automation.jobs.script.failing_segments = set()
+
+
+def test_retrain_on_a_monitor_breach_is_debounced_per_segment_and_window(
+    automation: Automation,
+) -> None:
+    from adapters.events import AzureMLEventType
+    from local.aml.events import run_event
+
+    def breach() -> dict[str, Any]:
+        return run_event(
+            AzureMLEventType.RUN_STATUS_CHANGED,
+            experiment_name="forecast-r01-small-fast-monitor",
+            run_id=f"monitor-{uuid.uuid4().hex[:8]}",
+            run_type="azureml.modelmonitor",
+            status="Failed",
+            tags={
+                "segment": "r01-small-fast",
+                "azureml_modelmonitor_threshold_breached": "The monitoring run has failed due "
+                "to one or more features violating metric thresholds.",
+            },
+            properties={},
+        )
+
+    first, second = breach(), breach()  # two breaches (two event ids) in the same window
+    emails_before = len(automation.emails())
+    assert automation.deliver("on_run_status_changed", [first]) == 200
+    assert automation.deliver("on_run_status_changed", [second]) == 200
+    key = automation.host.keys.system_keys["durabletask_extension"]
+
+    def outcome(event: dict[str, Any]) -> dict[str, Any]:
+        url = (
+            f"{automation.host.base_url}/runtime/webhooks/durabletask/instances/"
+            f"retrain-{event['id']}?code={key}"
+        )
+        return automation.wait_done(url)
+
+    results = sorted((outcome(first)["output"], outcome(second)["output"]),
+                     key=lambda o: o["status"])  # fmt: skip
+    assert [r["status"] for r in results] == ["debounced", "retrained"]
+    assert results[0]["skipped"] == ["r01-small-fast"]
+    retrained = results[1]
+    assert retrained["segments"] == ["r01-small-fast"] and retrained["reason"] == "monitor_breach"
+    assert retrained["train"]["segments"]["r01-small-fast"]["status"] == "completed"
+    assert len(automation.emails()) == emails_before  # a breach retrains; it is not a failure alert
