@@ -184,6 +184,22 @@ def monitor(
         "run_job_monitor", payload, f"{context.instance_id}:monitor:{pipeline}"
     )
     elapsed = context.current_utc_datetime - now
+    if result["status"].lower() != "completed":
+        # Every monitored job that does not complete is reported here, once: Azure ML may
+        # emit no event for it, and the Event Grid path uses the same alert id.
+        yield from call_with_transient_retry(
+            context,
+            "send_job_failure_alert",
+            {
+                "pipeline": pipeline,
+                "segment": segment,
+                "job_name": job_name,
+                "status": result["status"],
+                "timed_out": result.get("timed_out", False),
+                "error": result.get("error") or f"job ended {result['status']}",
+                "failed_step": result.get("failed_step", ""),
+            },
+        )
     # Telemetry is I/O, so it is an activity; losing it must never fail the run.
     with contextlib.suppress(Exception):
         yield context.call_activity(
@@ -241,19 +257,6 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
     if outcome["status"].lower() != "completed":
         result["error"] = outcome.get("error") or f"job ended {outcome['status']}"
         result["failed_step"] = outcome.get("failed_step", "")
-        yield from call_with_transient_retry(
-            context,
-            "send_job_failure_alert",
-            {
-                "pipeline": "train",
-                "segment": segment,
-                "job_name": job_name,
-                "status": outcome["status"],
-                "timed_out": outcome.get("timed_out", False),
-                "error": result["error"],
-                "failed_step": result["failed_step"],
-            },
-        )
         return result
     context.set_custom_status({"segment": segment, "stage": "gating", "job_name": job_name})
     trained = yield from call_with_transient_retry(
@@ -440,20 +443,6 @@ def run_score(context: df.DurableOrchestrationContext) -> Flow:
                     "scoring_date": scoring_date,
                 },
             )
-        else:
-            yield from call_with_transient_retry(
-                context,
-                "send_job_failure_alert",
-                {
-                    "pipeline": "score",
-                    "segment": ",".join(to_score),
-                    "job_name": submitted["job_name"],
-                    "status": outcome["status"],
-                    "timed_out": outcome.get("timed_out", False),
-                    "error": outcome.get("error", ""),
-                    "failed_step": outcome.get("failed_step", ""),
-                },
-            )
         for segment in to_score:
             results[segment]["job_name"] = submitted["job_name"]
             results[segment]["status"] = "scored" if ok else "failed"
@@ -493,19 +482,6 @@ def run_model_test(context: df.DurableOrchestrationContext) -> Flow:
         context, submitted["job_name"], options, "model_test", inputs.get("segment", "")
     )
     if outcome["status"].lower() != "completed":
-        yield from call_with_transient_retry(
-            context,
-            "send_job_failure_alert",
-            {
-                "pipeline": "model_test",
-                "segment": inputs.get("segment", ""),
-                "job_name": submitted["job_name"],
-                "status": outcome["status"],
-                "timed_out": outcome.get("timed_out", False),
-                "error": outcome.get("error", ""),
-                "failed_step": outcome.get("failed_step", ""),
-            },
-        )
         return {
             "model": f"{name}:{version}",
             "status": "failed",
