@@ -153,6 +153,22 @@ def _version_view(version: ModelVersion | None, prefix: str = "ensemble_") -> di
     }
 
 
+def _registered_by(services: Services, job_name: str, segment: Segment) -> ModelVersion | None:
+    """The version this job's register step created for ``segment`` (its ``registered`` output).
+
+    Asking the job, not "the newest version", keeps two trainings of one segment apart.
+    """
+    assert services.pipeline_jobs is not None and services.model_registry is not None
+    folder = services.pipeline_jobs.outputs(job_name).get("registered")
+    index = Path(folder) / "registered.json" if folder else None
+    if index is None or not index.is_file():
+        raise NotFoundError(f"job {job_name} has no registered output")
+    for entry in json.loads(index.read_text(encoding="utf-8")).get("models", []):
+        if entry.get("name") == segment.model_name:
+            return services.model_registry.get(segment.model_name, str(entry["version"]))
+    return None
+
+
 @bp.activity_trigger(input_name="request")
 def read_training_result(request: dict[str, Any]) -> dict[str, Any]:
     """The candidate registered by a finished train job, with its and the baseline's metrics."""
@@ -166,8 +182,7 @@ def read_training_result(request: dict[str, Any]) -> dict[str, Any]:
             f"job {request['job_name']} reported no metrics for segment {segment.id} "
             "(no data for it?)"
         )
-    versions = services.model_registry.list_versions(segment.model_name)
-    candidate = versions[-1] if versions else None
+    candidate = _registered_by(services, request["job_name"], segment)
     return {
         "segment": segment.id,
         "model_name": segment.model_name,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -147,8 +148,8 @@ class ScriptedPipelineJobs:
 
     def outputs(self, name: str) -> dict[str, str]:
         job = self._job(name)
-        folder = self._output_root / name / "forecasts"
-        return {"forecasts": str(folder)} if job.pipeline == "score" and folder.exists() else {}
+        folders = {o: self._output_root / job.name / o for o in ("forecasts", "registered")}
+        return {o: str(path) for o, path in folders.items() if path.exists()}
 
     # -- the script ---------------------------------------------------------------------
 
@@ -200,6 +201,12 @@ class ScriptedPipelineJobs:
             }
             model = f"forecast-{segment}"
             version = self._register(model, job.name, tags)
+            registered = self._output_root / job.name / "registered"
+            registered.mkdir(parents=True, exist_ok=True)
+            (registered / "registered.json").write_text(
+                json.dumps({"models": [{"name": model, "version": version, "segment": segment}]}),
+                encoding="utf-8",
+            )
             self._send([model_registered_event(model, version, tags, {})])
         if job.pipeline == "score":
             self._write_forecasts(job)
