@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from adapters.errors import BadInputError, NotFoundError
-from adapters.jobs import AzureMLPipelineJobs, JobInfo, LocalPipelineJobs, PipelineJobs
+from adapters.jobs import AzureMLPipelineJobs, JobInfo, PipelineJobs
+from local.aml.jobs import LocalPipelineJobs
 from local.aml.status import JobStatus
 from tests.integration.azure_fakes import RecordingMLClient
 

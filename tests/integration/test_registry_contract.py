@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from adapters.errors import BadInputError, NotFoundError
-from adapters.registry import AzureMLModelRegistry, MLflowModelRegistry, ModelRegistry
+from adapters.registry import AzureMLModelRegistry, ModelRegistry
+from local.aml.registry import MLflowModelRegistry
 from local.aml.tracking import sqlite_tracking_uri
 from tests.integration.azure_fakes import RecordingMLClient
 
