@@ -30,6 +30,7 @@ from local.host import HostConfig, LocalFunctionsHost
 from local.keys import HostKeys
 from local.processes import free_port
 from local.smtp import LocalSmtpServer
+from tests.e2e.adf import ActivityFailed, Http, Request
 from tests.e2e.fakes import ScriptedPipelineJobs
 from tests.support import wait_until as _wait_until
 
@@ -40,10 +41,15 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
     return _wait_until(predicate, timeout, step=0.2)
 
 
-def call(url: str, body: Any = None, method: str | None = None) -> tuple[int, Any]:
+def call(
+    url: str, body: Any = None, method: str | None = None, headers: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -428,35 +434,98 @@ def test_the_same_blob_twice_starts_one_training(automation: Automation, tmp_pat
 
 
 ADF_PIPELINE = Path(__file__).resolve().parents[2] / "infra/adf/pipeline/pl_run_orchestration.json"
+# Key Vault cannot run here: the stand-in answers a Get Secret call the way the Key Vault REST API
+# documents it ({"value", "id", "attributes"}), and only to a managed-identity caller.
+KEY_VAULT = "https://kv-e2e.vault.azure.net/"
 
 
-def _adf_http(automation: Automation) -> Any:
-    def http(method: str, target: str, body: Any) -> tuple[int, Any]:
-        # The linked service turns a function name into <app>/api/<name>?code=<function key>.
-        url = target if target.startswith("http") else automation.url(target)
-        return call(url, body, method)
+def _adf_http(automation: Automation, lose_answers: int = 0) -> Http:
+    """HTTP as the factory sends it; ``lose_answers`` Start calls reach the app but time out."""
+    key = automation.host.keys.default_function_key
+    lost = {"left": lose_answers}
+
+    def http(request: Request) -> tuple[int, Any]:
+        if request.kind == "AzureFunctionActivity":
+            # The linked service: <functionAppUrl>/api/<functionName>, its key in a header.
+            url = f"{automation.host.base_url}/api/{request.target}"
+            status, body = call(url, request.body, request.method, {"x-functions-key": key})
+            if lost["left"] > 0:
+                lost["left"] -= 1
+                raise ActivityFailed("the call reached the app but its answer never came back")
+            return status, body
+        if request.target.startswith(KEY_VAULT):
+            assert request.authentication == {"type": "MSI", "resource": "https://vault.azure.net"}
+            assert request.target == f"{KEY_VAULT}secrets/function-app-key?api-version=7.4"
+            return 200, {"value": key, "id": request.target.split("?")[0], "attributes": {}}
+        return call(request.target, None, request.method, request.headers)
 
     return http
+
+
+def _adf_parameters(automation: Automation, orchestration_input: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "orchestration": "train",
+        "input": orchestration_input,
+        "pollIntervalSeconds": 50,
+        # data-factory.bicep fills these two in per environment.
+        "functionAppUrl": automation.host.base_url,
+        "keyVaultUrl": KEY_VAULT,
+    }
+
+
+def _train_jobs(automation: Automation, segment: str) -> list[Any]:
+    return [j for j in automation.jobs.submissions
+            if j.pipeline == "train" and j.tags.get("segment") == segment]  # fmt: skip
 
 
 def test_the_adf_pipeline_replays_against_the_local_host(automation: Automation) -> None:
     from tests.e2e.adf import replay
 
     pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
-    parameters = {
-        "orchestration": "train",
-        "input": {"segments": ["r02-small-slow"], "week": "2026-11-23", "score": False},
-        "pollIntervalSeconds": 50,
-    }
-    run = replay(pipeline, parameters, _adf_http(automation))
+    body = {"segments": ["r02-small-slow"], "week": "2026-11-23", "score": False}
+    run = replay(pipeline, _adf_parameters(automation, body), _adf_http(automation))
     assert run.variables["runtimeStatus"] == "Completed"
-    assert run.calls[0] == ("POST", "orchestrations/train")
-    polls = [url for method, url in run.calls if method == "GET"]
-    assert polls and all(url == run.outputs["Start orchestration"]["statusQueryGetUri"]
-                         for url in polls)  # fmt: skip
-    # ADF retries the activity on a timeout: the repeat finds the same instance.
-    again = replay(pipeline, parameters, _adf_http(automation))
-    assert again.outputs["Start orchestration"]["id"] == run.outputs["Start orchestration"]["id"]
+    assert run.calls[0] == ("POST", f"orchestrations/train?idempotencyKey={run.run_id}")
+    instance = run.outputs["Start orchestration"]["id"]
+    assert instance == f"train-{run.run_id}"
+    # The poll goes to the app's own function-key endpoint, never to the Durable system-key URIs.
+    polls = [url for method, url in run.calls if method == "GET" and "/api/" in url]
+    assert polls and set(polls) == {f"{automation.host.base_url}/api/orchestrations/{instance}"}
+    assert not [url for _, url in run.calls if "/runtime/webhooks/" in url]
+    # Nothing secret reaches the run history: not the system key the start payload carries,
+    # not the function key read from Key Vault.
+    history = json.dumps(run.history)
+    secrets = [
+        automation.host.keys.default_function_key,
+        *automation.host.keys.system_keys.values(),
+    ]
+    assert "statusQueryGetUri" in json.dumps(run.outputs["Start orchestration"])
+    assert [s for s in secrets if s in history] == []
+
+
+def test_two_pipeline_runs_with_the_same_input_train_twice(automation: Automation) -> None:
+    from tests.e2e.adf import replay
+
+    pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
+    body = {"segments": ["r06-large-fast"], "week": "2026-11-23", "score": False}
+    weekly = [replay(pipeline, _adf_parameters(automation, body), _adf_http(automation))
+              for _ in range(2)]  # fmt: skip
+    assert [r.variables["runtimeStatus"] for r in weekly] == ["Completed", "Completed"]
+    instances = {r.outputs["Start orchestration"]["id"] for r in weekly}
+    assert len(instances) == 2
+    assert len(_train_jobs(automation, "r06-large-fast")) == 2
+
+
+def test_a_retried_start_within_one_run_trains_once(automation: Automation) -> None:
+    from tests.e2e.adf import replay
+
+    pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
+    body = {"segments": ["r07-small-fast"], "week": "2026-11-23", "score": False}
+    run = replay(pipeline, _adf_parameters(automation, body), _adf_http(automation, 1))
+    assert run.attempts["Start orchestration"] == 2  # ADF retried the activity
+    assert run.calls[0] == run.calls[1]  # with the same run id
+    assert run.variables["runtimeStatus"] == "Completed"
+    assert len(_train_jobs(automation, "r07-small-fast")) == 1
 
 
 def test_the_adf_pipeline_fails_when_the_orchestration_fails(automation: Automation) -> None:
@@ -464,14 +533,10 @@ def test_the_adf_pipeline_fails_when_the_orchestration_fails(automation: Automat
 
     automation.jobs.script.failing_segments = {"r03-small-slow"}
     pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
-    parameters = {
-        "orchestration": "train",
-        "input": {"segments": ["r03-small-slow"], "week": "2026-11-23"},
-        "pollIntervalSeconds": 50,
-    }
+    body = {"segments": ["r03-small-slow"], "week": "2026-11-23"}
     try:
         with pytest.raises(PipelineFailed, match="ended with runtimeStatus Failed"):
-            replay(pipeline, parameters, _adf_http(automation))
+            replay(pipeline, _adf_parameters(automation, body), _adf_http(automation))
     finally:
         automation.jobs.script.failing_segments = set()
 

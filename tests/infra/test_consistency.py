@@ -350,29 +350,65 @@ def test_adf_pipeline_starts_polls_and_fails_unless_completed(app: AppIndex) -> 
 
     (start,) = by_type["AzureFunctionActivity"]
     assert start["typeProperties"]["method"] == "POST"
-    assert "'orchestrations/'" in start["typeProperties"]["functionName"]["value"]
+    function = start["typeProperties"]["functionName"]["value"]
+    assert "'orchestrations/'" in function
+    # The pipeline run id is the idempotency key: a retry finds its run, a new run starts one.
+    assert "'?idempotencyKey='" in function and "pipeline().RunId" in function
+    # The 202 payload carries Durable URIs with a system key: never into run history.
+    assert start["policy"]["secureOutput"] is True
 
     (until,) = by_type["Until"]
-    (poll,) = by_type["WebActivity"]
+    key, poll = sorted(by_type["WebActivity"], key=lambda a: a["name"] in {
+        x["name"] for x in until["typeProperties"]["activities"]})  # fmt: skip
     assert poll["name"] in {a["name"] for a in until["typeProperties"]["activities"]}
     assert poll["typeProperties"]["url"]["value"] == (
-        f"@activity('{start['name']}').output.statusQueryGetUri"
+        "@concat(pipeline().parameters.functionAppUrl, '/api/orchestrations/', "
+        f"activity('{start['name']}').output.id)"
     )
-    assert poll["typeProperties"]["turnOffAsync"] is True
+    assert poll["typeProperties"]["headers"]["x-functions-key"]["value"] == (
+        f"@activity('{key['name']}').output.value"
+    )
+    assert poll["policy"]["secureInput"] is True  # a header carries the function key
+    expressions = [
+        item["value"]
+        for item in walk_values(pipeline)
+        if isinstance(item, dict) and item.get("type") == "Expression"
+    ]
+    assert expressions and not [e for e in expressions if "statusQueryGetUri" in e]
+    assert key["typeProperties"]["method"] == "GET"
+    assert "secrets/function-app-key" in key["typeProperties"]["url"]["value"]
+    assert key["typeProperties"]["authentication"] == {
+        "type": "MSI",
+        "resource": "https://vault.azure.net",
+    }
+    assert key["policy"]["secureOutput"] is True
 
     (check,) = by_type["IfCondition"]
     assert "'Completed'" in check["typeProperties"]["expression"]["value"]
     assert [a["type"] for a in check["typeProperties"]["ifFalseActivities"]] == ["Fail"]
 
-    # The route the activity calls exists, takes POST, and accepts the function key.
-    starters = [
-        (name, http)
-        for name, http in app.http.items()
+    # The routes the pipeline calls exist, with the methods it uses, behind the function key.
+    routes = {
+        http["route"]: http
+        for http in app.http.values()
         if http["route"] and re.fullmatch(r"orchestrations/\{[^}]+\}", http["route"])
-    ]
-    assert starters, "the app has no POST orchestrations/{name} route for ADF to call"
-    assert any("POST" in http["methods"] for _, http in starters)
-    assert all(http["auth_level"] == "function" for _, http in starters)
+    }
+    methods = {m for http in routes.values() for m in http["methods"]}
+    assert {"POST", "GET"} <= methods, "the app lacks POST or GET orchestrations/{...}"
+    assert all(http["auth_level"] == "function" for http in routes.values())
+
+
+def test_data_factory_fills_in_every_environment_parameter_of_the_pipeline() -> None:
+    pipeline = _adf("pipeline/pl_run_orchestration.json")
+    blank = {
+        name
+        for name, spec in pipeline["properties"]["parameters"].items()
+        if spec.get("defaultValue") == ""
+    }
+    assert blank == {"functionAppUrl", "keyVaultUrl"}
+    module = (INFRA / "modules" / "data-factory.bicep").read_text()
+    filled = set(re.findall(r"(\w+): union\(pipelineParameters\.\1, \{ defaultValue: ", module))
+    assert filled == blank
 
 
 def test_adf_references_resolve_and_bicep_deploys_every_adf_file() -> None:
