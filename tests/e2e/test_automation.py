@@ -220,6 +220,8 @@ def test_bad_requests_are_json_400s(automation: Automation) -> None:
         ("train", {"segments": ["r01-large-fast"], "surprise": 1}),
         ("score", {"segments": ["r01-large-fast"]}),
         ("model_test", {"model_name": "", "model_version": 1}),
+        ("train", {"segments": ["r01-large-fast"], "idempotencyKey": "//"}),
+        ("train?idempotencyKey=run-1", {"segments": ["r01-large-fast"], "idempotencyKey": "run-2"}),
     ]
     for name, body in cases:
         status, payload = call(automation.url(f"orchestrations/{name}"), body, "POST")
