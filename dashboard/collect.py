@@ -1,7 +1,9 @@
-"""Read the dashboard's data from the running system's state.
+"""A full scan of the system's state into ``DashboardData``: the dashboard's backfill.
 
-Sources, each optional (a missing one leaves its section empty and adds a line to
-``DashboardData.problems`` instead of failing the whole build):
+Pages never scan: they render from the summary the app keeps (``dashboard.summary``). This
+module reads everything once, for ``python -m dashboard backfill``, which folds a history
+that predates the summary into it. Sources, each optional (a missing one leaves its section
+empty and adds a line to ``DashboardData.problems`` instead of failing the whole build):
 
 - model versions: a ``ModelRegistry`` plus the model names to show (for MLflow, every
   registered model: ``mlflow_model_names``);
@@ -17,7 +19,6 @@ import csv
 import io
 import json
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,11 +36,11 @@ from dashboard.model import (
     ModelPoint,
     StepRun,
 )
+from dashboard.summary import model_point
 
 if TYPE_CHECKING:
     from adapters.datalake import DataLake
-    from adapters.registry import ModelRegistry, ModelVersion
-    from adapters.services import Services
+    from adapters.registry import ModelRegistry
     from adapters.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,6 @@ class Sources:
             jobs_root=settings.local_root / "aml",
             stale_after_days=settings.automation.stale_after_days,
         )
-
-    @classmethod
-    def from_services(cls, services: Services) -> Sources:
-        """The sources of a running app (what the local host's ``/dashboard`` shows)."""
-        return cls.from_settings(services.settings, services.data_lake, services.model_registry)
 
 
 def mlflow_model_names(tracking_uri: str) -> list[str]:
@@ -159,21 +155,6 @@ def collect(sources: Sources, now: datetime | None = None) -> DashboardData:
         stale_after_days=sources.stale_after_days,
         max_mape=sources.max_mape,
         problems=tuple(problems),
-    )
-
-
-def model_point(version: ModelVersion) -> ModelPoint:
-    role = version.tags.get("role", "")
-    if not role:
-        role = next((a for a in ("champion", "challenger") if a in version.aliases), "")
-    return ModelPoint(
-        model_name=version.name,
-        version=version.version,
-        segment=version.tags.get("segment", version.name),
-        trained_at=version.trained_at,
-        metrics={k: v for k, v in version.metrics.items() if math.isfinite(v)},
-        role=role,
-        gate=version.tags.get("gate", ""),
     )
 
 
