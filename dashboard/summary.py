@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -106,7 +107,8 @@ def fold_model(document: Document, point: ModelPoint, *, keep: int = KEEP_VERSIO
         "model_name": point.model_name,
         "version": point.version,
         "trained_at": _iso(point.trained_at),
-        "metrics": dict(point.metrics),
+        # NaN (e.g. RMSE 0 without zero actuals) is no JSON; a missing metric means the same.
+        "metrics": {k: v for k, v in point.metrics.items() if math.isfinite(v)},
         "role": point.role,
         "gate": point.gate,
         "test": point.test,
@@ -309,6 +311,7 @@ def fold_forecasts(
     the forecast weeks known so far (``actual_rows``: quantity by store, product, week).
     A later scoring date starts the document afresh; the same date adds or replaces segments.
     """
+    before = json.dumps([keys.get("scoring_date"), keys.get("segments")], sort_keys=True)
     if str(keys.get("scoring_date", "")) < scoring_date:
         keys = {"revision": int(keys.get("revision", 0))}
     keys["scoring_date"] = scoring_date
@@ -346,7 +349,9 @@ def fold_forecasts(
             "pairs": sorted([s, p] for s, p in pairs),
             "horizon": ahead,
         }
-    keys["revision"] = int(keys.get("revision", 0)) + 1
+    after = json.dumps([keys.get("scoring_date"), keys.get("segments")], sort_keys=True)
+    if after != before:
+        keys["revision"] = int(keys.get("revision", 0)) + 1
     return keys
 
 
@@ -574,8 +579,10 @@ def backfill(store: SummaryStore, data: DashboardData) -> dict[str, int]:
                     "pairs": [],
                     "horizon": {},
                 }
-            revision = int(document.get("revision", 0)) + 1
-            return {"scoring_date": scoring_date, "revision": revision, "segments": segments}
+            held = json.loads(json.dumps(segments, sort_keys=True))
+            same = document.get("scoring_date") == scoring_date and document.get("segments") == held
+            revision = int(document.get("revision", 0)) + (0 if same else 1)
+            return {"scoring_date": scoring_date, "revision": revision, "segments": held}
 
         held = store.update(FORECAST_KEYS, keys)
         store.update(FORECASTS, lambda d: _newer_projection(d, held))
