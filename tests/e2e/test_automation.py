@@ -12,6 +12,7 @@ import contextlib
 import email
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -52,6 +53,13 @@ def call(url: str, body: Any = None, method: str | None = None) -> tuple[int, An
     except urllib.error.HTTPError as exc:
         raw = exc.read()
         return exc.code, json.loads(raw) if raw else None
+
+
+def page(url: str) -> str:
+    """A dashboard page's HTML (the function answers 200 text/html)."""
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/html")
+        return str(resp.read().decode("utf-8"))
 
 
 @dataclass
@@ -220,6 +228,16 @@ def test_train_from_an_adf_call_to_champion_and_scoring(automation: Automation) 
     # ModelRegistered events from the registrations started offline model tests.
     wait_until(lambda: len([j for j in automation.jobs.submissions
                             if j.pipeline == "model_test"]) >= 2)  # fmt: skip
+    # The dashboard function shows what the activities recorded on the way: both champions
+    # with their gate, and the finished train and score jobs (read from the summary).
+    training = page(automation.url("dashboard/training.html"))
+    assert "forecast-r01-large-fast" in training and "forecast-r01-small-slow" in training
+    assert training.count(">champion<") >= 2
+    monitoring = page(automation.url("dashboard/monitoring.html"))
+    completed = re.search(r"(\d+) of the latest (\d+) jobs completed", monitoring)
+    assert completed is not None and int(completed.group(1)) >= 3  # two trainings, one scoring
+    scoring = page(automation.url("dashboard/scoring.html"))
+    assert "r01-large-fast" in scoring and "No scoring run" not in scoring
 
 
 def test_the_same_event_ten_times_starts_one_model_test(automation: Automation) -> None:
