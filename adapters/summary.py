@@ -119,9 +119,16 @@ class DataLakeSummaryStore:
 
     def read(self, name: str) -> Document | None:
         blob = self._blob(name)
-        self._ensure()
-        document, etag = self._load(blob)
-        return None if etag is None else document
+        try:
+            # One request: a reader needs no etag (pages read, only ``update`` writes).
+            raw = self._lake.read(self._container, blob)
+        except NotFoundError:
+            return None
+        try:
+            document = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        return document if isinstance(document, dict) else {}
 
     def update(self, name: str, change: Change) -> Document:
         blob = self._blob(name)
