@@ -443,6 +443,12 @@ def test_the_same_blob_twice_starts_one_training(automation: Automation, tmp_pat
                if j.pipeline == "train" and j.tags.get("orchestration") == instance]  # fmt: skip
     assert len(trained) == 8  # two regions x four segments, started once
     assert sorted(v.status for v in services.datasets.versions("stores")).count("conditioned") == 2
+    # The blob trigger folded each conditioned version into the dashboard's summary.
+    assert services.summary is not None
+    summarised = (services.summary.read("conditioning") or {})["sources"]["stores"]
+    dropped = {v.dataset_version for v in services.datasets.versions("stores")} - {"v1"}  # seeded
+    assert dropped and dropped <= set(summarised)
+    assert "stores" in page(automation.url("dashboard/monitoring.html"))
 
 
 ADF_PIPELINE = Path(__file__).resolve().parents[2] / "infra/adf/pipeline/pl_run_orchestration.json"
