@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -16,6 +16,9 @@ import azure.functions as func
 from orchestrators.data_arrival import week_of
 from orchestrators.policies import Segment
 from triggers.starts import start_once, start_retrain
+
+if TYPE_CHECKING:
+    from adapters.services import Services
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -122,7 +125,7 @@ def on_alert_outbox_timer(timer: func.TimerRequest) -> None:
     report_outbox(services, datetime.now(UTC))
 
 
-def _report_health(services: Any, now: datetime) -> None:
+def _report_health(services: Services, now: datetime) -> None:
     """Hourly gauges for the alert rules (time since data arrived, champion ages); a
     failure only logs, so the drift check still runs."""
     from dashboard.record import report_health
