@@ -20,10 +20,12 @@ if TYPE_CHECKING:
     from adapters.alerts import AlertStore
     from adapters.datalake import DataLake
     from adapters.datasets import ConditionedSignals, DatasetRegistry
+    from adapters.job_steps import JobSteps
     from adapters.jobs import PipelineJobs
     from adapters.locator import DatasetLocator
     from adapters.notify import Notifier
     from adapters.registry import ModelRegistry
+    from adapters.summary import SummaryStore
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Services:
     locator: DatasetLocator | None = None
     alert_store: AlertStore | None = None
     notifier: Notifier | None = None
+    job_steps: JobSteps | None = None
+    summary: SummaryStore | None = None
 
 
 def build_services(settings: Settings) -> Services:
@@ -51,6 +55,7 @@ def build_services(settings: Settings) -> Services:
     pipeline_jobs, model_registry = build_ml_services(settings)
     datasets, signals = blob_dataset_ports(data_lake, settings.conditioned_container)
     alert_store, notifier = build_alert_services(settings, data_lake)
+    job_steps = build_job_steps(settings)
     locator: DatasetLocator
     if settings.environment == "azure":
         locator = AzureMLDatastoreLocator(settings.aml_datastore)
@@ -68,7 +73,36 @@ def build_services(settings: Settings) -> Services:
         locator=locator,
         alert_store=alert_store,
         notifier=notifier,
+        job_steps=job_steps,
+        summary=build_summary_store(settings, data_lake),
     )
+
+
+def build_summary_store(settings: Settings, data_lake: DataLake) -> SummaryStore:
+    """The dashboard's summary documents, beside the alert outbox in the ops container."""
+    from adapters.alerts import AlertSettings
+    from adapters.summary import DataLakeSummaryStore
+
+    return DataLakeSummaryStore(data_lake, AlertSettings.from_settings(settings).container)
+
+
+def build_job_steps(settings: Settings) -> JobSteps:
+    """Steps of finished jobs: Azure ML child jobs, or the local executor's records."""
+    if settings.environment == "azure":
+        from adapters.job_steps import AzureMLJobSteps
+        from adapters.jobs import LazyMLClient
+
+        return AzureMLJobSteps(
+            LazyMLClient(
+                settings.aml_subscription_id,
+                settings.aml_resource_group,
+                settings.aml_workspace,
+                settings.storage.client_id,
+            )
+        )
+    from local.job_steps import LocalJobSteps
+
+    return LocalJobSteps(settings.local_root / "aml")
 
 
 def build_alert_services(settings: Settings, data_lake: DataLake) -> tuple[AlertStore, Notifier]:

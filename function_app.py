@@ -11,11 +11,12 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators import activities, flows
-from triggers import aml_events, conditioning, health, orchestrations, timers
+from triggers import aml_events, conditioning, dashboard, health, orchestrations, timers
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (
     health.bp,
+    dashboard.bp,
     conditioning.bp,
     orchestrations.bp,
     aml_events.bp,

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from adapters.errors import ConflictError, NotFoundError, TransientError
 
@@ -37,7 +37,9 @@ class DataLake(Protocol):
 
     Writes are atomic per blob: a reader sees the old content or the whole new content,
     never a prefix. ``write`` with ``if_absent=True`` raises ``ConflictError`` when the blob
-    exists, which is how callers make "first writer wins" idempotent. Missing blobs raise
+    exists, which is how callers make "first writer wins" idempotent; with ``if_match=etag`` it
+    raises ``ConflictError`` unless the blob still has that etag (also when it is gone), which
+    is how read-modify-write callers detect a concurrent writer. Missing blobs raise
     ``NotFoundError``; throttling and network failures raise ``TransientError``.
     """
 
@@ -50,6 +52,7 @@ class DataLake(Protocol):
         data: bytes | IO[bytes] | Iterable[bytes],
         *,
         if_absent: bool = False,
+        if_match: str | None = None,
         content_type: str | None = None,
     ) -> BlobInfo: ...
 
@@ -94,6 +97,7 @@ class InMemoryDataLake:
         data: bytes | IO[bytes] | Iterable[bytes],
         *,
         if_absent: bool = False,
+        if_match: str | None = None,
         content_type: str | None = None,
     ) -> BlobInfo:
         payload = _as_bytes(data)
@@ -102,6 +106,10 @@ class InMemoryDataLake:
                 raise NotFoundError(f"container {container!r} does not exist")
             if if_absent and (container, name) in self._blobs:
                 raise ConflictError(f"blob {container}/{name} exists already")
+            if if_match is not None:
+                current = self._blobs.get((container, name))
+                if current is None or current[1].etag != if_match:
+                    raise ConflictError(f"blob {container}/{name} changed since it was read")
             self._counter += 1
             digest = hashlib.md5(payload + str(self._counter).encode(), usedforsecurity=False)
             info = BlobInfo(
@@ -214,15 +222,23 @@ class AzureBlobDataLake:
         data: bytes | IO[bytes] | Iterable[bytes],
         *,
         if_absent: bool = False,
+        if_match: str | None = None,
         content_type: str | None = None,
     ) -> BlobInfo:
+        from azure.core import MatchConditions
         from azure.storage.blob import ContentSettings
 
         blob = self._client.get_blob_client(container, name)
         settings = ContentSettings(content_type=content_type) if content_type else None
+        conditions: dict[str, Any] = {}
+        if if_match is not None:
+            # If-Match: the write fails with 412 when someone else wrote since our read.
+            conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
         try:
             # overwrite=False sends If-None-Match: *, so a concurrent second writer loses.
-            result = blob.upload_blob(data, overwrite=not if_absent, content_settings=settings)
+            result = blob.upload_blob(
+                data, overwrite=not if_absent, content_settings=settings, **conditions
+            )
         except Exception as exc:
             raise self._translate(exc, f"blob {container}/{name}") from exc
         return BlobInfo(

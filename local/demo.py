@@ -269,7 +269,7 @@ def _summary(
         "emails": [str(m) for m in mails],
         "forecasts_container": services.settings.forecasts_container,
         "job_logs": str(services.settings.local_root / "aml" / "jobs"),
-        "dashboard": f"{runtime.host.base_url}/dashboard/",
+        "dashboard": runtime.describe()["dashboard"],
         "seconds": round(time.monotonic() - started, 1),
     }
 

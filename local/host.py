@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,8 +77,6 @@ class HostConfig:
     durable_concurrency: int = 16
     # Local stand-ins for Event Grid topics: topic -> {function name: [event types]}.
     topics: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
-    # Extra routes the runtime mounts (the dashboard): called with the aiohttp application.
-    dashboard: Callable[[web.Application], None] | None = None
 
 
 @dataclass
@@ -223,8 +221,6 @@ class LocalFunctionsHost:
                 base_url=lambda: self.base_url,
                 system_key=self.keys.system_keys["durabletask_extension"],
             )
-        if self.config.dashboard is not None:
-            self.config.dashboard(app)
         app.router.add_route("*", "/{tail:.*}", self._handle_not_found)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

@@ -51,15 +51,6 @@ def read_local_settings(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
 
-def _mount_dashboard(app: Any) -> None:
-    """Serve the model-health dashboard at /dashboard, built from the live local state."""
-    from composition import get_services
-    from dashboard.collect import Sources, collect
-    from dashboard.server import add_dashboard_routes
-
-    add_dashboard_routes(app, lambda: collect(Sources.from_services(get_services())))
-
-
 @dataclass
 class LocalRuntime:
     """Start with ``start()``, stop with ``stop()`` (idempotent; stops everything it started)."""
@@ -102,7 +93,6 @@ class LocalRuntime:
                 port=port,
                 blob_poll_interval=self.blob_poll_interval,
                 topics={AML_TOPIC: {f: tuple(map(str, t)) for f, t in SUBSCRIPTIONS.items()}},
-                dashboard=_mount_dashboard,
             )
             self.host = LocalFunctionsHost(function_app.app.get_functions(), config).start()
         except BaseException:
@@ -206,7 +196,8 @@ class LocalRuntime:
                 "pid": self.azurite.pid,
                 "connection_string": self.azurite.connection_string,
             },
-            "dashboard": f"{host.base_url}/dashboard/",
+            # The dashboard is one of the app's HTTP functions, as in Azure.
+            "dashboard": f"{host.base_url}/api/dashboard/?code={host.keys.default_function_key}",
             "durable_management": f"{host.base_url}/runtime/webhooks/durabletask/instances/"
             if host.durable is not None
             else None,

@@ -210,6 +210,9 @@ def monitor(
                 "status": result["status"],
                 "duration_seconds": elapsed.total_seconds(),
                 "job_name": job_name,
+                "started_at": _iso(now),
+                "error": result.get("error") or "",
+                "failed_step": result.get("failed_step") or "",
             },
         )
     return result

@@ -11,11 +11,15 @@ import asyncio
 import functools
 import json
 import logging
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from composition import get_services
+
+if TYPE_CHECKING:
+    from conditioning.service import ConditioningOutcome
 
 bp = df.Blueprint()
 log = logging.getLogger("mlops.conditioning")
@@ -71,6 +75,8 @@ async def on_raw_blob_created(
         reject_counts=outcome.reject_counts,
     )
     log.info("conditioning %s", json.dumps(outcome.log_fields(), sort_keys=True))
+    if outcome.status in ("conditioned", "quarantined") and outcome.dataset_version:
+        await asyncio.to_thread(_summarise, outcome)
     if outcome.status == "conditioned":
         await _maybe_start_training(client)
 
@@ -86,6 +92,21 @@ async def _maybe_start_training(client: df.DurableOrchestrationClient) -> None:
     instance_id, payload = request
     started = await start_once(client, "run_train", instance_id, payload)
     automation_log.info("training %s %s", instance_id, "started" if started else "already exists")
+
+
+def _summarise(outcome: ConditioningOutcome) -> None:
+    """Fold the new dataset version into the dashboard's summary; a failure only logs (the
+    data is conditioned and registered whatever happens to this view of it)."""
+    from dashboard.record import record_conditioned
+
+    assert outcome.dataset_version is not None
+    try:
+        record_conditioned(
+            get_services(), outcome.source, outcome.dataset_version, outcome.reject_counts
+        )
+    # Storage and SDK errors of every kind end here on purpose (see above).
+    except Exception as exc:  # noqa: BLE001
+        log.warning("dashboard summary not updated for %s: %s", outcome.dataset_version, exc)
 
 
 def _name_in_container(name: str, container: str) -> str:

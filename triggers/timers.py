@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -15,6 +16,9 @@ import azure.functions as func
 from orchestrators.data_arrival import week_of
 from orchestrators.policies import Segment
 from triggers.starts import start_once, start_retrain
+
+if TYPE_CHECKING:
+    from composition import Services
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -85,8 +89,9 @@ async def on_drift_check_timer(
     from orchestrators.maintenance import check_drift
 
     services = get_services()
-    findings = check_drift(services)
     now = datetime.now(UTC)
+    _report_health(services, now)
+    findings = check_drift(services)
     for finding in findings:
         worst = finding["features"][0] if finding["features"] else None
         log.info(
@@ -111,8 +116,24 @@ async def on_drift_check_timer(
 @bp.timer_trigger(arg_name="timer", schedule="%MLOPS_ALERT_FLUSH_SCHEDULE%")
 def on_alert_outbox_timer(timer: func.TimerRequest) -> None:
     from composition import get_services
-    from orchestrators.failure_alerts import flush_alerts
+    from orchestrators.failure_alerts import flush_alerts, report_outbox
 
-    report = flush_alerts(get_services())
+    services = get_services()
+    report = flush_alerts(services)
     if report:
         log.info("alert outbox: %s", report)
+    report_outbox(services, datetime.now(UTC))
+
+
+def _report_health(services: Services, now: datetime) -> None:
+    """Hourly gauges for the alert rules (time since data arrived, champion ages); a
+    failure only logs, so the drift check still runs."""
+    from dashboard.record import report_health
+
+    try:
+        health = report_health(services, now, services.settings.automation.stale_after_days)
+    # Storage and SDK errors of every kind end here on purpose (see above).
+    except Exception as exc:  # noqa: BLE001
+        log.warning("health report not sent: %s", exc)
+        return
+    log.info("health report: %s", health)

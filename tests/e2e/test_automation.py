@@ -9,6 +9,7 @@ test needs, and publish Azure ML–shaped events to the app's Event Grid functio
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +33,13 @@ from tests.e2e.harness import (
 )
 
 pytestmark = pytest.mark.e2e
+
+
+def page(url: str) -> str:
+    """A dashboard page's HTML (the function answers 200 text/html)."""
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/html")
+        return str(resp.read().decode("utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +69,16 @@ def test_train_from_an_adf_call_to_champion_and_scoring(automation: Automation) 
     # ModelRegistered events from the registrations started offline model tests.
     wait_until(lambda: len([j for j in automation.jobs.submissions
                             if j.pipeline == "model_test"]) >= 2)  # fmt: skip
+    # The dashboard function shows what the activities recorded on the way: both champions
+    # with their gate, and the finished train and score jobs (read from the summary).
+    training = page(automation.url("dashboard/training.html"))
+    assert "forecast-r01-large-fast" in training and "forecast-r01-small-slow" in training
+    assert training.count(">champion<") >= 2
+    monitoring = page(automation.url("dashboard/monitoring.html"))
+    completed = re.search(r"(\d+) of the latest (\d+) jobs completed", monitoring)
+    assert completed is not None and int(completed.group(1)) >= 3  # two trainings, one scoring
+    scoring = page(automation.url("dashboard/scoring.html"))
+    assert "r01-large-fast" in scoring and "No scoring run" not in scoring
 
 
 def test_the_same_event_ten_times_starts_one_model_test(automation: Automation) -> None:
@@ -268,6 +286,12 @@ def test_the_same_blob_twice_starts_one_training(automation: Automation, tmp_pat
                if j.pipeline == "train" and j.tags.get("orchestration") == instance]  # fmt: skip
     assert len(trained) == 8  # two regions x four segments, started once
     assert sorted(v.status for v in services.datasets.versions("stores")).count("conditioned") == 2
+    # The blob trigger folded each conditioned version into the dashboard's summary.
+    assert services.summary is not None
+    summarised = (services.summary.read("conditioning") or {})["sources"]["stores"]
+    dropped = {v.dataset_version for v in services.datasets.versions("stores")} - {"v1"}  # seeded
+    assert dropped and dropped <= set(summarised)
+    assert "stores" in page(automation.url("dashboard/monitoring.html"))
 
 
 def _train_jobs(automation: Automation, segment: str) -> list[Any]:

@@ -71,6 +71,36 @@ class FakeJobs:
             outputs=dict(entity.outputs or {}),
         )
 
+    def list(self, parent_job_name: str | None = None, **kwargs: Any) -> list[Any]:
+        """Child jobs of a pipeline job, one per node of its YAML, built the way the SDK
+        builds them: ``_BaseJob`` from a run-history ``Run`` (what ``jobs.list`` returns for
+        ``parent_job_name``). Like the service, an unknown parent is not found."""
+        from datetime import UTC, datetime, timedelta
+
+        from azure.ai.ml._restclient.runhistory.models import Run
+        from azure.ai.ml.entities._job.base_job import _BaseJob
+
+        self.calls.append(("list", {"parent_job_name": parent_job_name}))
+        assert parent_job_name is not None, "the adapters only list a pipeline's children"
+        job = self._get(parent_job_name)
+        created = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
+        children = []
+        for i, node in enumerate(sorted(getattr(job.entity, "jobs", None) or {})):
+            start = created + timedelta(minutes=5 * i)
+            status = job.status if job.status != "NotStarted" else "NotStarted"
+            run = Run(
+                run_id=f"{parent_job_name}_{node}",
+                display_name=node,
+                status=status,
+                created_utc=start,
+                last_modified_utc=start + timedelta(minutes=3),
+                experiment_id="exp-1",
+                tags={},
+                properties={},
+            )
+            children.append(_BaseJob._load_from_rest(run))
+        return children
+
     def begin_cancel(self, name: str) -> Any:
         self.calls.append(("begin_cancel", {"name": name}))
         self._get(name).canceled = True

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 # means saying what it is.
 EXPECTED = {
     "on_health_get": "httpTrigger",
+    "on_dashboard_get": "httpTrigger",
     "on_raw_blob_created": "blobTrigger",
     "start_orchestration": "httpTrigger",
     "get_orchestration": "httpTrigger",
