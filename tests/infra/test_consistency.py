@@ -35,6 +35,8 @@ NOT_SET_IN_AZURE = {
     "MLOPS_POLL_MIN_SECONDS": "polling back-off tuned in code; override with appSettingOverrides",
     "MLOPS_POLL_MAX_SECONDS": "polling back-off tuned in code; override with appSettingOverrides",
     "MLOPS_POLL_GROWTH": "polling back-off tuned in code; override with appSettingOverrides",
+    "MLOPS_MODEL_NAME_PREFIX": "default forecast- is what the pipelines register; set it in the "
+    "Bicep together with the subscriptions' subjectBeginsWith filter",
 }
 # App settings that are not MLOPS_ settings: the platform, SDKs and telemetry read them.
 PLATFORM_SETTINGS = {
