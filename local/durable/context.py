@@ -105,7 +105,9 @@ class DurableTask:
         return self._done
 
     @property
-    def is_faulted(self) -> bool:
+    def _faulted(self) -> bool:
+        # Private on purpose: azure-functions-durable's tasks have no such attribute (a failed
+        # task's ``result`` is the exception), so orchestrators must not rely on it.
         return self._failed
 
     def _succeed(self, value: Any, seq: int) -> None:
@@ -189,7 +191,7 @@ class _WhenAllTask(DurableTask):
             child._refresh()
         if self._done:
             return
-        failed = [c for c in self.children if c.is_completed and c.is_faulted]
+        failed = [c for c in self.children if c.is_completed and c._faulted]
         if failed:
             first = min(failed, key=lambda c: c._seq or 0)
             self._fail(cast(Exception, first.result), first._seq or 0)

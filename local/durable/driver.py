@@ -76,7 +76,7 @@ def drive(
                     "(every timer it depends on was cancelled)"
                 )
             yield dt_task.when_any([leaf._inner for leaf in leaves])
-        if yielded.is_faulted:
+        if yielded._faulted:
             error = cast(Exception, yielded.result)
         else:
             value = yielded.result

@@ -27,6 +27,7 @@ EXPECTED = {
     "run_job_monitor": "orchestrationTrigger",
     "run_segment_training": "orchestrationTrigger",
     "run_train": "orchestrationTrigger",
+    "run_train_batch": "orchestrationTrigger",
     "run_score": "orchestrationTrigger",
     "run_model_test": "orchestrationTrigger",
     "run_retrain": "orchestrationTrigger",
