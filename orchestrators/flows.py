@@ -449,9 +449,10 @@ def run_score(context: df.DurableOrchestrationContext) -> Flow:
     scoring_date = req["scoring_date"]
     scoring_time = datetime.fromisoformat(f"{scoring_date}T00:00:00+00:00")
     stale_after = timedelta(days=float(options.get("stale_after_days", 60)))
-    champions = yield context.task_all(
-        [context.call_activity("get_champion", {"segment": s}) for s in req["segments"]]
+    by_segment = yield from call_with_transient_retry(
+        context, "get_champions", {"segments": req["segments"]}
     )
+    champions = [by_segment.get(s) for s in req["segments"]]
     results: dict[str, Any] = {}
     to_score: list[str] = []
     for segment, champion in zip(req["segments"], champions, strict=True):

@@ -338,6 +338,16 @@ class LocalDurableEngine:
         )
         return result.deleted_instance_count
 
+    def history_size(self, instance_id: str) -> tuple[int, int]:
+        """(events, bytes) of an instance's current history; bytes are the Durable Task
+        protobuf encoding (Azure Storage keeps the same events as UTF-16 table rows, larger)."""
+        history = self._require_backend().history_of(instance_id) or []
+        return len(history), sum(event.ByteSize() for event in history)
+
+    def peak_custom_status_bytes(self, instance_id: str) -> int:
+        """The largest custom status the instance has set, in UTF-16 bytes as Azure counts."""
+        return self._require_backend().peak_custom_status_bytes(instance_id)
+
     def wait_for_completion(self, instance_id: str, timeout: float = 30.0) -> InstanceView:
         """Block until the instance is terminal; raises ``TimeoutError``/``NotFoundError``."""
         state = self._require_client().wait_for_orchestration_completion(

@@ -37,6 +37,7 @@ EXPECTED = {
     "cancel_pipeline_job": "activityTrigger",
     "read_training_result": "activityTrigger",
     "get_champion": "activityTrigger",
+    "get_champions": "activityTrigger",
     "apply_gate_verdict": "activityTrigger",
     "score_inputs": "activityTrigger",
     "collect_forecasts": "activityTrigger",

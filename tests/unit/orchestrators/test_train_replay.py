@@ -193,3 +193,35 @@ def test_progress_status_is_bounded_whatever_the_number_of_segments() -> None:
     status = progress.status("training")
     assert status["finished"] == 5000 and len(status["recent"]) == 10
     assert custom_status_size(status).utf16_bytes < 4 * 1024
+
+
+def test_scoring_hundreds_of_segments_keeps_a_short_history_and_status() -> None:
+    segments = segments_for(125)
+
+    def score(action: dict[str, Any]) -> Any:
+        name, payload = action["functionName"], action["input"]
+        if name == "get_champions":
+            trained = "2026-11-01T00:00:00+00:00"
+            return {
+                s: {"model_name": f"forecast-{s}", "version": "2", "trained_at": trained}
+                for s in payload["segments"]
+            }
+        if name == "score_inputs":
+            return {"inputs": {"shipments": "c/s/v1"}}
+        if name == "submit_pipeline_job":
+            return {"job_name": "score_0001"}
+        if name == "run_job_monitor":
+            return {"job_name": "score_0001", "status": "Completed", "polls": 3}
+        if name == "record_job_outcome":
+            return None
+        if name == "collect_forecasts":
+            return {s: {"blob": f"forecasts/{s}.csv", "rows": 52} for s in payload["segments"]}
+        raise AssertionError(f"unexpected call {name}")
+
+    request = {"segments": segments, "scoring_date": "2026-11-23", "options": {}}
+    result = run(flows.run_score._function.get_user_function(), "run_score", request, score)
+    assert result.error is None
+    assert len(result.actions) <= 6  # champions, inputs, submit, monitor, telemetry, forecasts
+    assert all(v["status"] == "scored" for v in result.output["segments"].values())
+    sizes = [custom_status_size(s).utf16_bytes for s in result.custom_statuses]
+    assert max(sizes) < 1024
