@@ -556,9 +556,14 @@ def test_a_registration_the_app_must_not_act_on_is_acknowledged_and_starts_nothi
 
     event = model_registered_event(model, version, {}, {})
     assert automation.deliver("on_model_registered", [event]) == 200
-    started = [i for i in _instance_ids(automation) if model in i]
-    assert started == [], started
-    assert _jobs_mentioning(automation, model) == []
+    assert f"model_test-{model}-{version}" not in _instance_ids(automation)
+    tested = [
+        j
+        for j in automation.jobs.submissions
+        if j.pipeline == "model_test"
+        and (j.inputs.get("model_name"), j.inputs.get("model_version")) == (model, version)
+    ]
+    assert tested == []
 
 
 def test_malformed_event_data_is_acknowledged_and_starts_nothing(automation: Automation) -> None:
