@@ -253,6 +253,8 @@ var appSettings = {
   MLOPS_JOB_TIMEOUT_MINUTES: '720'
   MLOPS_RETRAIN_WINDOW_HOURS: '24'
   MLOPS_START_DEDUPE_SECONDS: '120'
+  // The same prefix filters the ModelRegistered subscription (subjectBeginsWith).
+  MLOPS_MODEL_NAME_PREFIX: modelNamePrefix
   MLOPS_DRIFT_PSI_THRESHOLD: '0.2'
   MLOPS_TRAINING_SOURCES: 'shipments,stores,weather,events'
   MLOPS_ALERT_TRANSPORT: 'acs'

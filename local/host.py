@@ -15,6 +15,10 @@ What it serves (see docs/local-runtime.md for every known difference from Azure)
 * orchestrations and activities on the Durable Task engine (``local.durable``), the durable client
   binding, and the Durable HTTP management API.
 
+Azure's limits apply here too, so a local run fails where Azure would: every invocation is
+bounded by host.json ``functionTimeout`` (and an HTTP response by the load balancer's 230 s);
+Event Grid deliveries and topic publishes are bounded by Event Grid's event and batch sizes.
+
 The host runs its own event loop in a background thread; ``start()`` and ``stop()`` are
 synchronous so tests and the CLI can drive it simply. Every error body is a JSON object.
 """
@@ -26,11 +30,12 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -38,6 +43,7 @@ from urllib.parse import quote
 import azure.functions as func
 from aiohttp import web
 
+from adapters.events import event_grid_batch_problem
 from adapters.settings import Connection
 from local import invoke
 from local.functions import FunctionSpec, index_functions
@@ -53,6 +59,45 @@ log = logging.getLogger("local.host")
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 POISON_QUEUE = "webjobs-blobtrigger-poison"
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+DEFAULT_HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+# Function timeouts (learn.microsoft.com, Azure Functions "Function app timeout duration"):
+# host.json functionTimeout bounds every execution; without it the Flex Consumption plan the
+# app deploys to uses 30 minutes. "-1" means unbounded (Flex, Premium, Dedicated). Whatever
+# functionTimeout says, an HTTP-triggered function must respond within 230 s, the idle
+# timeout of the Azure Load Balancer in front of the app.
+FLEX_DEFAULT_TIMEOUT = timedelta(minutes=30)
+HTTP_RESPONSE_LIMIT = timedelta(seconds=230)
+_TIME_SPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
+
+
+def read_function_timeout(host_json: Path) -> timedelta | None:
+    """host.json ``functionTimeout`` as a ``timedelta``; ``None`` for unbounded (``-1``).
+
+    A missing file or setting gives the Flex Consumption default; a malformed value raises
+    ``ValueError`` naming it, as the real host refuses to start on a bad host.json.
+    """
+    try:
+        config = json.loads(host_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return FLEX_DEFAULT_TIMEOUT
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{host_json.name} is not valid JSON: {exc}") from exc
+    raw = config.get("functionTimeout") if isinstance(config, dict) else None
+    if raw is None:
+        return FLEX_DEFAULT_TIMEOUT
+    text = str(raw).strip()
+    if text == "-1":
+        return None
+    match = _TIME_SPAN.match(text)
+    if match is None:
+        raise ValueError(
+            f"{host_json.name}: functionTimeout {raw!r} is not a time span (hh:mm:ss) or -1"
+        )
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    limit = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if limit <= timedelta(0):
+        raise ValueError(f"{host_json.name}: functionTimeout must be positive, got {raw!r}")
+    return limit
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -77,6 +122,10 @@ class HostConfig:
     durable_concurrency: int = 16
     # Local stand-ins for Event Grid topics: topic -> {function name: [event types]}.
     topics: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    # host.json functionTimeout, applied to every invocation (None: unbounded).
+    function_timeout: timedelta | None = field(
+        default_factory=lambda: read_function_timeout(DEFAULT_HOST_JSON)
+    )
 
 
 @dataclass
@@ -172,7 +221,9 @@ class LocalFunctionsHost:
             if s.trigger_type == "orchestrationTrigger"
         }
         activities = {
-            s.durable_name or s.name: invoke.activity_callable(s, lambda: self._loop)
+            s.durable_name or s.name: invoke.activity_callable(
+                s, lambda: self._loop, self.config.function_timeout
+            )
             for s in self.specs
             if s.trigger_type == "activityTrigger"
         }
@@ -319,15 +370,27 @@ class LocalFunctionsHost:
             route_values,
             body,
         )
+        limit, limit_name = self._http_deadline()
         try:
             inv = invoke.Invocation(trigger=datum, inputs=self._extra_inputs(spec))
-            result = await invoke.call_async(spec, inv)
+            result = await invoke.call_async(spec, inv, limit, limit_name=limit_name)
+        except invoke.FunctionTimeoutError as exc:
+            log.error("%s", exc)
+            status = 502 if limit_name == _HTTP_LIMIT_NAME else 500
+            return json_error(status, "function_timeout", str(exc))
         except Exception:
             log.exception("function %s failed", spec.name)
             return json_error(
                 500, "function_failed", f"function {spec.name} failed; see the host log"
             )
         return self._to_response(spec, result)
+
+    def _http_deadline(self) -> tuple[timedelta, str]:
+        """The tighter of functionTimeout and the load balancer's 230 s, and its name."""
+        limit = self.config.function_timeout
+        if limit is None or limit > HTTP_RESPONSE_LIMIT:
+            return HTTP_RESPONSE_LIMIT, _HTTP_LIMIT_NAME
+        return limit, "host.json functionTimeout"
 
     @staticmethod
     def _to_response(spec: FunctionSpec, result: Any) -> web.StreamResponse:
@@ -423,6 +486,10 @@ class LocalFunctionsHost:
         events = [payload] if isinstance(payload, dict) else payload
         if not isinstance(events, list) or not events:
             return json_error(400, "bad_payload", "expected an event object or a non-empty array")
+        too_big = event_grid_batch_problem(len(raw), events)
+        if too_big is not None:
+            # Event Grid never delivers such a batch; whoever posted it is not behaving like it.
+            return json_error(413, "payload_too_large", f"{name}: {too_big}")
         problems = [
             f"item {i}: {p}" for i, e in enumerate(events) if (p := _event_problem(e)) is not None
         ]
@@ -442,7 +509,7 @@ class LocalFunctionsHost:
         for event in events:
             inv = invoke.Invocation(trigger=invoke.j(event), inputs=self._extra_inputs(spec))
             try:
-                await invoke.call_async(spec, inv)
+                await invoke.call_async(spec, inv, self.config.function_timeout)
             except Exception:
                 log.exception("function %s failed on event %s", spec.name, event.get("id"))
                 failed.append(str(event.get("id")))
@@ -479,6 +546,10 @@ class LocalFunctionsHost:
         events = [payload] if isinstance(payload, dict) else payload
         if not isinstance(events, list):
             return json_error(400, "bad_payload", "expected an event object or an array")
+        too_big = event_grid_batch_problem(len(raw), events)
+        if too_big is not None:
+            # What Event Grid answers a publisher for an oversized event or batch.
+            return json_error(413, "payload_too_large", f"topic {topic}: {too_big}")
         delivered = 0
         failed: list[str] = []
         for event in events:
@@ -491,7 +562,7 @@ class LocalFunctionsHost:
                     continue
                 inv = invoke.Invocation(trigger=invoke.j(event), inputs=self._extra_inputs(spec))
                 try:
-                    await invoke.call_async(spec, inv)
+                    await invoke.call_async(spec, inv, self.config.function_timeout)
                     delivered += 1
                 except Exception:
                     log.exception("function %s failed on event %s", function, event.get("id"))
@@ -620,7 +691,7 @@ class LocalFunctionsHost:
                 inputs=self._extra_inputs(spec),
             )
             stats.invocations += 1
-            invoke.call(spec, inv, self._loop)
+            invoke.call(spec, inv, self._loop, self.config.function_timeout)
         except Exception as exc:
             from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
@@ -704,9 +775,12 @@ class LocalFunctionsHost:
         }
         try:
             inv = invoke.Invocation(trigger=invoke.j(info), inputs=self._extra_inputs(spec))
-            await invoke.call_async(spec, inv)
+            await invoke.call_async(spec, inv, self.config.function_timeout)
         except Exception:
             log.exception("timer function %s failed", spec.name)
+
+
+_HTTP_LIMIT_NAME = "the 230 s limit of an HTTP response in Azure"
 
 
 def _if_match() -> Any:

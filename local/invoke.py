@@ -9,11 +9,15 @@ client objects locally as in Azure.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
+import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import azure.functions as func
@@ -25,6 +29,23 @@ import azure.functions.timer
 from azure.functions import meta
 
 from local.functions import FunctionSpec
+
+log = logging.getLogger("local.host")
+
+
+class FunctionTimeoutError(Exception):
+    """A function ran longer than its time limit (host.json ``functionTimeout``, or 230 s
+    for an HTTP response); the message names the limit and the function."""
+
+
+def hms(limit: timedelta) -> str:
+    """``00:10:00`` — how the host writes a time span in its timeout message."""
+    seconds = int(limit.total_seconds())
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def timeout_message(spec: FunctionSpec, limit: timedelta, what: str) -> str:
+    return f"Timeout value of {hms(limit)} was exceeded by function: Functions.{spec.name} ({what})"
 
 
 class InvocationContext(func.Context):
@@ -128,42 +149,120 @@ def is_async(spec: FunctionSpec) -> bool:
     return inspect.iscoroutinefunction(spec.func)
 
 
+def _abandoned(spec: FunctionSpec) -> None:
+    # Python cannot stop a thread; in Azure the host would recycle the worker process.
+    log.error(
+        "function %s timed out; its thread runs on until it returns (the result is dropped)",
+        spec.name,
+    )
+
+
+def _run_in_thread(spec: FunctionSpec, kwargs: dict[str, Any], timeout: timedelta) -> Any:
+    """Run a sync function in its own thread and wait at most ``timeout`` for it."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            outcome["value"] = context.run(spec.func, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"function-{spec.name}", daemon=True).start()
+    if not done.wait(timeout.total_seconds()):
+        _abandoned(spec)
+        raise FunctionTimeoutError(timeout_message(spec, timeout, "host.json functionTimeout"))
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 def call(
-    spec: FunctionSpec, invocation: Invocation, loop: asyncio.AbstractEventLoop | None = None
+    spec: FunctionSpec,
+    invocation: Invocation,
+    loop: asyncio.AbstractEventLoop | None = None,
+    timeout: timedelta | None = None,
 ) -> Any:
-    """Invoke a function from a worker thread.
+    """Invoke a function from a worker thread; ``FunctionTimeoutError`` after ``timeout``.
 
     Async functions run on ``loop`` (the host's loop, as the Python worker runs every coroutine
     on its one loop, so loop-bound clients such as the durable client's HTTP session keep
-    working); without a loop they get a private one.
+    working); without a loop they get a private one. A timed-out coroutine is cancelled.
     """
     kwargs = build_arguments(spec, invocation)
+    seconds = None if timeout is None else timeout.total_seconds()
     if is_async(spec):
         if loop is not None and loop.is_running():
-            return asyncio.run_coroutine_threadsafe(spec.func(**kwargs), loop).result()
-        return asyncio.run(spec.func(**kwargs))
-    return spec.func(**kwargs)
+            future = asyncio.run_coroutine_threadsafe(spec.func(**kwargs), loop)
+            try:
+                return future.result(seconds)
+            except TimeoutError:
+                future.cancel()
+                assert timeout is not None
+                raise FunctionTimeoutError(
+                    timeout_message(spec, timeout, "host.json functionTimeout")
+                ) from None
+        return asyncio.run(_with_deadline(spec, spec.func(**kwargs), timeout))
+    if timeout is None:
+        return spec.func(**kwargs)
+    return _run_in_thread(spec, kwargs, timeout)
 
 
-async def call_async(spec: FunctionSpec, invocation: Invocation) -> Any:
-    """Invoke a function from the host's event loop (sync functions run in a thread)."""
+async def _with_deadline(spec: FunctionSpec, work: Any, timeout: timedelta | None) -> Any:
+    if timeout is None:
+        return await work
+    try:
+        return await asyncio.wait_for(work, timeout.total_seconds())
+    except TimeoutError:
+        raise FunctionTimeoutError(
+            timeout_message(spec, timeout, "host.json functionTimeout")
+        ) from None
+
+
+async def call_async(
+    spec: FunctionSpec,
+    invocation: Invocation,
+    timeout: timedelta | None = None,
+    *,
+    limit_name: str = "host.json functionTimeout",
+) -> Any:
+    """Invoke a function from the host's event loop (sync functions run in a thread).
+
+    After ``timeout`` a coroutine is cancelled and a sync function's thread is abandoned;
+    either way ``FunctionTimeoutError`` names ``limit_name`` and the function.
+    """
     kwargs = build_arguments(spec, invocation)
-    if is_async(spec):
-        return await spec.func(**kwargs)
-    return await asyncio.to_thread(spec.func, **kwargs)
+    work = spec.func(**kwargs) if is_async(spec) else asyncio.to_thread(spec.func, **kwargs)
+    if timeout is None:
+        return await work
+    try:
+        return await asyncio.wait_for(work, timeout.total_seconds())
+    except TimeoutError:
+        if not is_async(spec):
+            _abandoned(spec)
+        raise FunctionTimeoutError(timeout_message(spec, timeout, limit_name)) from None
 
 
 def activity_callable(
-    spec: FunctionSpec, loop: Callable[[], asyncio.AbstractEventLoop | None] = lambda: None
+    spec: FunctionSpec,
+    loop: Callable[[], asyncio.AbstractEventLoop | None] = lambda: None,
+    timeout: timedelta | None = None,
 ) -> Any:
-    """Wrap an activity so it takes and returns plain Python values, via the activity converter."""
+    """Wrap an activity so it takes and returns plain Python values, via the activity converter.
+
+    An activity is a function invocation like any other, so ``timeout`` (host.json
+    ``functionTimeout``) applies to it: past it, the activity fails with the host's message.
+    """
     conv = azure.functions.durable_functions.ActivityTriggerConverter
 
     def run(value: Any) -> Any:
         from azure.functions._durable_functions import _serialize_custom_object
 
         datum = meta.Datum(value=json.dumps(value, default=_serialize_custom_object), type="json")
-        result = call(spec, Invocation(trigger=datum), loop())
+        result = call(spec, Invocation(trigger=datum), loop(), timeout)
         encoded = conv.encode(result, expected_type=None)
         return json.loads(encoded.value) if encoded.value is not None else None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from local.azurite import REPO_ROOT, Azurite
-from local.host import HostConfig, LocalFunctionsHost
+from local.host import HostConfig, LocalFunctionsHost, read_function_timeout
 from local.keys import HostKeys
 from local.processes import free_port
 from local.smtp import LocalSmtpServer
@@ -93,6 +93,10 @@ class LocalRuntime:
                 port=port,
                 blob_poll_interval=self.blob_poll_interval,
                 topics={AML_TOPIC: {f: tuple(map(str, t)) for f, t in SUBSCRIPTIONS.items()}},
+                # The timeout of the app being served: its own host.json, as in Azure.
+                function_timeout=read_function_timeout(
+                    Path(function_app.__file__).with_name("host.json")
+                ),
             )
             self.host = LocalFunctionsHost(function_app.app.get_functions(), config).start()
         except BaseException:

@@ -206,6 +206,19 @@ def get_champion(request: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @bp.activity_trigger(input_name="request")
+def get_champions(request: dict[str, Any]) -> dict[str, Any]:
+    """``{segment: champion or None}`` for many segments in one call, so a scoring run of
+    hundreds of segments adds one event pair to its history instead of one per segment."""
+    services = _services()
+    registry = services.model_registry
+    assert registry is not None
+    return {
+        s: _version_view(registry.get_by_alias(Segment.parse(s).model_name, CHAMPION))
+        for s in request["segments"]
+    }
+
+
+@bp.activity_trigger(input_name="request")
 def apply_gate_verdict(request: dict[str, Any]) -> dict[str, Any]:
     """Record the gate's decision on the version; move the champion/challenger alias."""
     services = _services()

@@ -1,5 +1,7 @@
 """One contract for every ``PipelineJobs``: the local executor and the Azure ML adapter (over
-a recording fake of ``MLClient``) must behave the same to the orchestrators."""
+a recording fake of ``MLClient``) must behave the same to the orchestrators. The scripted
+control plane of the reliability tests and the loop benchmark runs the part of the contract a
+script can keep (it runs no code, so it reports its scripted metrics, not the pipeline's)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from adapters.errors import BadInputError, NotFoundError
+from adapters.events import NullEventPublisher
 from adapters.jobs import AzureMLPipelineJobs, JobInfo, PipelineJobs
 from local.aml.jobs import LocalPipelineJobs
+from local.aml.scripted import Script, ScriptedPipelineJobs
 from local.aml.status import JobStatus
 from tests.integration.azure_fakes import RecordingMLClient
 
@@ -23,6 +27,22 @@ KNOWN = {s.value for s in JobStatus}
 
 @pytest.fixture(params=["local", "azure-fake"])
 def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PipelineJobs]:
+    if request.param == "local":
+        local = LocalPipelineJobs(tmp_path / "aml", tracking_uri=None, step_timeout=120)
+        yield local
+        local.close(timeout=60)
+    else:
+        yield AzureMLPipelineJobs(RecordingMLClient())
+
+
+@pytest.fixture(params=["local", "azure-fake", "scripted"])
+def any_jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PipelineJobs]:
+    """Every implementation, the scripted one included, for the generic part of the contract."""
+    if request.param == "scripted":
+        yield ScriptedPipelineJobs(
+            NullEventPublisher(), lambda *_: "1", tmp_path / "jobs", Script(duration=30.0)
+        )
+        return
     if request.param == "local":
         local = LocalPipelineJobs(tmp_path / "aml", tracking_uri=None, step_timeout=120)
         yield local
@@ -56,7 +76,8 @@ def test_submitted_job_completes_and_reports_its_metrics(jobs: PipelineJobs) -> 
     assert "metrics" in jobs.outputs(name)
 
 
-def test_a_running_job_can_be_canceled(jobs: PipelineJobs) -> None:
+def test_a_running_job_can_be_canceled(any_jobs: PipelineJobs) -> None:
+    jobs = any_jobs
     name = jobs.submit(SLOW, {"seconds": 30}, experiment_name="contract-exp")
     seen: list[str] = []
     deadline = time.monotonic() + 60
@@ -70,12 +91,13 @@ def test_a_running_job_can_be_canceled(jobs: PipelineJobs) -> None:
     assert jobs.status(name).status == "Canceled"
 
 
-def test_unknown_job_is_not_found(jobs: PipelineJobs) -> None:
+def test_unknown_job_is_not_found(any_jobs: PipelineJobs) -> None:
     with pytest.raises(NotFoundError):
-        jobs.status("no_such_job_123")
+        any_jobs.status("no_such_job_123")
 
 
-def test_unknown_input_or_pipeline_is_bad_input(jobs: PipelineJobs) -> None:
+def test_unknown_input_or_pipeline_is_bad_input(any_jobs: PipelineJobs) -> None:
+    jobs = any_jobs
     with pytest.raises(BadInputError, match="nope"):
         jobs.submit(CONTRACT, {"nope": 1}, experiment_name="contract-exp")
     with pytest.raises(BadInputError, match="not found"):

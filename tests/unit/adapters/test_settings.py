@@ -81,3 +81,18 @@ def test_azure_services_share_one_lazy_workspace_client() -> None:
     assert isinstance(jobs, AzureMLPipelineJobs) and isinstance(registry, AzureMLModelRegistry)
     assert isinstance(jobs._client, LazyMLClient)
     assert jobs._client is registry._client  # one MLClient (and one token cache) per process
+
+
+def test_the_model_name_prefix_defaults_to_the_pipelines_names_and_is_validated() -> None:
+    assert load_settings(
+        {"AzureWebJobsStorage": CONN, "MLOPS_DATALAKE": CONN}
+    ).model_name_prefix == ("forecast-")
+    custom = {
+        "AzureWebJobsStorage": CONN,
+        "MLOPS_DATALAKE": CONN,
+        "MLOPS_MODEL_NAME_PREFIX": "dmd_",
+    }
+    assert load_settings(custom).model_name_prefix == "dmd_"
+    for bad in ("team/", "-lead", "x" * 65, "a b"):
+        with pytest.raises(SettingsError, match="MLOPS_MODEL_NAME_PREFIX"):
+            load_settings({**custom, "MLOPS_MODEL_NAME_PREFIX": bad})
