@@ -9,7 +9,9 @@ What it serves (see docs/local-runtime.md for every known difference from Azure)
   objects; ``code`` must be the ``eventgrid_extension`` system key);
 * blob triggers by polling the container: the host's ``{name}`` template semantics, a receipt per
   function and blob ETag so each blob version runs once, and after 5 failed tries a message on
-  the ``webjobs-blobtrigger-poison`` queue;
+  the ``webjobs-blobtrigger-poison`` queue. A function taking ``func.InputStream`` gets the
+  blob's bytes; one taking an SDK type (``BlobClient``…) gets model binding data that the
+  azurefunctions extension turns into the real client, as the worker does;
 * timer triggers on their NCRONTAB schedule, and on demand through the admin API
   ``POST /admin/functions/{name}`` (master key), as the real host offers;
 * orchestrations and activities on the Durable Task engine (``local.durable``), the durable client
@@ -26,6 +28,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -120,6 +123,8 @@ class LocalFunctionsHost:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._durable_client_json: str | None = None
+        self._sdk_objects: dict[tuple[Any, ...], Any] = {}
+        self._exported: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -132,6 +137,7 @@ class LocalFunctionsHost:
         return self._durable
 
     def start(self, timeout: float = 30.0) -> LocalFunctionsHost:
+        self._export_sdk_connections()
         self._start_durable()
         self._thread = threading.Thread(target=self._run_loop, name="functions-host", daemon=True)
         self._thread.start()
@@ -160,12 +166,53 @@ class LocalFunctionsHost:
             with contextlib.suppress(Exception):
                 client.close()
         self._blob_clients.clear()
+        self._sdk_objects.clear()
+        for key, value in self._exported.items():
+            if os.environ.get(key) == value:
+                del os.environ[key]
+        self._exported.clear()
 
     def __enter__(self) -> LocalFunctionsHost:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _export_sdk_connections(self) -> None:
+        """Make SDK-type bindings' connection settings visible to the extensions.
+
+        The azurefunctions extensions read a binding's connection from the worker's process
+        environment (``os.environ``), which the real host fills from the app settings. Here the
+        worker is this process: settings the host was given but the environment lacks are
+        exported for the host's lifetime; a conflicting value stops start-up.
+        """
+        names: set[str] = set()
+        for spec in self.specs:
+            for binding in spec.bindings:
+                if binding.sdk_type is not None:
+                    names.add(str(binding.get("connection") or "AzureWebJobsStorage"))
+        problems: list[str] = []
+        for name in sorted(names):
+            keys = [k for k in self.config.environ if k == name or k.startswith(f"{name}__")]
+            if not keys:
+                problems.append(f"connection setting {name} (or {name}__serviceUri) is not set")
+            for key in keys:
+                value = self.config.environ[key]
+                current = os.environ.get(key)
+                if current is None:
+                    os.environ[key] = value
+                    self._exported[key] = value
+                elif current != value:
+                    problems.append(
+                        f"{key} differs between the host's settings and the process "
+                        "environment the binding extensions read"
+                    )
+        if problems:
+            for key, value in self._exported.items():
+                if os.environ.get(key) == value:
+                    del os.environ[key]
+            self._exported.clear()
+            raise RuntimeError("SDK-type bindings cannot be served: " + "; ".join(problems))
 
     def _start_durable(self) -> None:
         orchestrators = {
@@ -598,7 +645,16 @@ class LocalFunctionsHost:
         stats = self.blob_stats[spec.name]
         started = time.monotonic()
         try:
-            content = blob_client.download_blob(etag=etag, match_condition=_if_match()).readall()
+            if spec.trigger.sdk_type is not None:
+                # An SDK-type binding gets model binding data, not bytes: the function reads
+                # the blob itself through the client the extension builds.
+                trigger: Any = invoke.blob_binding_datum(
+                    spec.blob_connection, container_name, props.name
+                )
+            else:
+                trigger = invoke.b(
+                    blob_client.download_blob(etag=etag, match_condition=_if_match()).readall()
+                )
             metadata: dict[str, Any] = {
                 "BlobTrigger": invoke.s(f"{container_name}/{props.name}"),
                 "Uri": invoke.s(blob_client.url),
@@ -619,9 +675,10 @@ class LocalFunctionsHost:
                 **{k: invoke.s(v) for k, v in params.items()},
             }
             inv = invoke.Invocation(
-                trigger=invoke.b(content),
+                trigger=trigger,
                 metadata=metadata,
                 inputs=self._extra_inputs(spec),
+                sdk_objects=self._sdk_objects,
             )
             stats.invocations += 1
             invoke.call(spec, inv, self._loop)
