@@ -82,11 +82,15 @@ class HostConfig:
     topics: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     # Extra routes the runtime mounts (the dashboard): called with the aiohttp application.
     dashboard: Callable[[web.Application], None] | None = None
+    # When set, the host's event loop runs in asyncio debug mode and logs every callback that
+    # holds the loop longer than this many seconds ("Executing <Handle ...> took X seconds").
+    slow_callback_seconds: float | None = None
 
 
 @dataclass
 class BlobTriggerStats:
     invocations: int = 0
+    completed: int = 0
     failures: int = 0
     poisoned: int = 0
 
@@ -240,6 +244,9 @@ class LocalFunctionsHost:
 
     def _run_loop(self) -> None:
         loop = asyncio.new_event_loop()
+        if self.config.slow_callback_seconds is not None:
+            loop.set_debug(True)
+            loop.slow_callback_duration = self.config.slow_callback_seconds
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
@@ -706,6 +713,7 @@ class LocalFunctionsHost:
                 self._write_receipt(hosts, receipt_name, _Receipt(attempts, "failed"))
             return
         self._write_receipt(hosts, receipt_name, _Receipt(attempts, "completed"))
+        stats.completed += 1
         log.info(
             "function %s processed blob %s/%s in %.2fs",
             spec.name,

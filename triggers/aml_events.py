@@ -14,6 +14,7 @@ understand: that is logged and acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -113,7 +114,8 @@ async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
         from composition import get_services
         from orchestrators.failure_alerts import alert_for_failed_run
 
-        outcome = alert_for_failed_run(get_services(), reaction, event)
+        # Reading the job and sending mail block: off the loop, which every handler shares.
+        outcome = await asyncio.to_thread(alert_for_failed_run, get_services(), reaction, event)
         return f"alert for run {reaction.run_id}: {outcome}"
     if isinstance(reaction, RecordTelemetry):
         return f"run {reaction.run_id} of {reaction.experiment} completed"

@@ -15,15 +15,19 @@ an SDK type, and the import registers the extension's converter.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_sdk
 
 from composition import get_services
+
+if TYPE_CHECKING:
+    from adapters.datalake import RawBlob
+    from conditioning.service import ConditioningOutcome
 
 bp = df.Blueprint()
 log = logging.getLogger("mlops.conditioning")
@@ -41,30 +45,15 @@ automation_log = logging.getLogger("mlops.automation")
 async def on_raw_blob_created(
     blob: blob_sdk.BlobClient, client: df.DurableOrchestrationClient
 ) -> None:
-    # Conditioning pulls in pyarrow; import it here so loading the function app stays cheap.
     from adapters.datalake import BoundBlob
-    from adapters.datasets import blob_dataset_ports
     from adapters.telemetry import Correlation, record_conditioning, span
-    from conditioning.service import condition_blob
 
-    services = get_services()
-    settings = services.settings
     raw = BoundBlob(blob)
-    registry, signals = blob_dataset_ports(services.data_lake, settings.conditioned_container)
     correlation = Correlation(blob_name=f"{raw.container}/{raw.name}")
     with span("on_raw_blob_created", kind="consumer", correlation=correlation):
-        # Reading the blob and conditioning it block: keep them off the worker's event loop.
-        outcome = await asyncio.to_thread(
-            functools.partial(
-                condition_blob,
-                raw,
-                services.data_lake,
-                conditioned_container=settings.conditioned_container,
-                quarantine_container=settings.quarantine_container,
-                registry=registry,
-                signals=signals,
-            )
-        )
+        # Reading the blob and conditioning it block (and the first call imports pandas and
+        # pyarrow): keep all of it off the worker's event loop.
+        outcome = await asyncio.to_thread(_condition, raw)
     record_conditioning(
         outcome.source,
         status=outcome.status,
@@ -75,6 +64,24 @@ async def on_raw_blob_created(
     log.info("conditioning %s", json.dumps(outcome.log_fields(), sort_keys=True))
     if outcome.status == "conditioned":
         await _maybe_start_training(client)
+
+
+def _condition(raw: RawBlob) -> ConditioningOutcome:
+    # Conditioning pulls in pyarrow; import it here so loading the function app stays cheap.
+    from adapters.datasets import blob_dataset_ports
+    from conditioning.service import condition_blob
+
+    services = get_services()
+    settings = services.settings
+    registry, signals = blob_dataset_ports(services.data_lake, settings.conditioned_container)
+    return condition_blob(
+        raw,
+        services.data_lake,
+        conditioned_container=settings.conditioned_container,
+        quarantine_container=settings.quarantine_container,
+        registry=registry,
+        signals=signals,
+    )
 
 
 async def _maybe_start_training(client: df.DurableOrchestrationClient) -> None:
