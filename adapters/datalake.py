@@ -341,12 +341,15 @@ class BoundBlob:
     The client comes from the Functions blob extension (a connection string locally, a
     managed identity in Azure); this adapter only reads through it. The read is pinned to the
     etag from ``etag()`` (If-Match), so a blob overwritten mid-read fails instead of mixing two
-    versions; the SDK's downloader fetches it in chunks of a few MB.
+    versions. It asks for one range of ``chunk_bytes`` at a time: the SDK's own downloader
+    starts with a 32 MB request, which the memory budget of a large drop cannot spare.
     """
 
-    def __init__(self, client: BlobClient) -> None:
+    def __init__(self, client: BlobClient, *, chunk_bytes: int = 4 << 20) -> None:
         self._client = client
+        self._chunk = chunk_bytes
         self._etag: str | None = None
+        self._size = 0
 
     @property
     def container(self) -> str:
@@ -366,20 +369,32 @@ class BoundBlob:
             except Exception as exc:
                 raise _translate_read(exc, self._what()) from exc
             self._etag = str(props.etag)
+            self._size = int(props.size)
         return self._etag
 
     def open(self) -> IO[bytes]:
+        etag = self.etag()
+        return io.BufferedReader(_ChunkStream(self._ranges(etag)), buffer_size=1024 * 1024)
+
+    def _ranges(self, etag: str | None) -> Iterator[bytes]:
         from azure.core import MatchConditions
 
-        etag = self.etag()
-        try:
-            downloader = self._client.download_blob(
-                etag=etag, match_condition=MatchConditions.IfNotModified
-            )
-        except Exception as exc:
-            raise _translate_read(exc, self._what()) from exc
-        chunks = _translated(downloader.chunks(), self._what())
-        return io.BufferedReader(_ChunkStream(chunks), buffer_size=1024 * 1024)
+        offset = 0
+        while offset < self._size:
+            length = min(self._chunk, self._size - offset)
+            try:
+                data = self._client.download_blob(
+                    offset=offset,
+                    length=length,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                ).readall()
+            except Exception as exc:
+                raise _translate_read(exc, self._what()) from exc
+            if not data:  # pragma: no cover - storage answered a short range
+                raise TransientError(f"{self._what()}: empty range at {offset}")
+            yield data
+            offset += len(data)
 
 
 def _translate_read(exc: Exception, what: str) -> Exception:
@@ -399,31 +414,29 @@ def _translate_read(exc: Exception, what: str) -> Exception:
     return AzureBlobDataLake._translate(exc, what)
 
 
-def _translated(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
-    # Later chunks are separate requests: their failures surface while iterating.
-    try:
-        yield from chunks
-    except Exception as exc:
-        raise _translate_read(exc, what) from exc
-
-
 class _ChunkStream(io.RawIOBase):
-    """A read-only file object over an iterator of byte chunks (bounded memory)."""
+    """A read-only file object over an iterator of byte chunks (bounded memory).
+
+    It walks each chunk with a memoryview: slicing the rest of a chunk off after every read
+    would copy it again and again.
+    """
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buffer = b""
+        self._buffer = memoryview(b"")
+        self._pos = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
+        while self._pos >= len(self._buffer):
             try:
-                self._buffer = next(self._chunks)
+                self._buffer = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
-        n = min(len(b), len(self._buffer))
-        b[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
+            self._pos = 0
+        n = min(len(b), len(self._buffer) - self._pos)
+        b[:n] = self._buffer[self._pos : self._pos + n]
+        self._pos += n
         return n

@@ -213,3 +213,23 @@ def test_the_blob_trigger_conditions_through_the_client_the_extension_builds(
         assert manifest["input"]["etag"] == lake.info(raw_c, name).etag
     finally:
         use_services(None)
+
+
+def test_the_bound_blob_reads_in_ranges_pinned_to_one_version(
+    azurite: Azurite, lake_containers: tuple[AzureBlobDataLake, str, str, str]
+) -> None:
+    from adapters.errors import ConflictError
+
+    _, raw_c, _, _ = lake_containers
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    client = blobs.get_blob_client(raw_c, "shipments/2024-01-08/ranges.csv")
+    content = bytes(range(256)) * 40  # 10 240 bytes: eleven ranges of 1 000
+    client.upload_blob(content)
+    assert BoundBlob(client, chunk_bytes=1000).open().read() == content
+
+    blob = BoundBlob(client, chunk_bytes=1000)
+    stream = blob.open()
+    assert stream.read(10) == content[:10]  # the first range is in
+    client.upload_blob(content[::-1], overwrite=True)
+    with pytest.raises(ConflictError, match="changed while it was being read"):
+        stream.read()
