@@ -9,7 +9,9 @@ What it serves (see docs/local-runtime.md for every known difference from Azure)
   objects; ``code`` must be the ``eventgrid_extension`` system key);
 * blob triggers by polling the container: the host's ``{name}`` template semantics, a receipt per
   function and blob ETag so each blob version runs once, and after 5 failed tries a message on
-  the ``webjobs-blobtrigger-poison`` queue;
+  the ``webjobs-blobtrigger-poison`` queue. A function taking ``func.InputStream`` gets the
+  blob's bytes; one taking an SDK type (``BlobClient``…) gets model binding data that the
+  azurefunctions extension turns into the real client, as the worker does;
 * timer triggers on their NCRONTAB schedule, and on demand through the admin API
   ``POST /admin/functions/{name}`` (master key), as the real host offers;
 * orchestrations and activities on the Durable Task engine (``local.durable``), the durable client
@@ -30,6 +32,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -126,11 +129,15 @@ class HostConfig:
     function_timeout: timedelta | None = field(
         default_factory=lambda: read_function_timeout(DEFAULT_HOST_JSON)
     )
+    # When set, the host's event loop runs in asyncio debug mode and logs every callback that
+    # holds the loop longer than this many seconds ("Executing <Handle ...> took X seconds").
+    slow_callback_seconds: float | None = None
 
 
 @dataclass
 class BlobTriggerStats:
     invocations: int = 0
+    completed: int = 0
     failures: int = 0
     poisoned: int = 0
 
@@ -167,6 +174,8 @@ class LocalFunctionsHost:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._durable_client_json: str | None = None
+        self._sdk_objects: dict[tuple[Any, ...], Any] = {}
+        self._exported: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -179,6 +188,7 @@ class LocalFunctionsHost:
         return self._durable
 
     def start(self, timeout: float = 30.0) -> LocalFunctionsHost:
+        self._export_sdk_connections()
         self._start_durable()
         self._thread = threading.Thread(target=self._run_loop, name="functions-host", daemon=True)
         self._thread.start()
@@ -207,12 +217,53 @@ class LocalFunctionsHost:
             with contextlib.suppress(Exception):
                 client.close()
         self._blob_clients.clear()
+        self._sdk_objects.clear()
+        for key, value in self._exported.items():
+            if os.environ.get(key) == value:
+                del os.environ[key]
+        self._exported.clear()
 
     def __enter__(self) -> LocalFunctionsHost:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _export_sdk_connections(self) -> None:
+        """Make SDK-type bindings' connection settings visible to the extensions.
+
+        The azurefunctions extensions read a binding's connection from the worker's process
+        environment (``os.environ``), which the real host fills from the app settings. Here the
+        worker is this process: settings the host was given but the environment lacks are
+        exported for the host's lifetime; a conflicting value stops start-up.
+        """
+        names: set[str] = set()
+        for spec in self.specs:
+            for binding in spec.bindings:
+                if binding.sdk_type is not None:
+                    names.add(str(binding.get("connection") or "AzureWebJobsStorage"))
+        problems: list[str] = []
+        for name in sorted(names):
+            keys = [k for k in self.config.environ if k == name or k.startswith(f"{name}__")]
+            if not keys:
+                problems.append(f"connection setting {name} (or {name}__serviceUri) is not set")
+            for key in keys:
+                value = self.config.environ[key]
+                current = os.environ.get(key)
+                if current is None:
+                    os.environ[key] = value
+                    self._exported[key] = value
+                elif current != value:
+                    problems.append(
+                        f"{key} differs between the host's settings and the process "
+                        "environment the binding extensions read"
+                    )
+        if problems:
+            for key, value in self._exported.items():
+                if os.environ.get(key) == value:
+                    del os.environ[key]
+            self._exported.clear()
+            raise RuntimeError("SDK-type bindings cannot be served: " + "; ".join(problems))
 
     def _start_durable(self) -> None:
         orchestrators = {
@@ -242,6 +293,9 @@ class LocalFunctionsHost:
 
     def _run_loop(self) -> None:
         loop = asyncio.new_event_loop()
+        if self.config.slow_callback_seconds is not None:
+            loop.set_debug(True)
+            loop.slow_callback_duration = self.config.slow_callback_seconds
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
@@ -665,7 +719,16 @@ class LocalFunctionsHost:
         stats = self.blob_stats[spec.name]
         started = time.monotonic()
         try:
-            content = blob_client.download_blob(etag=etag, match_condition=_if_match()).readall()
+            if spec.trigger.sdk_type is not None:
+                # An SDK-type binding gets model binding data, not bytes: the function reads
+                # the blob itself through the client the extension builds.
+                trigger: Any = invoke.blob_binding_datum(
+                    spec.blob_connection, container_name, props.name
+                )
+            else:
+                trigger = invoke.b(
+                    blob_client.download_blob(etag=etag, match_condition=_if_match()).readall()
+                )
             metadata: dict[str, Any] = {
                 "BlobTrigger": invoke.s(f"{container_name}/{props.name}"),
                 "Uri": invoke.s(blob_client.url),
@@ -686,9 +749,10 @@ class LocalFunctionsHost:
                 **{k: invoke.s(v) for k, v in params.items()},
             }
             inv = invoke.Invocation(
-                trigger=invoke.b(content),
+                trigger=trigger,
                 metadata=metadata,
                 inputs=self._extra_inputs(spec),
+                sdk_objects=self._sdk_objects,
             )
             stats.invocations += 1
             invoke.call(spec, inv, self._loop, self.config.function_timeout)
@@ -716,6 +780,7 @@ class LocalFunctionsHost:
                 self._write_receipt(hosts, receipt_name, _Receipt(attempts, "failed"))
             return
         self._write_receipt(hosts, receipt_name, _Receipt(attempts, "completed"))
+        stats.completed += 1
         log.info(
             "function %s processed blob %s/%s in %.2fs",
             spec.name,

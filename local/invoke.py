@@ -4,6 +4,13 @@ Inputs are built as ``azure.functions.meta.Datum`` values and decoded by the azu
 library's own converters (the code the real worker runs), so a function receives the same
 ``HttpRequest``, ``InputStream``, ``TimerRequest``, ``EventGridEvent``/``CloudEvent`` or durable
 client objects locally as in Azure.
+
+SDK-type bindings (a parameter annotated with an azurefunctions extension type such as
+``azurefunctions.extensions.bindings.blob.BlobClient``) get what the worker gets from the host:
+*model binding data* naming the connection setting, container and blob, decoded by the
+extension's own converter, which builds the real client from the process environment (a
+connection string, or ``X__serviceUri``/``X__blobServiceUri`` with a managed identity). Like
+the worker, the client is cached per parameter, type, binding data and function.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import azure.functions.http
 import azure.functions.timer
 from azure.functions import meta
 
-from local.functions import FunctionSpec
+from local.functions import Binding, FunctionSpec
 
 log = logging.getLogger("local.host")
 
@@ -83,11 +90,39 @@ class InvocationContext(func.Context):
 
 @dataclass
 class Invocation:
-    """One call: the trigger's datum and metadata plus any extra input datums by binding name."""
+    """One call: the trigger's datum and metadata plus any extra input datums by binding name.
 
-    trigger: meta.Datum
+    ``sdk_objects`` is the caller's cache of SDK-type binding objects (the worker keeps one per
+    process); without it every call builds its own.
+    """
+
+    trigger: Any
     metadata: dict[str, meta.Datum] = field(default_factory=dict)
     inputs: dict[str, meta.Datum] = field(default_factory=dict)
+    sdk_objects: dict[tuple[Any, ...], Any] | None = None
+
+
+# What the Functions host's blob extension names itself in model binding data.
+BLOB_BINDING_SOURCE = "AzureStorageBlobs"
+
+
+@dataclass(frozen=True)
+class ModelBindingData:
+    """The worker protocol's ``ModelBindingData`` message, as the host sends it for SDK types."""
+
+    version: str
+    source: str
+    content_type: str
+    content: str
+
+
+def blob_binding_datum(connection: str, container: str, blob: str) -> Any:
+    """The trigger datum of a blob SDK-type binding: model binding data, not the blob's bytes."""
+    from azurefunctions.extensions.base import Datum
+
+    content = json.dumps({"Connection": connection, "ContainerName": container, "BlobName": blob})
+    data = ModelBindingData("1.0", BLOB_BINDING_SOURCE, "application/json", content)
+    return Datum(value=data, type="model_binding_data")
 
 
 def s(value: str) -> meta.Datum:
@@ -130,9 +165,28 @@ def _decode(binding_type: str, datum: meta.Datum, metadata: dict[str, meta.Datum
     return converter.decode(datum, trigger_metadata=metadata)
 
 
+def _decode_sdk_type(spec: FunctionSpec, binding: Binding, invocation: Invocation) -> Any:
+    from azurefunctions.extensions.base import meta as sdk_meta
+
+    datum = invocation.trigger
+    converter = sdk_meta.get_binding_registry().get(binding.type)
+    if converter is None:  # pragma: no cover - index_functions checked the registry
+        raise RuntimeError(f"no SDK-type converter for binding type {binding.type!r}")
+    key = (binding.name, binding.sdk_type, datum.value.content, spec.name)
+    cache = invocation.sdk_objects if invocation.sdk_objects is not None else {}
+    if key not in cache:
+        cache[key] = converter.decode(
+            datum, trigger_metadata=invocation.metadata, pytype=binding.sdk_type
+        )
+    return cache[key]
+
+
 def build_arguments(spec: FunctionSpec, invocation: Invocation) -> dict[str, Any]:
+    trigger = spec.trigger
     kwargs: dict[str, Any] = {
-        spec.trigger.name: _decode(spec.trigger.type, invocation.trigger, invocation.metadata)
+        trigger.name: _decode_sdk_type(spec, trigger, invocation)
+        if trigger.sdk_type is not None
+        else _decode(trigger.type, invocation.trigger, invocation.metadata)
     }
     for binding in spec.extra_inputs:
         datum = invocation.inputs.get(binding.name)

@@ -17,6 +17,7 @@ e.g. when the durable client or storage cannot be reached.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -121,7 +122,8 @@ async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
         from composition import get_services
         from orchestrators.failure_alerts import alert_for_failed_run
 
-        outcome = alert_for_failed_run(get_services(), reaction, event)
+        # Reading the job and sending mail block: off the loop, which every handler shares.
+        outcome = await asyncio.to_thread(alert_for_failed_run, get_services(), reaction, event)
         return f"alert for run {reaction.run_id}: {outcome}"
     if isinstance(reaction, RecordTelemetry):
         return f"run {reaction.run_id} of {reaction.experiment} completed"

@@ -2,10 +2,13 @@
 
 Schedules are app settings (``%NAME%``), so operators change them without a deployment.
 Every start is idempotent: instance ids name the week, the day or the dataset version.
+The checks read storage and registries, so the async timers run them in a thread: the worker
+runs every async function on one event loop, and a blocked loop stalls all of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -58,7 +61,8 @@ async def on_daily_staleness_timer(
 
     services = get_services()
     now = datetime.now(UTC)
-    stale = stale_champions(services, now)
+    # Registry reads (MLflow or Azure ML) block: keep them off the worker's event loop.
+    stale = await asyncio.to_thread(stale_champions, services, now)
     if not stale:
         log.info("staleness check: no stale champions")
         return
@@ -90,8 +94,10 @@ async def on_drift_check_timer(
 
     services = get_services()
     now = datetime.now(UTC)
-    _report_health(services, now)
-    findings = check_drift(services)
+    # Both read storage (the drift check every conditioned version, with pandas): never on
+    # the worker's event loop.
+    await asyncio.to_thread(_report_health, services, now)
+    findings = await asyncio.to_thread(check_drift, services)
     for finding in findings:
         worst = finding["features"][0] if finding["features"] else None
         log.info(

@@ -43,7 +43,8 @@ class _StreamCancelledOnStop(logging.Filter):
         )
 
 
-_worker_log = logging.getLogger(f"{__name__}.worker")
+# Stable names (not __name__): operators and `python -m local` tune these loggers.
+_worker_log = logging.getLogger("local.durable.worker")
 _worker_log.addFilter(_StreamCancelledOnStop())
 
 # Statuses a start request may replace (the Functions host's default, NonRunningStates).
@@ -115,7 +116,7 @@ class LocalDurableEngine:
                 self._client = dt_client.TaskHubGrpcClient(
                     channel=self._client_channel,
                     data_converter=self._converter,
-                    logger=logging.getLogger(f"{__name__}.client"),
+                    logger=logging.getLogger("local.durable.client"),
                 )
             except Exception:
                 self.stop()

@@ -72,10 +72,12 @@ def test_the_app_indexes_with_the_expected_functions_and_triggers() -> None:
 
 
 def test_importing_the_app_does_not_import_heavy_libraries() -> None:
+    # azure.storage.blob is not in the list: the blob trigger's SDK-type binding needs its
+    # BlobClient type at load (the worker resolves the annotation then).
     code = (
         "import sys, function_app\n"
         "heavy = [m for m in ('azure.ai.ml', 'pandas', 'torch', 'pyarrow', 'mlflow', "
-        "'sklearn', 'azure.storage.blob') if m in sys.modules]\n"
+        "'sklearn') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run(
