@@ -12,6 +12,7 @@ from local.aml.bindings import (
     resolve_step_inputs,
     topological_order,
 )
+from local.aml.locations import Datastores
 from local.aml.spec import InputDef, PipelineInput, StepSpec
 
 
@@ -88,7 +89,8 @@ def test_command_with_unknown_placeholder_is_an_error() -> None:
 
 
 def test_file_outputs_are_files_inside_their_own_folder(tmp_path: Path) -> None:
-    paths = output_paths(step("s", {}), tmp_path / "s", tmp_path)
+    stores = Datastores(tmp_path / "datastores")
+    paths = output_paths(step("s", {}), tmp_path / "s", datastores=stores, job_name="j")
     assert paths["out"] == tmp_path / "s" / "outputs" / "out"
     assert paths["file"] == tmp_path / "s" / "outputs" / "file" / "file"
 
