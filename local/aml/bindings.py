@@ -367,7 +367,8 @@ def output_paths(
         binding = spec.outputs.get(name)
         text = binding if isinstance(binding, str) else None
         explicit = binding.get("path") if isinstance(binding, dict) else None
-        if isinstance(explicit, str) and _EXPR.search(explicit):
+        if isinstance(explicit, str) and _EXPR.fullmatch(explicit.strip()):
+            # "${{parent.outputs.P}}" in the long form is a binding, not a location.
             text, explicit = explicit, None
         whole = _EXPR.fullmatch(text.strip()) if text else None
         parts = whole.group(1).split(".") if whole else []
