@@ -122,7 +122,8 @@ class _Worker:
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log: IO[bytes]) -> None:
         task_read, self.task_fd = os.pipe()
         self.result_fd, result_write = os.pipe()
-        argv = [*argv[:2], str(task_read), str(result_write), *argv[2:]]
+        # python, worker script, entry script, then the two pipes, then program arguments.
+        argv = [*argv[:3], str(task_read), str(result_write), *argv[3:]]
         self.proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -205,7 +206,7 @@ class ParallelRun(threading.Thread):
             "items_failed": 0, "run_ms": 0,
         }  # fmt: skip
         self.run_seconds = 0.0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._done: dict[int, str] = {}
@@ -223,7 +224,7 @@ class ParallelRun(threading.Thread):
         return dict(self.counts)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         with self._lock:
             workers = list(self._workers)
         for worker in workers:
@@ -320,12 +321,19 @@ class ParallelRun(threading.Thread):
             self._spawn(argv, log, selector)
         try:
             while self._finished < len(batches):
-                if self._stop.is_set():
+                if self._halt.is_set():
                     return -int(signal.SIGTERM)
                 self._dispatch(pending, selector)
                 for key, _ in selector.select(timeout=0.2):
                     worker: _Worker = key.data
                     message = worker.receive()
+                    if message is None and not worker.ready:
+                        worker.proc.wait(timeout=10)
+                        self.error = (
+                            f"a worker exited before init() finished (exit code "
+                            f"{worker.proc.returncode}); see the step log"
+                        )
+                        return 1
                     if message is None or message[0] == "init_error":
                         if message is not None:
                             self.error = "init() failed: " + _last_line(message[1])
@@ -359,7 +367,7 @@ class ParallelRun(threading.Thread):
             out.flush()
         finally:
             for worker in list(self._workers):
-                worker.finish(timeout=10)
+                worker.finish(timeout=30)
             selector.close()
         failed = self.counts["failed"]
         if failed:
@@ -442,7 +450,7 @@ class ParallelRun(threading.Thread):
                 pending.append(batch)
             else:
                 self._close(batch, "", 0.0, ok=False)
-        if not self._stop.is_set():
+        if not self._halt.is_set():
             self._spawn(argv, log, selector)
 
     def _check_timeouts(

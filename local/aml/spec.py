@@ -620,6 +620,11 @@ def _input_name(expr: Any, full: str, what: str) -> str:
     return parts[1]
 
 
+def _threshold(value: Any) -> int:
+    """A failure threshold; ``-1`` (Azure ML's default) tolerates any number."""
+    return -1 if value in (None, "") else int(value)
+
+
 def _parallel(full: str, node: Any, component: Any) -> ParallelSpec:
     def pick(attr: str) -> Any:
         value = getattr(node, attr, None)
@@ -645,8 +650,8 @@ def _parallel(full: str, node: Any, component: Any) -> ParallelSpec:
         max_concurrency=max(1, int(pick("max_concurrency_per_instance") or 1)),
         max_tries=max(1, int(tries)) if tries not in (None, "") else DEFAULT_MAX_TRIES,
         run_timeout=float(timeout) if timeout not in (None, "") else DEFAULT_RUN_TIMEOUT,
-        mini_batch_error_threshold=int(pick("mini_batch_error_threshold") or -1),
-        error_threshold=int(pick("error_threshold") or -1),
+        mini_batch_error_threshold=_threshold(pick("mini_batch_error_threshold")),
+        error_threshold=_threshold(pick("error_threshold")),
     )
 
 
