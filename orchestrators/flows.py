@@ -6,7 +6,9 @@ everything they decide comes from pure policies (``policies.py``, ``polling.py``
 that shape a run (polling bounds, timeouts) arrive in the input, put there by the starter.
 
 Shapes (all JSON objects):
-- ``run_train``  input ``{"segments": [...], "week": "YYYY-MM-DD", "score": bool, "options"}``
+- ``run_train``  input ``{"segments": [...], "week": "YYYY-MM-DD", "score": bool, "options",
+  "many_models": bool, "partition_by": "store_id,product_id"}`` (many models: one forecaster
+  per partition, pipelines/train_many.yml, gated per partition and summarised per segment)
   output ``{"status": "succeeded"|"partial", "segments": {id: result}, "promoted": [...], ...}``;
   fails (runtimeStatus Failed) when the inputs are unusable or every segment failed.
 - ``run_segment_training`` one segment: submit → monitor → metrics → gate → promote.
@@ -228,17 +230,21 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
     req: dict[str, Any] = context.get_input()
     segment = req["segment"]
     options = req.get("options") or {}
-    result: dict[str, Any] = {"segment": segment, "status": "failed"}
+    pipeline = "train_many" if req.get("many_models") else "train"
+    inputs = dict(req["inputs"])
+    if pipeline == "train_many" and req.get("partition_by"):
+        inputs["partition_by"] = req["partition_by"]
+    result: dict[str, Any] = {"segment": segment, "status": "failed", "pipeline": pipeline}
     context.set_custom_status({"segment": segment, "stage": "submitting"})
     try:
         submitted = yield from call_with_transient_retry(
             context,
             "submit_pipeline_job",
             {
-                "pipeline": "train",
+                "pipeline": pipeline,
                 "trace": options.get("trace"),
                 "segment": segment,
-                "inputs": req["inputs"],
+                "inputs": inputs,
                 "tags": {
                     "segment": segment,
                     "week": req.get("week", ""),
@@ -252,7 +258,7 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
     job_name = submitted["job_name"]
     result["job_name"] = job_name
     context.set_custom_status({"segment": segment, "stage": "running", "job_name": job_name})
-    outcome = yield from monitor(context, job_name, options, "train", segment)
+    outcome = yield from monitor(context, job_name, options, pipeline, segment)
     result["job_status"] = outcome["status"]
     if outcome["status"].lower() != "completed":
         result["error"] = outcome.get("error") or f"job ended {outcome['status']}"
@@ -294,6 +300,10 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
         decision=verdict.decision,
         reasons=verdict.reasons,
     )
+    if trained.get("partitions"):
+        # Many models: each partition passed or failed its own gate in the pipeline; the
+        # segment's decision above is the same gate on metrics pooled over its partitions.
+        result["partitions"] = trained["partitions"]
     return result
 
 
@@ -322,6 +332,8 @@ def run_train(context: df.DurableOrchestrationContext) -> Flow:
                 "inputs": checked["inputs"],
                 "options": options,
                 "parent": context.instance_id,
+                "many_models": bool(req.get("many_models")),
+                "partition_by": req.get("partition_by"),
             },
             f"{context.instance_id}:{segment}",
         )
