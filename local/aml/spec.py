@@ -158,7 +158,7 @@ class PipelineSpec:
         if unknown:
             raise BadInputError(
                 f"pipeline {self.path.name} declares no input named {', '.join(unknown)}",
-                code="unresolved_binding",
+                code="unknown_input",
             )
         inputs = dict(self.inputs)
         for name, raw in overrides.items():
