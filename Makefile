@@ -8,14 +8,14 @@ PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
 
 .PHONY: help setup browser run test lint typecheck unit integration e2e dashboard clean \
-	bench-startup bench-conditioning bench-forecast bench-polling
+	bench-startup bench-conditioning bench-forecast bench-polling bench-executor
 
 help:
 	@echo "make run            set up, start the local runtime and run the demo (Ctrl-C stops everything)"
 	@echo "make test           set up, then lint, type-check and run the whole test suite"
 	@echo "make dashboard      build the model-health dashboard into .local/dashboard"
 	@echo "make bench-startup  median import time of function_app against the SDK floor"
-	@echo "make bench-conditioning / bench-forecast / bench-polling   the other benchmarks"
+	@echo "make bench-conditioning / bench-forecast / bench-polling / bench-executor   the other benchmarks"
 
 $(VENV)/.installed: $(REQS)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
@@ -75,6 +75,9 @@ bench-forecast: setup
 
 bench-polling: setup
 	$(PY) -m benchmarks.polling
+
+bench-executor: setup
+	$(PY) -m benchmarks.executor
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

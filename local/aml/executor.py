@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -184,6 +184,9 @@ class LocalExecutor:
         self.topic = topic
         self._tracking: Tracking | None = None
         self._stop_signal = False
+        # Seconds spent per phase (load, snapshot, record writes, events, tracking), summed
+        # over every job this executor ran: where the time goes (benchmarks/executor.py).
+        self.phase_seconds: dict[str, float] = {}
 
     # -- public API -------------------------------------------------------------------------
 
@@ -216,17 +219,31 @@ class LocalExecutor:
         )
         if self.store.exists(record.name):
             raise BadInputError(f"job {record.name!r} exists already", code="conflict")
-        self.store.save(record)
+        self._save(record)
         return record
 
     def load(self, path: str | Path, inputs: Mapping[str, str]) -> tuple[PipelineSpec, list[str]]:
         """The pipeline bound to ``inputs`` and its step order; ``BadInputError`` if unrunnable."""
-        spec = load_pipeline(
-            path, datastores=self.datastores, asset_resolver=self.asset_resolver
-        ).bind(inputs)
-        order = topological_order(spec.steps)
-        check_constraints(spec.steps, spec.inputs)
+        with self._phase("load and validate"):
+            spec = load_pipeline(
+                path, datastores=self.datastores, asset_resolver=self.asset_resolver
+            ).bind(inputs)
+            order = topological_order(spec.steps)
+            check_constraints(spec.steps, spec.inputs)
         return spec, order
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - started
+            self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + spent
+
+    def _save(self, record: JobRecord) -> None:
+        with self._phase("record writes"):
+            self.store.save(record)
 
     def status(self, name: str) -> JobRecord:
         """The job's record; a job whose executor process died is reported ``Failed``."""
@@ -241,7 +258,7 @@ class LocalExecutor:
                 record.status = JobStatus.FAILED.value
                 record.error = "the executor process running this job exited before it finished"
                 record.ended_at = utc_now()
-                self.store.save(record)
+                self._save(record)
             return record
         if self.store.cancel_requested(name):
             record.status = JobStatus.CANCEL_REQUESTED.value
@@ -289,7 +306,7 @@ class LocalExecutor:
                 start_new_session=True,
             )
         record.runner_pid = proc.pid
-        self.store.save(record)
+        self._save(record)
         return proc
 
     def run(self, name: str) -> JobRecord:
@@ -298,7 +315,7 @@ class LocalExecutor:
         if JobStatus.parse(record.status).is_terminal:
             return record
         record.runner_pid = os.getpid()
-        self.store.save(record)
+        self._save(record)
         running: dict[str, _Running] = {}
         previous = self._install_sigterm()
         try:
@@ -453,7 +470,8 @@ class LocalExecutor:
                 command = render_command(step_spec.command, values, outputs, step=name)
             else:
                 command = f"parallel run_function {step_spec.parallel.entry_script}"
-            snapshot = take_snapshot(step_spec.code_dir, step_dir / "snapshot").folder
+            with self._phase("snapshot"):
+                snapshot = take_snapshot(step_spec.code_dir, step_dir / "snapshot").folder
         except MlopsError as exc:
             step.error = str(exc)
             self._step_transition(record, name, JobStatus.FAILED)
@@ -562,7 +580,7 @@ class LocalExecutor:
             step.progress = counts
             item.progress_saved = now
             if not final:  # a final transition saves the record anyway
-                self.store.save(record)
+                self._save(record)
 
     def _kill_all(self, record: JobRecord, running: dict[str, _Running], status: JobStatus) -> None:
         for name, item in running.items():
@@ -592,7 +610,7 @@ class LocalExecutor:
             self._job_log(record, [f"job {status.value}"])
         if status == JobStatus.RUNNING:
             record.started_at = utc_now()
-        self.store.save(record)
+        self._save(record)
         self._notify(record, None)
         self._publish(
             ev.run_event(
@@ -636,7 +654,7 @@ class LocalExecutor:
             step.ended_at = utc_now()
             if step.run_id:
                 self._finish_tracking_run(step.run_id, status)
-        self.store.save(record)
+        self._save(record)
         self._notify(record, name)
         run_id = step.run_id or f"{record.name}_{name}"
         props = {"azureml.pipelinerunid": record.name, "stepName": name}
@@ -672,13 +690,15 @@ class LocalExecutor:
 
     def _publish(self, event: dict[str, Any]) -> None:
         try:
-            self.publisher.publish([event])
+            with self._phase("events"):
+                self.publisher.publish([event])
         except MlopsError as exc:
             log.warning("event %s not delivered: %s", event.get("eventType"), exc)
 
     def _get_tracking(self) -> Tracking | None:
         if self.tracking_uri and self._tracking is None:
-            self._tracking = Tracking(self.tracking_uri)
+            with self._phase("MLflow start-up (once per job process)"):
+                self._tracking = Tracking(self.tracking_uri)
         return self._tracking
 
     def _start_tracking_run(self, record: JobRecord, step: str) -> str:
@@ -688,15 +708,17 @@ class LocalExecutor:
         tags = {"azureml.pipeline": record.name, **record.tags}
         if step:
             tags["azureml.nodeid"] = step
-        return tracking.start_run(
-            record.experiment_name or "Default", step or record.name, tags, record.run_id
-        )
+        with self._phase("tracking (MLflow runs)"):
+            return tracking.start_run(
+                record.experiment_name or "Default", step or record.name, tags, record.run_id
+            )
 
     def _finish_tracking_run(self, run_id: str, status: JobStatus) -> None:
         tracking = self._get_tracking()
         if tracking is not None:
             try:
-                tracking.finish(run_id, status.value)
+                with self._phase("tracking (MLflow runs)"):
+                    tracking.finish(run_id, status.value)
             except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a job
                 log.warning("could not close MLflow run %s: %s", run_id, exc)
 
