@@ -262,6 +262,9 @@ def needs_shell(command: str) -> bool:
                 state = ""
             continue
         if char == "\\":
+            if state == '"':
+                # Inside "…" bash and shell-word splitting disagree on escapes: let bash read it.
+                return True
             escaped = True
         elif state == '"':
             if char == '"':
