@@ -26,6 +26,7 @@ from local.aml.locations import (
     Datastores,
     check_output_path,
     local_input_path,
+    parse_datastore_uri,
 )
 from local.aml.store import DEFAULT_ROOT
 
@@ -203,8 +204,6 @@ class PipelineSpec:
 
 
 def _datastore_hint(raw: str) -> str:
-    from local.aml.locations import parse_datastore_uri
-
     store = parse_datastore_uri(raw)
     if store is None:
         return ""
@@ -417,9 +416,7 @@ class _Context:
         self.aliases: dict[tuple[str, str], tuple[str, str]] = {}
 
 
-def _substitute(
-    binding: Any, prefix: str, inputs_map: Mapping[str, Any] | None, outputs_map: Any = None
-) -> Any:
+def _substitute(binding: Any, prefix: str, inputs_map: Mapping[str, Any] | None) -> Any:
     """A binding written inside a pipeline component, rewritten for the flat step list."""
     if inputs_map is None and not prefix:
         return binding

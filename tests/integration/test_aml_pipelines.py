@@ -90,6 +90,8 @@ def data_inputs(folder: Path) -> dict[str, str]:
     return {name: str(folder / name) for name in ("shipments", "stores", "weather", "events")}
 
 
+# Whole pipelines on a shared 2-core machine: a safety net, not a speed goal.
+@pytest.mark.timeout(1200)
 def test_train_test_and_score_pipelines(
     tmp_path: Path, demo_data: Path, receiver: Receiver
 ) -> None:
@@ -175,6 +177,8 @@ def test_train_test_and_score_pipelines(
     assert forecasts.groupby("segment")["week_start"].nunique().eq(13).all()
 
 
+# Whole pipelines on a shared 2-core machine: a safety net, not a speed goal.
+@pytest.mark.timeout(1200)
 def test_train_many_is_valid_azure_ml_yaml_and_its_models_score(
     tmp_path: Path, demo_data: Path
 ) -> None:
