@@ -68,10 +68,21 @@ def _files(folder: Path, entries: Any) -> list[Path]:
         if kind == "file":
             files.append((folder / text).resolve())
         elif kind == "folder":
-            files.extend(sorted(p for p in (folder / text).resolve().rglob("*") if p.is_file()))
+            target = (folder / text).resolve()
+            if not target.is_dir():
+                raise BadInputError(
+                    f"MLTable in {folder} lists folder {text}, which does not exist",
+                    code="missing_input",
+                )
+            files.extend(sorted(p for p in target.rglob("*") if p.is_file()))
         elif kind == "pattern":
             pattern = text.removeprefix("./")
-            files.extend(sorted(p.resolve() for p in folder.glob(pattern) if p.is_file()))
+            matched = sorted(p.resolve() for p in folder.glob(pattern) if p.is_file())
+            if not matched:
+                raise BadInputError(
+                    f"MLTable in {folder}: pattern {text} matches no file", code="missing_input"
+                )
+            files.extend(matched)
         else:
             raise BadInputError(f"MLTable path kind {kind!r} is not supported")
     missing = [f for f in files if not f.is_file()]

@@ -535,6 +535,14 @@ def _collect(
                 code="unsupported_node",
             )
         node_type = str(getattr(node, "type", "command"))
+        component_type = str(getattr(component, "type", node_type))
+        if component_type not in SUPPORTED_NODE_TYPES:
+            # e.g. a prompt flow (flow.dag.yaml) run as a parallel node: "promptflow_parallel".
+            raise BadInputError(
+                f"node {full!r} runs a {component_type!r} component, which the local executor "
+                "does not run (supported: command, parallel run_function, pipeline)",
+                code="unsupported_node",
+            )
         if node_type == "pipeline":
             child_inputs: dict[str, Any] = {}
             for iname, idef in (component.inputs or {}).items():

@@ -4,6 +4,7 @@ processes, no servers)."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -412,3 +413,19 @@ def test_a_pipeline_node_without_a_component_file_is_refused(tmp_path: Path) -> 
     )
     with pytest.raises(BadInputError, match="from a workspace or registry"):
         LocalExecutor(tmp_path / "aml").submit(tmp_path / "pipeline.yml")
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        ("  - folder: ./missing\n", "lists folder ./missing, which does not exist"),
+        ("  - pattern: ./*.parquet\n", "pattern ./*.parquet matches no file"),
+        ("  - file: https://example.org/t.csv\n", "does not download"),
+    ],
+)
+def test_an_mltable_that_points_at_nothing_is_an_error_not_an_empty_job(
+    tmp_path: Path, paths: str, message: str
+) -> None:
+    (tmp_path / "MLTable").write_text("paths:\n" + paths)
+    with pytest.raises(BadInputError, match=re.escape(message)):
+        list(mini_batches("mltable", tmp_path, None, (), "s"))
