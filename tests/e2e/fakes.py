@@ -57,6 +57,7 @@ class Script:
     transient_submit_failures: int = 0
     mape: Callable[[str], float] = lambda segment: 0.3
     baseline_mape: float = 0.6
+    seasonal_naive_mape: float = 0.4
 
 
 class ScriptedPipelineJobs:
@@ -142,6 +143,8 @@ class ScriptedPipelineJobs:
                                  "rmse_all": 2.0},
                     "baseline": {"mape": self.script.baseline_mape, "rmse_zero": 2.0,
                                  "rmse_all": 3.0},
+                    "seasonal_naive": {"mape": self.script.seasonal_naive_mape,
+                                       "rmse_zero": 1.5, "rmse_all": 2.5},
                 }
             }
         }  # fmt: skip
