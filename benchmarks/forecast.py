@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --holdout-end {args.holdout_end!r} is not a date (YYYY-MM-DD)")
             return 2
         known = [w for w in weeks if w <= end]
-        if len(known) <= args.holdout_weeks + 52:
+        if len(known) < args.holdout_weeks + 52:
             print(
                 f"error: a {args.holdout_weeks}-week holdout ending {end:%Y-%m-%d} leaves less "
                 "than a year of history (the seasonal naive needs one)"
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     ends = [weeks[len(weeks) - 1 - i * args.step_weeks] for i in range(args.origins)]
-    ends = [e for e in ends if weeks.index(e) + 1 > args.holdout_weeks + 52]
+    ends = [e for e in ends if weeks.index(e) + 1 >= args.holdout_weeks + 52]
     if len(ends) < args.origins:
         print(f"note: {args.origins - len(ends)} origin(s) dropped: less than a year of history")
     first = weeks[weeks.index(ends[-1]) - args.holdout_weeks + 1]

@@ -171,6 +171,10 @@ def test_train_test_and_score_pipelines(
     tags = registry.get("forecast-north-large-fast", "1").tags
     assert tags["test_passed"] == str(verdict["passed"]).lower()
     assert float(tags["test_mape"]) == pytest.approx(verdict["metrics"]["mape"], rel=1e-5)
+    assert float(tags["test_seasonal_naive_mape"]) == pytest.approx(
+        verdict["seasonal_naive"]["mape"], rel=1e-5
+    )
+    assert tags["test_beats_seasonal_naive"] == str(verdict["beats_seasonal_naive"]).lower()
 
     # scoring uses champions only and flags stale ones
     registry.set_alias("forecast-north-large-fast", "champion", "1")
