@@ -601,11 +601,11 @@ class SegmentForecaster:
             member = _make(name, self.numeric, config)
             report = self.reports[name] = MemberReport(name)
             report.reason = self._fit_member(member, fit_frame, check)
-            if not report.reason:
+            if not report.reason:  # trained: it forecasts, even if validation rejects it
+                self.members[name] = member
                 report.reason, report.validation = self._check(member, check, reference)
             report.diverged = bool(report.reason)
             report.settings = member.settings()
-            self.members[name] = member
             if not report.diverged:
                 forecasts[name] = bounded(member.predict(check), check)
         self.weights, _ = select_weights(
@@ -645,11 +645,11 @@ class SegmentForecaster:
             report = self.reports[name] = MemberReport(name)
             reason = self._fit_member(member, frame, None)
             if not reason:
+                self.members[name] = member
                 forecast = bounded(member.predict(frame), frame)
                 reason = "" if np.isfinite(forecast).all() else "forecasts are not finite"
             report.diverged, report.reason = bool(reason), reason
             report.settings = member.settings()
-            self.members[name] = member
         healthy = [n for n in names if n in LEARNED and not self.reports[n].diverged]
         chosen = healthy or ["baseline"]
         self.weights = {n: 1.0 / len(chosen) for n in chosen}
@@ -662,13 +662,14 @@ class SegmentForecaster:
         """Bounded quantity forecasts of every member and the ensemble, index of ``frame``.
 
         Diverged members are still reported (so their failure shows in the metrics) but carry
-        no weight in ``ensemble``.
+        no weight in ``ensemble``; a member that could not be trained at all forecasts NaN.
         """
         if not self.members:
             raise RuntimeError("the forecaster is not trained")
         out = pd.DataFrame(index=frame.index)
-        for name, member in self.members.items():
-            out[name] = bounded(member.predict(frame), frame)
+        for name in [*self.reports, *(n for n in self.members if n not in self.reports)]:
+            member = self.members.get(name)
+            out[name] = bounded(member.predict(frame), frame) if member else np.nan
         ensemble = np.zeros(len(frame))
         for name, weight in self.weights.items():
             ensemble += weight * out[name].to_numpy()

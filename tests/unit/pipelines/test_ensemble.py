@@ -140,6 +140,20 @@ def test_a_diverging_network_is_caught_reported_and_never_averaged_in(segment: S
     assert model.describe()["diverged"] == ["nn"]
 
 
+def test_a_segment_that_never_sold_trains_without_a_count_model(segment: Segment) -> None:
+    def unsold(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(quantity=0.0, target_ratio=0.0, series_mean=0.0, series_max=0.0,
+                            lag52=0.0)  # fmt: skip
+
+    fit, check = unsold(segment.fit), unsold(segment.check)
+    model = SegmentForecaster(segment.exog, FAST).fit(unsold(segment.train), (fit, check))
+    assert "count" in model.diverged
+    assert "no positive quantities" in model.reports["count"].reason
+    parts = model.predict_components(unsold(segment.test))
+    assert parts["count"].isna().all()  # reported as missing, not as zero
+    assert (parts["ensemble"] == 0).all() and "count" not in model.weights
+
+
 def test_a_feature_that_only_appears_after_the_origin_cannot_move_the_network() -> None:
     # The cause of the network's divergence on the Walmart holiday window: markdowns are
     # zero throughout training and tens of thousands in the holdout.
