@@ -24,6 +24,7 @@ TITLES = {
 }
 CANDIDATE = "#2563eb"
 BASELINE = "#6b7280"
+SEASONAL_NAIVE = "#7c3aed"
 CHAMPION = "#d97706"
 ACTUAL = "#111827"
 GOOD = "#16a34a"
@@ -220,9 +221,11 @@ def _training(data: DashboardData) -> str:
     parts = [
         "<section><h2>Training quality per segment</h2><p class=help>Each point is a registered "
         "model version, placed at its training time. Blue: the candidate (ensemble) on the "
-        "holdout; grey dashed: the historical-average baseline on the same rows; orange: the "
+        "holdout; grey dashed: the historical-average baseline on the same rows; purple dashed: "
+        "the seasonal naive forecast (same week last year), a second baseline; orange: the "
         f"champion it had to beat. A candidate is promoted only with MAPE ≤ {data.max_mape:g} "
-        "(red line) and better than both. RMSE 0 is measured on rows whose actual is zero, "
+        "(red line) and better than the historical average and the champion; beating seasonal "
+        "naive is shown, not required. RMSE 0 is measured on rows whose actual is zero, "
         "RMSE All on every row.</p></section>"
     ]
     if not segments:
@@ -234,6 +237,7 @@ def _training(data: DashboardData) -> str:
             for component, label, color, dashed in (
                 ("ensemble", "candidate", CANDIDATE, False),
                 ("baseline", "baseline", BASELINE, True),
+                ("seasonal_naive", "seasonal naive", SEASONAL_NAIVE, True),
                 ("champion", "champion", CHAMPION, False),
             ):
                 points = [
@@ -260,6 +264,7 @@ def _training(data: DashboardData) -> str:
         rows = []
         for m in reversed(versions[-6:]):
             cand, base = m.metric("ensemble", "mape"), m.metric("baseline", "mape")
+            naive = m.metric("seasonal_naive", "mape")
             gain = f"{(1 - cand / base) * 100:.0f}%" if cand is not None and base else "–"
             gate_cls = "good" if m.gate == "pass" else "bad" if m.gate == "fail" else ""
             rows.append(
@@ -270,16 +275,17 @@ def _training(data: DashboardData) -> str:
                     f'<span class="{gate_cls}">{escape(m.gate or "–")}</span>',
                     _num(cand),
                     _num(base),
+                    _num(naive),
                     gain,
                     _num(m.metric("ensemble", "rmse_zero"), 2),
                     _num(m.metric("ensemble", "rmse_all"), 2),
                 ]
             )
         table = _table(
-            ["version", "trained", "role", "gate", "MAPE", "baseline MAPE", "MAPE reduction",
-             "RMSE 0", "RMSE All"],
+            ["version", "trained", "role", "gate", "MAPE", "baseline MAPE",
+             "seasonal naive MAPE", "MAPE reduction", "RMSE 0", "RMSE All"],
             rows,
-            {4, 5, 6, 7, 8},
+            {4, 5, 6, 7, 8, 9},
         )  # fmt: skip
         parts.append(
             f"<section><h2>{escape(segment)} <small>({escape(versions[-1].model_name)})</small>"

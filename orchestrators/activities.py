@@ -194,7 +194,9 @@ def read_training_result(request: dict[str, Any]) -> dict[str, Any]:
         else None,
         "candidate": seg.get("ensemble"),
         "baseline": seg.get("baseline"),
+        "seasonal_naive": seg.get("seasonal_naive"),
         "models": {k: seg.get(k) for k in ("lasso", "nn") if seg.get(k)},
+        "diverged": sorted(seg.get("diverged") or {}),
         # Many models: how many partitions passed their own gate, and the worst failures.
         "partitions": seg.get("partitions"),
     }
@@ -231,11 +233,11 @@ def apply_gate_verdict(request: dict[str, Any]) -> dict[str, Any]:
     if not name or not version:
         raise BadInputError("no registered model version to apply the gate verdict to")
     decision = request["decision"]
-    registry.set_tags(
-        name,
-        str(version),
-        {"gate": decision, "gate_reasons": "; ".join(request.get("reasons") or [])},
-    )
+    tags = {"gate": decision, "gate_reasons": "; ".join(request.get("reasons") or [])}
+    beats_naive = request.get("beats_seasonal_naive")
+    if beats_naive is not None:
+        tags["beats_seasonal_naive"] = str(bool(beats_naive)).lower()
+    registry.set_tags(name, str(version), tags)
     if decision in (CHAMPION, CHALLENGER):
         registry.set_alias(name, decision, str(version))
     from adapters.telemetry import record_model_quality

@@ -277,13 +277,14 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
     )
     candidate = Metrics.from_mapping(trained.get("candidate") or {})
     baseline = Metrics.from_mapping(trained.get("baseline") or {})
+    seasonal_naive = Metrics.from_mapping(trained.get("seasonal_naive") or {})
     champion_info = yield from call_with_transient_retry(
         context, "get_champion", {"segment": segment}
     )
     champion = Metrics.from_mapping((champion_info or {}).get("metrics") or {})
     if champion_info and champion_info.get("version") == trained.get("model_version"):
         champion = None  # the candidate itself was already marked champion by its pipeline
-    verdict = promotion_gate(candidate, baseline, champion)
+    verdict = promotion_gate(candidate, baseline, champion, seasonal_naive=seasonal_naive)
     yield from call_with_transient_retry(
         context,
         "apply_gate_verdict",
@@ -293,6 +294,7 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
             "model_version": trained.get("model_version"),
             "decision": verdict.decision,
             "reasons": verdict.reasons,
+            "beats_seasonal_naive": verdict.beats_seasonal_naive,
         },
     )
     result.update(
@@ -302,10 +304,13 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
         metrics={
             "candidate": trained.get("candidate"),
             "baseline": trained.get("baseline"),
+            "seasonal_naive": trained.get("seasonal_naive"),
             "champion": (champion_info or {}).get("metrics"),
         },
         decision=verdict.decision,
         reasons=verdict.reasons,
+        beats_seasonal_naive=verdict.beats_seasonal_naive,
+        diverged=trained.get("diverged") or [],
     )
     if trained.get("partitions"):
         # Many models: each partition passed or failed its own gate in the pipeline; the

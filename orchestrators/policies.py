@@ -122,6 +122,9 @@ class Metrics:
 class GateVerdict:
     decision: str  # "champion" | "challenger" | "rejected"
     reasons: list[str] = field(default_factory=list)
+    # Recorded, not required: does the candidate also beat the seasonal naive forecast (same
+    # week last year)? None when the run reported no seasonal-naive MAPE.
+    beats_seasonal_naive: bool | None = None
 
     @property
     def promoted(self) -> bool:
@@ -133,14 +136,25 @@ def promotion_gate(
     baseline: Metrics | None,
     champion: Metrics | None,
     mape_bar: float = MAPE_BAR,
+    seasonal_naive: Metrics | None = None,
 ) -> GateVerdict:
     """Champion when the candidate meets the bar and beats the baseline and the champion.
 
     A candidate that meets the bar and beats the baseline but not the champion is a
     challenger; anything else is rejected. Missing metrics reject (never promote blind).
+    Whether it also beats ``seasonal_naive`` is recorded on the verdict and never changes
+    the decision (the case study's rule is the bar, the historical average and the champion).
     """
     if candidate is None:
         return GateVerdict("rejected", ["the candidate reported no MAPE"])
+    beats_naive = None if seasonal_naive is None else candidate.mape < seasonal_naive.mape
+    verdict = _decide(candidate, baseline, champion, mape_bar)
+    return GateVerdict(verdict.decision, verdict.reasons, beats_naive)
+
+
+def _decide(
+    candidate: Metrics, baseline: Metrics | None, champion: Metrics | None, mape_bar: float
+) -> GateVerdict:
     reasons: list[str] = []
     if candidate.mape > mape_bar:
         reasons.append(f"MAPE {candidate.mape:.3f} is above the bar {mape_bar:.2f}")

@@ -61,6 +61,7 @@ class Script:
     transient_submit_failures: int = 0
     mape: Callable[[str], float] = lambda segment: 0.3
     baseline_mape: float = 0.6
+    seasonal_naive_mape: float = 0.4
 
 
 class ScriptedPipelineJobs:
@@ -143,7 +144,9 @@ class ScriptedPipelineJobs:
         seg: dict[str, Any] = {
             "ensemble": {"mape": self.script.mape(segment), "rmse_zero": 1.0, "rmse_all": 2.0},
             "baseline": {"mape": self.script.baseline_mape, "rmse_zero": 2.0, "rmse_all": 3.0},
-        }
+            "seasonal_naive": {"mape": self.script.seasonal_naive_mape, "rmse_zero": 1.5,
+                               "rmse_all": 2.5},
+        }  # fmt: skip
         if job.pipeline == "train_many":
             # The shape forecasting/many_collect.py writes (checked against a real run in
             # tests/integration/test_aml_pipelines.py).

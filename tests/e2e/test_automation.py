@@ -60,6 +60,8 @@ def test_train_from_an_adf_call_to_champion_and_scoring(automation: Automation) 
     assert output["promoted"] == ["r01-large-fast", "r01-small-slow"]
     seg = output["segments"]["r01-large-fast"]
     assert seg["decision"] == "champion" and seg["model_version"] == "1"
+    # the second baseline is recorded next to the decision, which it does not change
+    assert seg["metrics"]["seasonal_naive"]["mape"] == 0.4 and seg["beats_seasonal_naive"] is True
     assert output["score"]["segments"]["r01-large-fast"]["status"] == "scored"
     train_jobs = [j for j in automation.jobs.submissions if j.pipeline == "train"]
     assert len(train_jobs) == 2  # one job per segment, and the repeat started nothing

@@ -110,10 +110,20 @@ def test_train_test_and_score_pipelines(
         "north/large/fast", "north/large/slow", "north/small/fast", "north/small/slow"
     }  # fmt: skip
     seg = metrics["segments"]["north/large/fast"]
-    for component in ("baseline", "lasso", "nn", "ensemble"):
-        assert set(seg[component]) >= {"mape", "rmse_zero", "rmse_all"}
+    for component in ("baseline", "seasonal_naive", "lasso", "nn", "count", "ensemble"):
+        assert set(seg[component]) >= {"mape", "wape", "rmse_zero", "rmse_all"}
     assert seg["champion"] is None  # first training: no champion yet
     assert seg["ensemble"]["mape"] < seg["baseline"]["mape"]
+    # the second baseline is measured and the gate records whether the candidate beats it
+    assert seg["gate"]["beats_seasonal_naive"] == (
+        seg["ensemble"]["mape"] < seg["seasonal_naive"]["mape"]
+    )
+    # the ensemble was fitted on a validation window inside the training data
+    for key, segment in metrics["segments"].items():
+        assert segment["diverged"] == {}, key
+        assert sum(segment["weights"].values()) == pytest.approx(1.0)
+        members = [v["mape"] for k, v in segment["validation"].items() if k != "ensemble"]
+        assert segment["validation"]["ensemble"]["mape"] <= min(members)
 
     registry = MLflowModelRegistry(tracking)
     version = registry.get("forecast-north-large-fast", "1")
@@ -125,6 +135,12 @@ def test_train_test_and_score_pipelines(
     assert version.tags["gate"] in ("pass", "fail")
     assert version.trained_at is not None
     assert version.metrics["ensemble_mape"] == pytest.approx(seg["ensemble"]["mape"], rel=1e-5)
+    assert version.metrics["seasonal_naive_mape"] == pytest.approx(
+        seg["seasonal_naive"]["mape"], rel=1e-5
+    )
+    assert version.tags["beats_seasonal_naive"] == str(seg["gate"]["beats_seasonal_naive"]).lower()
+    assert json.loads(version.tags["ensemble_weights"]) == pytest.approx(seg["weights"])
+    assert version.tags["diverged_members"] == ""
 
     events = receiver.events()
     assert all("functionName=on_aml_event" in q for q in receiver.queries)
@@ -157,6 +173,10 @@ def test_train_test_and_score_pipelines(
     tags = registry.get("forecast-north-large-fast", "1").tags
     assert tags["test_passed"] == str(verdict["passed"]).lower()
     assert float(tags["test_mape"]) == pytest.approx(verdict["metrics"]["mape"], rel=1e-5)
+    assert float(tags["test_seasonal_naive_mape"]) == pytest.approx(
+        verdict["seasonal_naive"]["mape"], rel=1e-5
+    )
+    assert tags["test_beats_seasonal_naive"] == str(verdict["beats_seasonal_naive"]).lower()
 
     # scoring uses champions only and flags stale ones
     registry.set_alias("forecast-north-large-fast", "champion", "1")

@@ -1,5 +1,7 @@
-"""Evaluate step: metrics per segment for the baseline, each model, the ensemble and the
-current champion on the same holdout, plus the gate verdict. Writes ``metrics.json``."""
+"""Evaluate step: metrics per segment for the historical-average baseline, the seasonal naive
+forecast, each ensemble member, the ensemble and the current champion on the same holdout,
+plus the gate verdict (with whether the candidate also beats seasonal naive), the ensemble's
+weights, and the members that diverged in training. Writes ``metrics.json``."""
 
 from __future__ import annotations
 
@@ -47,7 +49,9 @@ def evaluate(features: Path, models: Path, max_mape: float, min_actual: float) -
         model = mlflow_model.load(models / str(entry["path"]))
         forecast = mlflow_model.predict(model, group)
         seg: dict[str, Any] = {
-            c: metrics.summarize(group["quantity"], forecast[c], min_actual) for c in COMPONENTS
+            c: metrics.summarize(group["quantity"], forecast[c], min_actual)
+            for c in COMPONENTS
+            if c in forecast
         }
         champion_version, champion = _champion_forecast(str(entry["model_name"]), group)
         seg["champion"] = (
@@ -56,26 +60,46 @@ def evaluate(features: Path, models: Path, max_mape: float, min_actual: float) -
             else None
         )
         seg["champion_version"] = champion_version
+        naive = seg.get("seasonal_naive")
         verdict = gate.gate(
             seg["ensemble"]["mape"],
             seg["baseline"]["mape"],
             seg["champion"]["mape"] if seg["champion"] else None,
             max_mape,
+            naive["mape"] if naive else None,
         )
         seg["gate"] = {
             "passed": verdict.passed,
             "verdict": verdict.label,
             "reasons": verdict.reasons,
+            "beats_seasonal_naive": verdict.beats_seasonal_naive,
+        }
+        training = entry.get("training") or {}
+        seg["diverged"] = {
+            name: member.get("reason", "")
+            for name, member in (training.get("members") or {}).items()
+            if member.get("diverged")
+        }
+        seg["weights"] = training.get("weights") or {}
+        seg["validation"] = {
+            "ensemble": training.get("ensemble_validation") or {},
+            **{
+                name: member.get("validation") or {}
+                for name, member in (training.get("members") or {}).items()
+            },
         }
         seg["model_name"] = entry["model_name"]
         result["segments"][segment] = seg
         actuals.append(group["quantity"])
         for c in COMPONENTS:
-            pooled[c].append(forecast[c])
+            if c in forecast:
+                pooled[c].append(forecast[c])
     if actuals:
         actual = pd.concat(actuals)
         result["overall"] = {
-            c: metrics.summarize(actual, pd.concat(pooled[c]), min_actual) for c in COMPONENTS
+            c: metrics.summarize(actual, pd.concat(pooled[c]), min_actual)
+            for c in COMPONENTS
+            if len(pooled[c]) == len(actuals)
         }
     return result
 
@@ -85,11 +109,15 @@ def _log(result: dict[str, Any]) -> None:
 
     values: dict[str, float] = {}
     for segment, seg in result["segments"].items():
+        key = segment.replace("/", ".")
         for component in (*COMPONENTS, "champion"):
             if seg.get(component):
                 for metric, value in seg[component].items():
-                    if metric != "rows" and not math.isnan(value):
-                        values[f"{segment.replace('/', '.')}.{component}.{metric}"] = value
+                    if metric != "rows" and value is not None and not math.isnan(value):
+                        values[f"{key}.{component}.{metric}"] = value
+        values[f"{key}.diverged_members"] = float(len(seg.get("diverged") or {}))
+        for member, weight in (seg.get("weights") or {}).items():
+            values[f"{key}.weight.{member}"] = float(weight)
     mlflow.log_metrics(values)
 
 
@@ -108,8 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     write_json(Path(args.output) / "metrics.json", result)
     for segment, seg in result["segments"].items():
         ens, base = seg["ensemble"]["mape"], seg["baseline"]["mape"]
+        naive = (seg.get("seasonal_naive") or {}).get("mape", math.nan)
         verdict = seg["gate"]["verdict"]
-        print(f"evaluate: {segment}: MAPE {ens:.3f} (baseline {base:.3f}), gate {verdict}")
+        diverged = ", ".join(seg["diverged"]) or "none"
+        print(
+            f"evaluate: {segment}: MAPE {ens:.3f} (baseline {base:.3f}, seasonal naive "
+            f"{naive:.3f}), gate {verdict}, diverged members: {diverged}"
+        )
     return 0
 
 

@@ -1,10 +1,15 @@
 """From standard conditioned tables to model features (pure pandas, no I/O except ``read_folder``).
 
 Forecasts are direct, from a forecast origin: every feature of a target row is computed from
-the history before the origin (series level, same week last year, recent level), plus
-calendar and exogenous values known for that week (weather, events). The target is the
-ratio of quantity to the series' historical mean, which puts big and small series on one
-scale so a single model per segment can learn from all of them.
+the history before the origin (series level, same week last year, recent level, year-over-year
+growth, share of zero weeks), plus calendar and exogenous values known for that week
+(weather, events). The target is the ratio of quantity to the series' historical mean, which
+puts big and small series on one scale so a single model per segment can learn from all of
+them.
+
+Model selection needs forecasts it has not seen the answers to: ``validation_split`` holds
+out the last weeks of a history the same way ``split_holdout`` holds out a holdout, so the
+ensemble can be fitted on a window inside the training data and never on the holdout.
 """
 
 from __future__ import annotations
@@ -21,11 +26,17 @@ LAG_DAYS = 364  # 52 weeks: the same week day last year
 RECENT_WEEKS = 8
 FOURIER_TERMS = 3
 RATIO_CLIP = (0.0, 5.0)
+# Year-over-year growth is measured on a few weeks of noisy data: bounded so one odd week
+# cannot double or halve a whole series' forecast.
+GROWTH_CLIP = (0.5, 2.0)
+VALIDATION_WEEKS = 13
 BASE_NUMERIC = (
     "lag52_ratio",
     "lag52_nbr",
     "has_lag52",
     "recent_ratio",
+    "growth",
+    "zero_share",
     "log_series_mean",
     "event_count",
     *(f"{f}{k}" for k in range(1, FOURIER_TERMS + 1) for f in ("sin", "cos")),
@@ -205,6 +216,20 @@ def split_holdout(frame: pd.DataFrame, holdout_weeks: int) -> tuple[pd.DataFrame
     return frame[frame["week_start"] < origin], frame[frame["week_start"] >= origin]
 
 
+def validation_split(
+    history: pd.DataFrame, weeks: int = VALIDATION_WEEKS, min_fit_weeks: int = 8
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(fit history, validation rows): the last ``weeks`` distinct weeks of ``history``, held out
+    like a holdout, for choosing ensemble weights and stopping training early.
+
+    ``None`` when the history is too short to leave ``min_fit_weeks`` weeks to fit on.
+    """
+    distinct = np.sort(history["week_start"].unique())
+    if len(distinct) < weeks + min_fit_weeks:
+        return None
+    return split_holdout(history, weeks)
+
+
 def future_weeks(
     history: pd.DataFrame, horizon: int, start: pd.Timestamp | None = None
 ) -> pd.DataFrame:
@@ -224,17 +249,51 @@ def build_features(
     ``history`` needs store_id, product_id, week_start, quantity; ``target`` the keys and week
     (its quantity, when present, is kept as the label). Exogenous columns missing for a
     target week are filled with the history's mean for that column.
+
+    Besides the model features, every row carries ``series_mean`` (the scale of the ratio
+    target and the historical-average forecast), ``series_max`` (the largest week in the
+    history, which bounds forecasts), ``lag52`` (the seasonal-naive forecast: the same week
+    last year, or the series mean when unknown) and ``growth`` (the last ``RECENT_WEEKS``
+    against the same weeks a year earlier, 1 when unknown).
     """
     out = target.copy()
-    stats = history.groupby(list(SERIES))["quantity"].mean().rename("series_mean")
-    origin = history["week_start"].max()
-    recent = history[history["week_start"] > origin - pd.Timedelta(weeks=RECENT_WEEKS)]
-    recent_mean = recent.groupby(list(SERIES))["quantity"].mean().rename("recent_mean")
-    out = out.merge(stats, on=list(SERIES), how="left").merge(
-        recent_mean, on=list(SERIES), how="left"
+    keys = list(SERIES)
+    grouped = history.groupby(keys)["quantity"]
+    stats = pd.concat(
+        [
+            grouped.mean().rename("series_mean"),
+            grouped.max().rename("series_max"),
+            history["quantity"]
+            .le(0)
+            .groupby([history[k] for k in keys])
+            .mean()
+            .rename("zero_share"),
+        ],
+        axis=1,
     )
-    fallback = float(stats.median()) if len(stats) else 1.0
+    origin = history["week_start"].max()
+    recent_start = origin - pd.Timedelta(weeks=RECENT_WEEKS)
+    recent = history[history["week_start"] > recent_start]
+    recent_mean = recent.groupby(keys)["quantity"].mean().rename("recent_mean")
+    year_ago = pd.Timedelta(days=LAG_DAYS)
+    last_year = history[
+        (history["week_start"] > recent_start - year_ago)
+        & (history["week_start"] <= origin - year_ago)
+    ]
+    last_year_mean = last_year.groupby(keys)["quantity"].mean()
+    growth = (recent_mean / last_year_mean.where(last_year_mean > 0)).rename("growth")
+    out = (
+        out.merge(stats, on=keys, how="left")
+        .merge(recent_mean, on=keys, how="left")
+        .merge(growth, on=keys, how="left")
+    )
+    fallback = float(stats["series_mean"].median()) if len(stats) else 1.0
     out["series_mean"] = out["series_mean"].fillna(fallback)
+    out["series_max"] = out["series_max"].fillna(out["series_mean"])
+    out["zero_share"] = out["zero_share"].fillna(
+        float(stats["zero_share"].median()) if len(stats) else 0.0
+    )
+    out["growth"] = out["growth"].replace([np.inf, -np.inf], np.nan).fillna(1.0).clip(*GROWTH_CLIP)
     scale = out["series_mean"].clip(lower=1.0)
     out["recent_ratio"] = (out["recent_mean"].fillna(out["series_mean"]) / scale).clip(*RATIO_CLIP)
     out["log_series_mean"] = np.log1p(out["series_mean"].clip(lower=0.0))

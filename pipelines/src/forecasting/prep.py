@@ -1,6 +1,9 @@
 """Prep step: join the standard inputs, label velocity, and write feature frames per mode.
 
-train / model_test mode: ``train.csv`` (history) and ``holdout.csv`` (the last N weeks).
+train / model_test mode: ``train.csv`` (history) and ``holdout.csv`` (the last N weeks); in
+train mode also ``fit.csv`` and ``validation.csv``: the history without its last
+``validation_weeks`` and those weeks with features from before them, on which the train step
+stops training early and fits the ensemble (never on the holdout).
 score mode: ``train.csv`` (all history) and ``future.csv`` (the next N weeks from the scoring date).
 Always ``meta.json`` with the exogenous columns, dataset versions and forecast origin.
 """
@@ -46,6 +49,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         history, holdout = F.split_holdout(frame, args.holdout_weeks)
         F.build_features(history, history, exog).to_csv(out / "train.csv", index=False)
         F.build_features(history, holdout, exog).to_csv(out / "holdout.csv", index=False)
+        split = F.validation_split(history, args.validation_weeks) if args.mode == "train" else None
+        if split is not None:
+            fit, check = split
+            F.build_features(fit, fit, exog).to_csv(out / "fit.csv", index=False)
+            F.build_features(fit, check, exog).to_csv(out / "validation.csv", index=False)
     if history.empty:
         raise F.InputError("no rows left for the requested segment filter")
     versions = {
@@ -63,6 +71,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "exog": exog,
         "dataset_versions": versions,
         "origin": str(history["week_start"].max().date()),
+        "validation": (out / "validation.csv").exists(),
         "segments": sorted(
             "/".join(k) for k in history[["region", "format", "velocity"]].drop_duplicates().values
         ),
@@ -80,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("train", "score", "model_test"), default="train")
     parser.add_argument("--holdout_weeks", type=int, default=13)
     parser.add_argument("--horizon_weeks", type=int, default=13)
+    parser.add_argument("--validation_weeks", type=int, default=F.VALIDATION_WEEKS)
     parser.add_argument("--scoring_date", default=None)
     parser.add_argument("--region", default="*")
     parser.add_argument("--format", default="*")

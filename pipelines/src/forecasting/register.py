@@ -1,5 +1,7 @@
 """Register step: each segment's model as a new version in the MLflow registry, tagged with
-segment, dataset versions, code version, trained_at, metrics and the gate verdict.
+segment, dataset versions, code version, trained_at, metrics of every component (the
+historical-average ``baseline`` and ``seasonal_naive`` included), the ensemble's weights,
+the members that diverged, and the gate verdict with whether it beats seasonal naive.
 
 Registration needs a tracking server (Azure ML's, or the local sqlite store); without one the
 step fails rather than pretend. Writes ``registered.json`` (name, version, segment, verdict).
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import mlflow_model
+from .models import COMPONENTS
 from .step_common import read_json, write_json
 
 
@@ -27,11 +30,16 @@ def _tags(
         "code_version": code_version,
         "gate": str(seg["gate"]["verdict"]),
         "gate_reasons": "; ".join(seg["gate"]["reasons"]),
+        "ensemble_weights": json.dumps(seg.get("weights") or {}, sort_keys=True),
+        "diverged_members": ", ".join(sorted(seg.get("diverged") or {})),
     }
-    for component in ("ensemble", "baseline", "lasso", "nn", "champion"):
+    beats_naive = seg["gate"].get("beats_seasonal_naive")
+    if beats_naive is not None:
+        tags["beats_seasonal_naive"] = str(bool(beats_naive)).lower()
+    for component in (*COMPONENTS, "champion"):
         if seg.get(component):
-            for metric in ("mape", "rmse_zero", "rmse_all"):
-                value = seg[component][metric]
+            for metric in ("mape", "wape", "rmse_zero", "rmse_all"):
+                value = seg[component].get(metric)
                 if value is not None:  # undefined metrics (e.g. no zero actuals) stay untagged
                     tags[f"{component}_{metric}"] = f"{value:.6g}"
     return tags

@@ -27,6 +27,7 @@ def _model(segment: str, version: int, days_ago: float, mape: float, role: str =
         metrics={
             "ensemble_mape": mape,
             "baseline_mape": 0.62,
+            "seasonal_naive_mape": 0.41,
             "ensemble_rmse_all": 8.0 * mape,
             "baseline_rmse_all": 9.5,
             "ensemble_rmse_zero": float("nan"),

@@ -45,6 +45,8 @@ def test_training_plots_each_measure_per_segment_against_baseline_and_champion(
     # two versions → two candidate points and two baseline points, one champion point (v2)
     assert len(re.findall(r"<title>candidate ", mape)) == 2
     assert len(re.findall(r"<title>baseline ", mape)) == 2
+    # the second baseline, seasonal naive, sits next to the historical average
+    assert len(re.findall(r"<title>seasonal naive ", mape)) == 2
     assert len(re.findall(r"<title>champion ", mape)) == 1
     assert "MAPE bar: 0.45" in mape
     # RMSE 0 is undefined here (no zero actuals): the chart says so rather than plotting NaN
@@ -52,6 +54,8 @@ def test_training_plots_each_measure_per_segment_against_baseline_and_champion(
     assert "<circle" not in found["training-north/large/fast-rmse_zero"]
     # the table shows the MAPE reduction against the baseline: 1 - 0.24 / 0.62 = 61%
     assert "61%" in pages["training"]
+    assert "seasonal naive MAPE" in pages["training"]
+    assert ">0.410<" in pages["training"]
 
 
 def test_monitoring_marks_stale_champions_and_shows_rejects_and_failed_steps(

@@ -75,6 +75,24 @@ def test_gate_reasons_name_every_failure() -> None:
     assert "above the bar" in verdict.reasons[0] and "baseline" in verdict.reasons[1]
 
 
+@pytest.mark.parametrize(
+    ("candidate", "naive", "beats"),
+    [
+        (M(0.30), M(0.35), True),
+        (M(0.30), M(0.30), False),  # a tie does not beat it
+        (M(0.30), M(0.20), False),
+        (M(0.30), None, None),  # not reported: unknown, not false
+        (M(0.60), M(0.70), True),  # recorded for rejected candidates too
+    ],
+)
+def test_gate_records_whether_the_candidate_beats_seasonal_naive_without_requiring_it(
+    candidate: Metrics, naive: Metrics | None, beats: bool | None
+) -> None:
+    verdict = promotion_gate(candidate, M(0.50), None, seasonal_naive=naive)
+    assert verdict.beats_seasonal_naive is beats
+    assert verdict.decision == promotion_gate(candidate, M(0.50), None).decision
+
+
 def test_metrics_from_mapping_tolerates_junk() -> None:
     assert Metrics.from_mapping({"ensemble_mape": "0.3", "ensemble_rmse_all": 2}, "ensemble_") == M(
         0.3, None, 2.0

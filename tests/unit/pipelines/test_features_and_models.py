@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from forecasting import features as F
 from forecasting import metrics, synthetic
-from forecasting.models import EmbeddingNet, SegmentForecaster, TrainConfig
+from forecasting.models import COMPONENTS, EmbeddingNet, SegmentForecaster, TrainConfig
 
 SMALL = synthetic.SyntheticSpec(regions=("north",), stores_per_format=2, products=4, weeks=70)
 
@@ -88,6 +88,32 @@ def test_features_use_only_history(joined: tuple[pd.DataFrame, list[str]]) -> No
     assert feats["has_lag52"].eq(1.0).all()  # 70 weeks of data: last year is known
 
 
+def test_level_growth_and_intermittency_features_come_from_the_history() -> None:
+    weeks = pd.date_range("2022-01-03", periods=70, freq="7D")
+    quantity = [10.0] * 70
+    quantity[:7] = [0.0] * 7  # a slow start: 7 of 70 weeks without sales
+    quantity[20] = 30.0  # the best week
+    quantity[-8:] = [15.0] * 8  # the last 8 weeks, against 10 in the same weeks last year
+    history = pd.DataFrame(
+        {"store_id": "s", "product_id": "p", "week_start": weeks, "quantity": quantity}
+    )
+    target = pd.DataFrame(
+        {
+            "store_id": ["s", "new"],
+            "product_id": ["p", "p"],
+            "week_start": [weeks[-1] + pd.Timedelta(days=7)] * 2,
+        }
+    )
+    row, unseen = F.build_features(history, target).to_dict("records")
+    assert row["growth"] == pytest.approx(1.5)
+    assert row["series_max"] == 30.0
+    assert row["zero_share"] == pytest.approx(0.1)
+    assert row["lag52"] == 10.0 and row["has_lag52"] == 1.0
+    # an unknown series gets neutral values, never NaN
+    assert unseen["growth"] == 1.0 and unseen["has_lag52"] == 0.0
+    assert unseen["series_max"] == unseen["series_mean"] == unseen["lag52"]
+
+
 def test_forecaster_beats_the_historical_average() -> None:
     tables = synthetic.generate(synthetic.SyntheticSpec(regions=("north",), products=4, weeks=110))
     frame, exog = F.join_inputs(
@@ -100,7 +126,7 @@ def test_forecaster_beats_the_historical_average() -> None:
     test = F.build_features(history, holdout, exog)
     model = SegmentForecaster(exog, TrainConfig(epochs=15)).fit(train)
     parts = model.predict_components(test)
-    assert list(parts.columns) == ["baseline", "lasso", "nn", "ensemble"]
+    assert list(parts.columns) == list(COMPONENTS)
     assert (parts >= 0).all().all()
     ensemble = metrics.mape(test["quantity"], parts["ensemble"])
     baseline = metrics.mape(test["quantity"], parts["baseline"])

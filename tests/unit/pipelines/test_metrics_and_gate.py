@@ -23,6 +23,14 @@ def test_rmse_all_and_holiday_weighted_mae() -> None:
     assert metrics.wmae([10, 10], [20, 12], [True, False]) == pytest.approx(52 / 6)
 
 
+def test_wape_weighs_errors_by_volume_and_is_nan_without_volume() -> None:
+    # errors 2 + 0 + 3 over actuals 0 + 10 + 10: defined even with a zero actual
+    assert metrics.wape([0, 10, 10], [2, 10, 7]) == pytest.approx(0.25)
+    assert math.isnan(metrics.wape([0, 0], [1, 1]))
+    summary = metrics.summarize([0, 10, 10], [2, 10, 7])
+    assert set(summary) == {"mape", "wape", "rmse_zero", "rmse_all", "rows"}
+
+
 def test_mismatched_lengths_are_rejected() -> None:
     with pytest.raises(ValueError, match="actual"):
         metrics.mape([1, 2], [1])
@@ -43,6 +51,14 @@ def test_gate(candidate: float, baseline: float, champion: float | None, passed:
     verdict = gate.gate(candidate, baseline, champion)
     assert verdict.passed is passed
     assert bool(verdict.reasons) is not passed
+
+
+def test_gate_records_beating_seasonal_naive_but_does_not_require_it() -> None:
+    verdict = gate.gate(0.30, 0.50, None, seasonal_naive_mape=0.25)
+    assert verdict.passed and verdict.beats_seasonal_naive is False
+    assert gate.gate(0.30, 0.50, None, seasonal_naive_mape=0.35).beats_seasonal_naive is True
+    assert gate.gate(0.30, 0.50, None, seasonal_naive_mape=math.nan).beats_seasonal_naive is None
+    assert gate.gate(0.30, 0.50).beats_seasonal_naive is None
 
 
 def test_stale_after_sixty_days() -> None:
