@@ -8,14 +8,14 @@ read right now is reported as ``Unknown`` so monitoring simply polls again.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 
-from adapters.errors import BadInputError, ConflictError, NotFoundError, TransientError
+from adapters.errors import BadInputError, ConflictError, TransientError
 from orchestrators.policies import Segment
 
 if TYPE_CHECKING:
@@ -159,11 +159,8 @@ def _registered_by(services: Services, job_name: str, segment: Segment) -> Model
     Asking the job, not "the newest version", keeps two trainings of one segment apart.
     """
     assert services.pipeline_jobs is not None and services.model_registry is not None
-    folder = services.pipeline_jobs.outputs(job_name).get("registered")
-    index = Path(folder) / "registered.json" if folder else None
-    if index is None or not index.is_file():
-        raise NotFoundError(f"job {job_name} has no registered output")
-    for entry in json.loads(index.read_text(encoding="utf-8")).get("models", []):
+    index = services.pipeline_jobs.read_output_file(job_name, "registered", "registered.json")
+    for entry in json.loads(index).get("models", []):
         if entry.get("name") == segment.model_name:
             return services.model_registry.get(segment.model_name, str(entry["version"]))
     return None
@@ -256,11 +253,10 @@ def collect_forecasts(request: dict[str, Any]) -> dict[str, Any]:
 
     services = _services()
     assert services.pipeline_jobs is not None
-    outputs = services.pipeline_jobs.outputs(request["job_name"])
-    folder = outputs.get("forecasts")
-    if not folder:
-        raise NotFoundError(f"score job {request['job_name']} has no forecasts output")
-    frame = pd.read_csv(Path(folder) / "forecasts.csv", dtype=str)
+    data = services.pipeline_jobs.read_output_file(
+        request["job_name"], "forecasts", "forecasts.csv"
+    )
+    frame = pd.read_csv(io.BytesIO(data), dtype=str)
     lake, container = services.data_lake, services.settings.forecasts_container
     lake.ensure_container(container)
     result: dict[str, Any] = {}
