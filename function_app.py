@@ -2,7 +2,7 @@
 
 Importing this module must stay cheap (no pandas, no azure.ai.ml, no clients): the
 Functions host imports it on every cold start. Collaborators are built lazily by
-``adapters.services.get_services`` on first use.
+``composition.get_services`` on first use.
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ from dashboard.model import (
 if TYPE_CHECKING:
     from adapters.datalake import DataLake
     from adapters.registry import ModelRegistry, ModelVersion
-    from adapters.services import Services
     from adapters.settings import Settings
+    from composition import Services
 
 log = logging.getLogger(__name__)
 TARGET_SOURCE = "shipments"
@@ -71,7 +71,7 @@ class Sources:
         ``registry`` is given), job records under ``<local dir>/aml``, and ``lake``."""
         names: Callable[[], Iterable[str]] | None = None
         if registry is None:
-            from adapters.registry import MLflowModelRegistry
+            from local.aml.registry import MLflowModelRegistry
 
             registry = MLflowModelRegistry(settings.tracking_uri)
         tracking_uri = getattr(registry, "tracking_uri", None)

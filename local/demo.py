@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from adapters.services import Services
+    from composition import Services
     from local.runtime import LocalRuntime
 
 REGIONS = ("r01", "r02", "r03")
@@ -149,7 +149,7 @@ def _management_url(runtime: LocalRuntime, instance: str) -> str:
 
 def run(runtime: LocalRuntime, stop: threading.Event) -> dict[str, Any]:
     """Run the demo against a started runtime; returns the summary it prints."""
-    from adapters.services import get_services
+    from composition import get_services
 
     try:
         return _run(runtime, stop, get_services())

@@ -53,7 +53,7 @@ def read_local_settings(path: Path) -> dict[str, str]:
 
 def _mount_dashboard(app: Any) -> None:
     """Serve the model-health dashboard at /dashboard, built from the live local state."""
-    from adapters.services import get_services
+    from composition import get_services
     from dashboard.collect import Sources, collect
     from dashboard.server import add_dashboard_routes
 
@@ -75,8 +75,8 @@ class LocalRuntime:
     environ: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> LocalRuntime:
-        from adapters.services import use_services
         from adapters.settings import load_settings
+        from composition import use_services
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -158,7 +158,7 @@ class LocalRuntime:
         if self.host is not None:
             self.host.stop()
             self.host = None
-        from adapters.services import get_services_if_built
+        from composition import get_services_if_built
 
         services = get_services_if_built()
         close = getattr(services.pipeline_jobs, "close", None) if services else None

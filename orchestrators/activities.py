@@ -21,7 +21,7 @@ from orchestrators.policies import Segment
 if TYPE_CHECKING:
     from adapters.datasets import DatasetVersion
     from adapters.registry import ModelVersion
-    from adapters.services import Services
+    from composition import Services
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -36,7 +36,7 @@ CHALLENGER = "challenger"
 
 
 def _services() -> Services:
-    from adapters.services import get_services
+    from composition import get_services
 
     return get_services()
 

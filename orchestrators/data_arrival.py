@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrators.policies import Segment
 
 if TYPE_CHECKING:
-    from adapters.services import Services
+    from composition import Services
 
 
 def week_of(day: date) -> date:

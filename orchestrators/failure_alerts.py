@@ -16,7 +16,7 @@ from orchestrators.alert_content import studio_run_url
 from orchestrators.alert_policy import Alert, AlertPolicy, FailureKind
 
 if TYPE_CHECKING:
-    from adapters.services import Services
+    from composition import Services
     from orchestrators.alerting import FlushReport
     from orchestrators.aml_events import AmlEvent, SendAlert
 

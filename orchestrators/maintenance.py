@@ -19,7 +19,7 @@ from orchestrators.policies import Segment, is_stale
 
 if TYPE_CHECKING:
     from adapters.datasets import DatasetVersion
-    from adapters.services import Services
+    from composition import Services
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ def _parse(event: func.EventGridEvent | func.CloudEvent) -> AmlEvent | None:
 
 
 def _options() -> dict[str, Any]:
-    from adapters.services import get_services
+    from composition import get_services
 
     return get_services().settings.automation.orchestration_options()
 
@@ -110,7 +110,7 @@ async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
         )
         return f"retrain {instance} ({reaction.reason}) {'started' if started else 'exists'}"
     if isinstance(reaction, SendAlert):
-        from adapters.services import get_services
+        from composition import get_services
         from orchestrators.failure_alerts import alert_for_failed_run
 
         outcome = alert_for_failed_run(get_services(), reaction, event)

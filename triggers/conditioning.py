@@ -15,7 +15,7 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
-from adapters.services import get_services
+from composition import get_services
 
 bp = df.Blueprint()
 log = logging.getLogger("mlops.conditioning")

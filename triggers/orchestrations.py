@@ -49,7 +49,7 @@ async def start_orchestration(
         )  # fmt: skip
     try:
         body = read_json_object(req)
-        from adapters.services import get_services
+        from composition import get_services
 
         orchestration_input = build_input(name, body, get_services().settings, datetime.now(UTC))
     except (ValueError, BadInputError) as exc:

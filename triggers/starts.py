@@ -7,7 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from adapters.services import get_services
+from composition import get_services
 from orchestrators.requests import retrain_input
 
 

@@ -25,7 +25,7 @@ bp = df.Blueprint()
 async def on_weekly_retrain_timer(
     timer: func.TimerRequest, client: df.DurableOrchestrationClient
 ) -> None:
-    from adapters.services import get_services
+    from composition import get_services
 
     settings = get_services().settings
     regions = settings.automation.regions
@@ -49,7 +49,7 @@ async def on_weekly_retrain_timer(
 async def on_daily_staleness_timer(
     timer: func.TimerRequest, client: df.DurableOrchestrationClient
 ) -> None:
-    from adapters.services import get_services
+    from composition import get_services
     from orchestrators.maintenance import stale_champions
 
     services = get_services()
@@ -81,7 +81,7 @@ async def on_daily_staleness_timer(
 async def on_drift_check_timer(
     timer: func.TimerRequest, client: df.DurableOrchestrationClient
 ) -> None:
-    from adapters.services import get_services
+    from composition import get_services
     from orchestrators.maintenance import check_drift
 
     services = get_services()
@@ -110,7 +110,7 @@ async def on_drift_check_timer(
 
 @bp.timer_trigger(arg_name="timer", schedule="%MLOPS_ALERT_FLUSH_SCHEDULE%")
 def on_alert_outbox_timer(timer: func.TimerRequest) -> None:
-    from adapters.services import get_services
+    from composition import get_services
     from orchestrators.failure_alerts import flush_alerts
 
     report = flush_alerts(get_services())

@@ -94,8 +94,8 @@ class Automation:
 
 @pytest.fixture(scope="module")
 def automation(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Automation]:
-    from adapters.services import build_services, use_services
     from adapters.settings import SETTINGS, load_settings
+    from composition import build_services, use_services
     from triggers.aml_events import SUBSCRIPTIONS
 
     state = tmp_path_factory.mktemp("automation")
@@ -179,7 +179,7 @@ def automation(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> It
 def _seed_conditioned_data() -> None:
     """Register one conditioned version of every training source, as conditioning would."""
     from adapters.datasets import DatasetVersion
-    from adapters.services import get_services
+    from composition import get_services
 
     services = get_services()
     assert services.datasets is not None
@@ -313,7 +313,7 @@ def _failure_event(run_id: str, segment: str, pipeline: str) -> dict[str, Any]:
 def test_a_storm_of_failures_sends_one_email_per_signature_and_one_digest(
     automation: Automation,
 ) -> None:
-    from adapters.services import get_services
+    from composition import get_services
     from orchestrators.alerting import flush_pending
     from orchestrators.failure_alerts import _policy
 
@@ -355,7 +355,7 @@ def test_an_alert_survives_the_mail_server_being_down(automation: Automation) ->
         assert len(automation.emails()) == before
     finally:
         automation.smtp.start()
-    from adapters.services import get_services
+    from composition import get_services
     from orchestrators.alerting import flush_pending
     from orchestrators.failure_alerts import _policy
 
@@ -398,7 +398,7 @@ def test_bad_requests_are_json_400s(automation: Automation) -> None:
 
 
 def test_the_same_blob_twice_starts_one_training(automation: Automation, tmp_path: Path) -> None:
-    from adapters.services import get_services
+    from composition import get_services
     from conditioning.synthetic import SyntheticSpec, write_stores
 
     services = get_services()

@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from adapters.events import AzureMLEventType, EventGridWebhookPublisher
-from adapters.registry import MLflowModelRegistry
 from local.aml import LocalExecutor, sqlite_tracking_uri
+from local.aml.registry import MLflowModelRegistry
 from local.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -32,10 +32,10 @@ from aiohttp import web
 
 from adapters.datalake import InMemoryDataLake
 from adapters.datasets import BlobDatasetRegistry, DatasetVersion
-from adapters.registry import MLflowModelRegistry
 from dashboard import PAGES, collect
 from dashboard.collect import Sources, mlflow_model_names
 from dashboard.server import add_dashboard_routes
+from local.aml.registry import MLflowModelRegistry
 from local.aml.store import JobRecord, JobStore, StepRecord
 from local.aml.tracking import sqlite_tracking_uri
 from local.processes import stop_process

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from adapters.errors import BadInputError, NotFoundError
-from adapters.jobs import AzureMLPipelineJobs, JobInfo, LocalPipelineJobs, PipelineJobs
+from adapters.jobs import AzureMLPipelineJobs, JobInfo, PipelineJobs
+from local.aml.jobs import LocalPipelineJobs
 from local.aml.status import JobStatus
 from tests.integration.azure_standin.azureml import JobView
 

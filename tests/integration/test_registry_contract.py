@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from adapters.errors import BadInputError, NotFoundError
-from adapters.registry import AzureMLModelRegistry, MLflowModelRegistry, ModelRegistry
+from adapters.registry import AzureMLModelRegistry, ModelRegistry
+from local.aml.registry import MLflowModelRegistry
 from local.aml.tracking import sqlite_tracking_uri
 
 Seed = Callable[[str, dict[str, str]], None]

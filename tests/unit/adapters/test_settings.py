@@ -64,7 +64,7 @@ def test_a_malformed_connection_string_is_named() -> None:
 def test_azure_services_share_one_lazy_workspace_client() -> None:
     from adapters.jobs import AzureMLPipelineJobs, LazyMLClient
     from adapters.registry import AzureMLModelRegistry
-    from adapters.services import build_ml_services
+    from composition import build_ml_services
 
     settings = load_settings(
         {

@@ -13,8 +13,8 @@ import pytest
 
 from adapters.datalake import InMemoryDataLake
 from adapters.datasets import blob_dataset_ports
-from adapters.services import Services, use_services
 from adapters.settings import load_settings
+from composition import Services, use_services
 from conditioning.service import BlobDrop, ConditioningOutcome, condition_blob
 
 HEADER = "week_start,store_id,product_id,quantity,quantity_unit,returned_quantity,is_holiday_week\n"

@@ -24,15 +24,10 @@ from durabletask import task as dt_task
 from durabletask.internal import helpers
 
 from adapters.errors import BadInputError
-from local.durable import (
-    DurableContextShim,
-    DurableFunctionsDataConverter,
-    _drive,
-    df_input,
-    df_task_failure,
-    retry_policy_from,
-)
-from local.durable_http import (
+from local.durable.codec import DurableFunctionsDataConverter, df_input
+from local.durable.context import DurableContextShim, df_task_failure, retry_policy_from
+from local.durable.driver import drive
+from local.durable.http import (
     INSTANCE_PLACEHOLDER,
     client_binding_json,
     format_time,
@@ -362,7 +357,7 @@ def test_driver_throws_the_activity_failure_into_the_orchestrator() -> None:
             return f"handled: {error}"
         return "not reached"
 
-    driver = _drive(orchestrator(shim), shim)
+    driver = drive(orchestrator(shim), shim)
     waiting = next(driver)
     assert isinstance(waiting, dt_task.WhenAnyTask)
     assert engine.scheduled[0][:2] == ("train", "west")
@@ -383,7 +378,7 @@ def test_driver_rejects_yielding_something_that_is_not_a_task() -> None:
         yield "not a task"
 
     with pytest.raises(TypeError, match="yielded str"):
-        next(_drive(orchestrator(shim), shim))
+        next(drive(orchestrator(shim), shim))
 
 
 def test_continue_as_new_hands_json_text_over_and_stops_the_orchestrator() -> None:
@@ -394,7 +389,7 @@ def test_continue_as_new_hands_json_text_over_and_stops_the_orchestrator() -> No
         yield context.call_activity("never")
 
     with pytest.raises(StopIteration):
-        next(_drive(orchestrator(shim), shim))
+        next(drive(orchestrator(shim), shim))
 
     assert engine.continued_with == '{"page": 2}'
     assert df_input(json.loads(json.dumps(engine.continued_with))) == {"page": 2}

@@ -1,4 +1,4 @@
-"""The Durable Functions HTTP API of the local host, over a :class:`LocalDurableEngine`.
+"""The Durable Functions HTTP API of the local host, over a :class:`DurableManagement`.
 
 Two route sets serve the same operations:
 
@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import durabletask.internal.orchestrator_service_pb2 as pb
@@ -37,8 +37,6 @@ from adapters.errors import BadInputError, ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from durabletask.client import OrchestrationState
-
-    from local.durable import LocalDurableEngine
 
 _log = logging.getLogger(__name__)
 
@@ -300,11 +298,65 @@ async def _json_body(request: web.Request) -> Any:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class DurableManagement(Protocol):
+    """What the HTTP API needs of an engine (``LocalDurableEngine`` provides it).
+
+    Blocking calls, run off the event loop; they raise ``NotFoundError``, ``ConflictError`` or
+    ``BadInputError``, which the handlers map to 404, 409/410 and 400.
+    """
+
+    @property
+    def task_hub(self) -> str: ...
+
+    def start_instance(self, name: str, instance_id: str | None, input_value: Any) -> str: ...
+
+    def get_instance(
+        self,
+        instance_id: str,
+        *,
+        show_input: bool = True,
+        show_history: bool = False,
+        show_history_output: bool = False,
+    ) -> InstanceView | None: ...
+
+    def list_instances(
+        self,
+        *,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        statuses: list[int] | None = None,
+        prefix: str | None = None,
+        show_input: bool = False,
+    ) -> list[InstanceView]: ...
+
+    def raise_event(self, instance_id: str, event_name: str, data: Any) -> None: ...
+
+    def terminate(self, instance_id: str, reason: str | None) -> None: ...
+
+    def suspend(self, instance_id: str, reason: str | None) -> None: ...
+
+    def resume(self, instance_id: str, reason: str | None) -> None: ...
+
+    def rewind(self, instance_id: str, reason: str | None) -> None: ...
+
+    def restart(self, instance_id: str, *, new_instance_id: bool) -> str: ...
+
+    def purge(self, instance_id: str) -> int: ...
+
+    def purge_by(
+        self,
+        *,
+        created_from: datetime | None,
+        created_to: datetime | None,
+        statuses: list[int] | None,
+    ) -> int: ...
+
+
 class _DurableApi:
     """Handlers shared by the RPC and the public route sets."""
 
     def __init__(
-        self, engine: LocalDurableEngine, base_url: Callable[[], str], system_key: str
+        self, engine: DurableManagement, base_url: Callable[[], str], system_key: str
     ) -> None:
         self._engine = engine
         self._base_url = base_url
@@ -484,7 +536,7 @@ class _DurableApi:
 
 def add_durable_routes(
     app: web.Application,
-    engine: LocalDurableEngine,
+    engine: DurableManagement,
     *,
     base_url: Callable[[], str],
     system_key: str,

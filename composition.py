@@ -1,8 +1,11 @@
 """The composition root for adapters: one ``Services`` set per process, built lazily.
 
-``MLOPS_ENVIRONMENT`` chooses the set (``local`` or ``azure``); tests build their own
-``Services`` with fakes and pass it to ``use_services``. Nothing here runs at import time, so
-importing the function app never touches the network or heavy SDKs.
+``MLOPS_ENVIRONMENT`` chooses the set: ``azure`` takes every adapter from ``adapters/``;
+``local`` takes the Azure ML jobs and registry adapters of the local runtime (``local/aml``),
+which only this module may choose (nothing in ``adapters/`` imports ``local/``, and the
+deployment package leaves ``local/`` out). Tests build their own ``Services`` with fakes and
+pass it to ``use_services``. Nothing here runs at import time, so importing the function app
+never touches the network or heavy SDKs.
 """
 
 from __future__ import annotations
@@ -91,8 +94,8 @@ def build_ml_services(settings: Settings) -> tuple[PipelineJobs, ModelRegistry]:
             settings.storage.client_id,
         )
         return AzureMLPipelineJobs(client), AzureMLModelRegistry(client)
-    from adapters.jobs import LocalPipelineJobs
-    from adapters.registry import MLflowModelRegistry
+    from local.aml.jobs import LocalPipelineJobs
+    from local.aml.registry import MLflowModelRegistry
 
     jobs = LocalPipelineJobs(
         settings.local_root / "aml",

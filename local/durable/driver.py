@@ -1,0 +1,97 @@
+"""Durable Functions functions as Durable Task worker entries.
+
+:func:`drive` runs a Durable Functions orchestrator generator as a Durable Task orchestrator
+generator; :func:`orchestrator_entry` and :func:`activity_entry` wrap the app's functions in
+the shape ``TaskHubGrpcWorker`` registers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from types import GeneratorType
+from typing import Any, cast
+
+from durabletask import task as dt_task
+
+from local.durable.context import DurableContextShim, DurableTask
+
+OrchestratorFn = Callable[[Any], Generator[Any, Any, Any]]
+"""The user's Durable Functions generator function; it takes the orchestration context."""
+
+ActivityFn = Callable[[Any], Any]
+"""Python value in, JSON-serialisable Python value out; may raise."""
+
+
+def drive(
+    user: Generator[Any, Any, Any], shim: DurableContextShim
+) -> Generator[dt_task.Task[Any], Any, Any]:
+    """Run a Durable Functions generator as a Durable Task orchestrator generator.
+
+    Each Durable Functions task the user yields is awaited by yielding ``when_any`` over the
+    engine tasks that could still change it, so composite semantics (fail-fast ``task_all``,
+    ``task_any`` returning the winner) are Durable Functions' while every scheduled action,
+    and therefore replay and non-determinism checks, stays the engine's.
+    """
+    value: Any = None
+    error: Exception | None = None
+    while True:
+        try:
+            yielded = user.throw(error) if error is not None else user.send(value)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        if shim.will_continue_as_new:
+            user.close()
+            return None
+        if not isinstance(yielded, DurableTask):
+            raise TypeError(
+                f"Orchestrator '{shim.instance_id}' yielded {type(yielded).__name__}; "
+                "yield tasks created by the orchestration context"
+            )
+        while True:
+            yielded._refresh()
+            if yielded.is_completed:
+                break
+            leaves = yielded._pending_leaves()
+            if not leaves:
+                raise RuntimeError(
+                    f"Orchestrator '{shim.instance_id}' waits on a task that can never complete "
+                    "(every timer it depends on was cancelled)"
+                )
+            yield dt_task.when_any([leaf._inner for leaf in leaves])
+        if yielded.is_faulted:
+            error = cast(Exception, yielded.result)
+        else:
+            value = yielded.result
+
+
+def orchestrator_entry(name: str, fn: OrchestratorFn) -> Callable[..., Any]:
+    def run(ctx: dt_task.OrchestrationContext, raw_input: Any) -> Any:
+        shim = DurableContextShim(ctx, raw_input)
+        produced = fn(shim)
+        if isinstance(produced, GeneratorType):
+            return (yield from drive(produced, shim))
+        return produced
+
+    run.__name__ = name
+    run.__qualname__ = name
+    return run
+
+
+class ActivityFailedError(Exception):
+    """An activity raised an exception without a message; named so the failure is not lost."""
+
+
+def activity_entry(name: str, fn: ActivityFn) -> Callable[..., Any]:
+    def run(ctx: dt_task.ActivityContext, value: Any) -> Any:
+        try:
+            return fn(value)
+        except Exception as exc:
+            if str(exc):
+                raise
+            # The sidecar protocol treats an empty error message as success; keep it a failure.
+            raise ActivityFailedError(f"{type(exc).__name__} (no message)") from exc
+
+    run.__name__ = name
+    run.__qualname__ = name
+    return run
