@@ -81,9 +81,9 @@ class AzureService:
 def call_azure(action: Callable[[], T], what: str, service: AzureService) -> T:
     """Run ``action`` (SDK calls) and translate the SDK's exceptions into ours.
 
-    An SDK may wrap an azure-core error in its own exception (``raise … from``, as azure-ai-ml
-    does for blob transfers): the wrapped error is what is translated. Our own errors and
-    anything else propagate unchanged.
+    An SDK may wrap an azure-core error in its own exceptions (azure-ai-ml does, for blob
+    transfers and for assets it cannot find): the error they were raised from is what is
+    translated. Our own errors and anything else propagate unchanged.
     """
 
     try:
@@ -91,24 +91,21 @@ def call_azure(action: Callable[[], T], what: str, service: AzureService) -> T:
     except MlopsError:
         raise
     except Exception as exc:
-        for candidate in (exc, _azure_cause(exc)):
-            ours = translate(candidate, what, service) if candidate is not None else None
+        for link in _chain(exc):
+            ours = translate(link, what, service)
             if ours is not None:
                 raise ours from exc
         raise
 
 
-def _azure_cause(exc: BaseException) -> BaseException | None:
-    from azure.core.exceptions import AzureError
-
-    seen: set[int] = set()
-    current = exc.__cause__
-    while current is not None and id(current) not in seen:
-        if isinstance(current, AzureError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__
-    return None
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, outermost first."""
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in out):
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
 
 
 def translate(exc: BaseException, what: str, service: AzureService) -> Exception | None:

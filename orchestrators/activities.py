@@ -8,6 +8,7 @@ read right now is reported as ``Unknown`` so monitoring simply polls again.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 
-from adapters.errors import BadInputError, ConflictError, TransientError
+from adapters.errors import BadInputError, ConflictError, NotFoundError, TransientError
 from orchestrators.policies import Segment
 
 if TYPE_CHECKING:
@@ -62,12 +63,32 @@ def _data_inputs(services: Services) -> tuple[dict[str, str], list[str], dict[st
         if not versions:
             missing.append(f"{source}: no conditioned data yet")
             continue
-        inputs[source] = services.locator.folder_for(source, versions)
+        inputs[source] = _input_for(services, source, versions)
         used[source] = {
             "versions": [v.dataset_version for v in versions],
             "period_end": max((v.period_end or "" for v in versions), default=""),
         }
     return inputs, missing, used
+
+
+def _input_for(services: Services, source: str, versions: list[DatasetVersion]) -> str:
+    """The pipeline input for ``versions`` of ``source``.
+
+    One version is named by its data asset (``azureml:<source>:<version>``), so the job's
+    lineage points at exactly that data; a version conditioned before data assets were
+    registered is registered now. Several versions cannot be one asset (an asset is one
+    folder): they are the folder the locator prepares.
+    """
+    assert services.locator is not None
+    if services.data_assets is None or len(versions) != 1:
+        return services.locator.folder_for(source, versions)
+    (version,) = versions
+    try:
+        return services.data_assets.get(source, version.dataset_version).reference
+    except NotFoundError:
+        container, _, name = version.manifest.partition("/")
+        digest = hashlib.sha256(services.data_lake.read(container, name)).hexdigest()
+        return services.data_assets.register(version, manifest_sha256=digest).reference
 
 
 @bp.activity_trigger(input_name="request")

@@ -61,6 +61,7 @@ async def on_raw_blob_created(
                 quarantine_container=settings.quarantine_container,
                 registry=registry,
                 signals=signals,
+                assets=services.data_assets,
             )
         )
     record_conditioning(

@@ -34,6 +34,7 @@ from typing import IO, Any
 from adapters.errors import BadInputError, MlopsError, NotFoundError
 from adapters.events import AzureMLEventType, EventPublisher, NullEventPublisher
 from local.aml import events as ev
+from local.aml.assets import resolve_inputs
 from local.aml.bindings import (
     check_input_paths,
     output_paths,
@@ -269,7 +270,8 @@ class LocalExecutor:
                     f"pipeline {spec.path.name} declares no input named {', '.join(unknown)}",
                     code="unresolved_binding",
                 )
-            spec = spec.with_inputs(dict(record.inputs))
+            # azureml:<name>:<version> inputs become the folders registered under them.
+            spec = spec.with_inputs(resolve_inputs(self.store.root, record.inputs))
             order = topological_order(spec.steps)
         except MlopsError as exc:
             self._finish(record, JobStatus.FAILED, str(exc))

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from adapters.errors import AccessDeniedError, BadInputError, NotFoundError, TransientError
+from adapters.data_assets import AzureMLDataAssets, datastore_path
+from adapters.datasets import DatasetVersion
+from adapters.errors import (
+    AccessDeniedError,
+    BadInputError,
+    ConflictError,
+    NotFoundError,
+    TransientError,
+)
 from adapters.jobs import ERROR_EXCERPT_CHARS, AzureMLPipelineJobs, JobInfo
 from adapters.registry import AzureMLModelRegistry
 from local.azurite import ACCOUNT_KEY, Azurite
@@ -293,3 +301,81 @@ def test_a_pipeline_azure_ml_would_refuse_is_bad_input(
     with pytest.raises(BadInputError, match="Compute not set"):
         jobs.submit(str(pipeline), {"value": 1}, experiment_name="e")
     assert azureml.app.count("jobs.createOrUpdate") == 0
+
+
+def conditioned(version: str = "20240601-ab12cd34", status: str = "conditioned") -> DatasetVersion:
+    return DatasetVersion(
+        source="shipments",
+        dataset_version=version,
+        status=status,
+        input_name="shipments/2024-06-01/drop.csv.gz",
+        input_etag='"0x8DC1234567890AB"',
+        input_sha256="a" * 64,
+        manifest=f"conditioned/shipments/{version}/manifest.json",
+        rows_in=1000,
+        rows_out=990,
+        rows_rejected=10,
+        period_start="2024-05-27",
+        period_end="2024-06-02",
+    )
+
+
+def test_a_conditioned_version_becomes_a_data_asset_once(azureml: AzureMLWorkspace) -> None:
+    app = azureml.app
+    assets = AzureMLDataAssets(azureml.client(), "conditioned")
+    asset = assets.register(conditioned(), manifest_sha256="b" * 64)
+    assert asset.reference == "azureml:shipments:20240601-ab12cd34"
+    stored = app.data["shipments"]["20240601-ab12cd34"].properties
+    assert stored["dataType"] == "uri_folder"
+    assert datastore_path(stored["dataUri"]) == ("conditioned/paths/shipments/20240601-ab12cd34")
+    assert stored["tags"] == {
+        "rows_in": "1000",
+        "rows_out": "990",
+        "rows_rejected": "10",
+        "input_blob": "shipments/2024-06-01/drop.csv.gz",
+        "input_etag": '"0x8DC1234567890AB"',
+        "input_sha256": "a" * 64,
+        "manifest": "conditioned/shipments/20240601-ab12cd34/manifest.json",
+        "manifest_sha256": "b" * 64,
+        "period_start": "2024-05-27",
+        "period_end": "2024-06-02",
+    }
+    assert assets.register(conditioned(), manifest_sha256="b" * 64) == asset  # idempotent
+    assert app.count("data.versions.createOrUpdate") == 1
+    assert assets.get("shipments", "20240601-ab12cd34") == asset
+    assets.register(conditioned("20240608-cd34ef56"), manifest_sha256="c" * 64)
+    assert assets.get("shipments").version == "20240608-cd34ef56"  # latest
+    versions = {s.operation: s.api_version for s in app.served}
+    assert versions["data.versions.createOrUpdate"] == "2023-04-01-preview"
+    assert versions["data.versions.get"] == "2023-04-01-preview"
+    assert versions["data.containers.get"] == "2023-04-01-preview"
+
+
+def test_data_assets_refuse_what_is_not_the_same_data(azureml: AzureMLWorkspace) -> None:
+    assets = AzureMLDataAssets(azureml.client(), "conditioned")
+    with pytest.raises(BadInputError, match="not conditioned"):
+        assets.register(conditioned(status="quarantined"), manifest_sha256="b" * 64)
+    with pytest.raises(NotFoundError):
+        assets.get("shipments", "19990101-00000000")
+    with pytest.raises(NotFoundError):
+        assets.get("weather")
+    # The same name and version over other data (registered elsewhere): versions are immutable.
+    other = AzureMLDataAssets(azureml.client(), "another_datastore")
+    other.register(conditioned(), manifest_sha256="b" * 64)
+    with pytest.raises(ConflictError, match="exists over"):
+        assets.register(conditioned(), manifest_sha256="b" * 64)
+
+
+def test_a_training_job_names_its_data_by_asset(azureml: AzureMLWorkspace) -> None:
+    client = azureml.client()
+    asset = AzureMLDataAssets(client, "conditioned").register(
+        conditioned(), manifest_sha256="b" * 64
+    )
+    jobs = AzureMLPipelineJobs(client)
+    name = jobs.submit(
+        TRAIN, {**DATA, "shipments": asset.reference}, experiment_name="forecast-train"
+    )
+    sent = azureml.app.jobs[name].properties["inputs"]["shipments"]
+    assert sent["jobInputType"] == "uri_folder"
+    # The SDK sends the asset's resource id: the job's lineage names this very version.
+    assert sent["uri"] == f"{azureml.app.ws_path}/data/shipments/versions/20240601-ab12cd34"

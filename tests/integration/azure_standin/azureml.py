@@ -243,6 +243,7 @@ class AzureMLStandIn(App):
             "models.versions.createOrUpdate",
             self._model_put,
         )
+        r("GET", ws + f"/data/{NAME}", "data.containers.get", self._data_container)
         r("GET", ws + f"/data/{NAME}/versions/{VERSION}", "data.versions.get", self._data_get)
         r(
             "PUT",
@@ -897,6 +898,33 @@ class AzureMLStandIn(App):
                 "lastModifiedAt": data.created,
             },
         }
+
+    def _data_container(self, request: Request) -> Response:
+        """The data container (what ``@latest`` reads): its newest version by creation."""
+        name = request.params["name"]
+        with self.lock:
+            versions = list((self.data.get(name) or {}).values())
+        if not versions:
+            return self._not_found(f"data {name}")
+        latest = max(versions, key=lambda v: v.created)
+        return Response(
+            200,
+            {
+                "id": self._arm_id("data", name),
+                "name": name,
+                "type": "Microsoft.MachineLearningServices/workspaces/data",
+                "properties": {
+                    "dataType": "uri_folder",
+                    "latestVersion": latest.version,
+                    "nextVersion": None,
+                    "isArchived": False,
+                    "description": None,
+                    "tags": {},
+                    "properties": {},
+                },
+                "systemData": {"createdAt": latest.created, "lastModifiedAt": latest.created},
+            },
+        )
 
     def _data_get(self, request: Request) -> Response:
         name, version = request.params["name"], request.params["version"]

@@ -81,3 +81,23 @@ def test_azure_services_share_one_lazy_workspace_client() -> None:
     assert isinstance(jobs, AzureMLPipelineJobs) and isinstance(registry, AzureMLModelRegistry)
     assert isinstance(jobs._client, LazyMLClient)
     assert jobs._client is registry._client  # one MLClient (and one token cache) per process
+
+
+def test_azure_data_assets_share_the_workspace_client() -> None:
+    from adapters.data_assets import AzureMLDataAssets
+    from composition import build_services
+
+    settings = load_settings(
+        {
+            "MLOPS_ENVIRONMENT": "azure",
+            "AzureWebJobsStorage__accountName": "appstore",
+            "AzureWebJobsStorage__clientId": "client-1",
+            "MLOPS_DATALAKE__blobServiceUri": "https://lake.blob.core.windows.net",
+            "MLOPS_AML_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
+            "MLOPS_AML_RESOURCE_GROUP": "rg",
+            "MLOPS_AML_WORKSPACE": "ws",
+        }
+    )
+    services = build_services(settings)
+    assert isinstance(services.data_assets, AzureMLDataAssets)
+    assert services.data_assets._client is services.pipeline_jobs._client  # type: ignore[union-attr]
