@@ -7,13 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
 
-.PHONY: help setup browser run test lint typecheck unit integration e2e dashboard clean \
+.PHONY: help setup browser run test lint typecheck unit integration e2e dashboard clean package \
 	bench-startup bench-conditioning bench-forecast bench-polling
 
 help:
 	@echo "make run            set up, start the local runtime and run the demo (Ctrl-C stops everything)"
 	@echo "make test           set up, then lint, type-check and run the whole test suite"
 	@echo "make dashboard      build the model-health dashboard into .local/dashboard"
+	@echo "make package        build the deployment package: dist/api.zip and dist/api/ (unpacked)"
 	@echo "make bench-startup  median import time of function_app against the SDK floor"
 	@echo "make bench-conditioning / bench-forecast / bench-polling   the other benchmarks"
 
@@ -64,6 +65,11 @@ e2e: setup
 dashboard: setup
 	$(PY) -m dashboard build --out .local/dashboard
 
+# The deployment package, as azd and Azure Functions see it (.funcignore applied). Standard
+# library only, so it needs no set-up; azure.yaml runs it before azd packages the app.
+package:
+	$(PYTHON) infra/scripts/package_app.py
+
 bench-startup: setup
 	$(PY) -m benchmarks.startup
 
@@ -77,4 +83,4 @@ bench-polling: setup
 	$(PY) -m benchmarks.polling
 
 clean:
-	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache dist

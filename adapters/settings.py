@@ -53,6 +53,7 @@ class AutomationSettings:
     poll_growth: float = 0.11
     job_timeout_minutes: float = 720.0
     retrain_window_hours: float = 24.0
+    start_dedupe_seconds: float = 120.0
     weekly_retrain_schedule: str = "0 0 6 * * 1"
     staleness_schedule: str = "0 30 5 * * *"
     stale_after_days: float = 60.0
@@ -238,6 +239,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "MLOPS_RETRAIN_WINDOW_HOURS", _parse_positive_float, "24", "at most one retrain per segment"
     ),
     SettingSpec(
+        "MLOPS_START_DEDUPE_SECONDS",
+        _parse_positive_float,
+        "120",
+        "a start request without idempotencyKey repeated within this many seconds finds the "
+        "run the first one started instead of starting another",
+    ),
+    SettingSpec(
         "MLOPS_WEEKLY_RETRAIN_SCHEDULE",
         _parse_text,
         "0 0 6 * * 1",
@@ -386,6 +394,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             poll_growth=values["MLOPS_POLL_GROWTH"],
             job_timeout_minutes=values["MLOPS_JOB_TIMEOUT_MINUTES"],
             retrain_window_hours=values["MLOPS_RETRAIN_WINDOW_HOURS"],
+            start_dedupe_seconds=values["MLOPS_START_DEDUPE_SECONDS"],
             weekly_retrain_schedule=values["MLOPS_WEEKLY_RETRAIN_SCHEDULE"],
             staleness_schedule=values["MLOPS_STALENESS_SCHEDULE"],
             stale_after_days=values["MLOPS_STALE_AFTER_DAYS"],

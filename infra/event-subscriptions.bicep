@@ -25,6 +25,9 @@ param deadLetterStorageId string
 @description('Container for undeliverable events.')
 param deadLetterContainerName string = 'eventgrid-deadletter'
 
+@description('Prefix of the names of the app\'s models (main.bicep output AZURE_MODEL_NAME_PREFIX): only their ModelRegistered events are delivered.')
+param modelNamePrefix string = 'forecast-'
+
 resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
 }
@@ -50,6 +53,7 @@ module amlSubscriptions 'modules/aml-event-subscriptions.bicep' = {
     functionAppId: functionApp.id
     deadLetterStorageId: deadLetterStorageId
     deadLetterContainerName: deadLetterContainerName
+    modelNamePrefix: modelNamePrefix
   }
 }
 

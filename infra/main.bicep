@@ -31,10 +31,10 @@ param amlSystemTopicName string = ''
 @description('Regions the weekly retrain covers, comma-separated (MLOPS_REGIONS); empty: every region with data.')
 param regions string = ''
 
-@description('NCRONTAB (UTC) of the weekly retrain.')
 @description('Start training when a week\'s required sources are all conditioned (MLOPS_TRAIN_ON_ARRIVAL); ADF and the weekly timer start it otherwise.')
 param trainOnArrival bool = false
 
+@description('NCRONTAB (UTC) of the weekly retrain.')
 param weeklyRetrainSchedule string = '0 0 6 * * 1'
 
 @description('NCRONTAB (UTC) of the daily staleness check.')
@@ -45,6 +45,9 @@ param driftSchedule string = '0 15 * * * *'
 
 @description('NCRONTAB (UTC) of the alert outbox flush (digests and retries).')
 param alertFlushSchedule string = '0 */1 * * * *'
+
+@description('Prefix of the names of the models the app trains and tests (MLOPS_MODEL_NAME_PREFIX); the workspace ModelRegistered subscription delivers only these (infra/scripts/postdeploy.sh passes it on).')
+param modelNamePrefix string = 'forecast-'
 
 @description('Azure ML datastore over the data lake that pipeline inputs are read through.')
 param amlDatastoreName string = 'datalake'
@@ -228,6 +231,7 @@ var appSettings = {
   MLOPS_STALE_AFTER_DAYS: '60'
   MLOPS_JOB_TIMEOUT_MINUTES: '720'
   MLOPS_RETRAIN_WINDOW_HOURS: '24'
+  MLOPS_START_DEDUPE_SECONDS: '120'
   MLOPS_DRIFT_PSI_THRESHOLD: '0.2'
   MLOPS_TRAINING_SOURCES: 'shipments,stores,weather,events'
   MLOPS_ALERT_TRANSPORT: 'acs'
@@ -325,6 +329,7 @@ output AZURE_RAW_CONTAINER_NAME string = rawContainerName
 output AZURE_AML_RESOURCE_GROUP string = amlResourceGroupName
 output AZURE_AML_WORKSPACE_NAME string = amlWorkspaceName
 output AZURE_AML_SYSTEM_TOPIC_NAME string = amlAccess.outputs.systemTopicName
+output AZURE_MODEL_NAME_PREFIX string = modelNamePrefix
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_DATA_FACTORY_NAME string = dataFactory.outputs.name
 output AZURE_DATA_FACTORY_PIPELINE_NAME string = dataFactory.outputs.pipelineName

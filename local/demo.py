@@ -2,10 +2,10 @@
 
 1. Synthetic raw drops for three regions land in the raw container (vendor layouts, a few
    defective rows) and the blob trigger conditions them.
-2. An ADF-style call starts ``train``; the demo polls ``statusQueryGetUri`` the way the ADF
-   pipeline's Until + Web activities do. One Azure ML job per segment runs on the local
-   executor; each registered model's ``ModelRegistered`` event starts an offline model test;
-   promoted champions are scored.
+2. An ADF-style call starts ``train``; the demo polls the app's ``GET
+   /api/orchestrations/{id}`` the way the ADF pipeline's Until + Web activities do. One Azure
+   ML job per segment runs on the local executor; each registered model's ``ModelRegistered``
+   event starts an offline model test; promoted champions are scored.
 3. A second call trains a region that has no data yet: its job fails, and Ops gets one email.
 4. A summary says what happened and where to look.
 
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from composition import Services
+    from local.host import LocalFunctionsHost
     from local.runtime import LocalRuntime
 
 REGIONS = ("r01", "r02", "r03")
@@ -117,7 +118,7 @@ def wait_for_conditioning(
 def poll_like_adf(
     status_url: str, stop: threading.Event, label: str, timeout: float = 900
 ) -> dict[str, Any]:
-    """Until runtimeStatus is terminal: Wait, then a Web activity GET on statusQueryGetUri."""
+    """Until runtimeStatus is terminal: Wait, then a Web activity GET on the status endpoint."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -139,6 +140,11 @@ def poll_like_adf(
             return dict(body)
         _wait(stop, 3)
     raise TimeoutError(f"{label} did not finish in {timeout:.0f}s")
+
+
+def _status_url(host: LocalFunctionsHost, key: str, instance: str) -> str:
+    """The app's own status endpoint (function key), which the ADF pipeline polls."""
+    return f"{host.base_url}/api/orchestrations/{instance}?code={key}"
 
 
 def _management_url(runtime: LocalRuntime, instance: str) -> str:
@@ -177,7 +183,7 @@ def _run(runtime: LocalRuntime, stop: threading.Event, services: Services) -> di
     body = {"regions": list(REGIONS), "week": week.isoformat(), "scoring_date": week.isoformat()}
     status, payload = _http(f"{host.base_url}/api/orchestrations/train?code={key}", body, "POST")
     _say(f"  POST /api/orchestrations/train -> {status}, instance {payload.get('id')}")
-    _say("  polling statusQueryGetUri like the ADF Until loop:")
+    _say("  polling GET /api/orchestrations/{id} like the ADF Until loop:")
 
     _say("\n== 3. Meanwhile, a region onboarded before its data arrived is trained too")
     failing_body = {"segments": [f"{MISSING_REGION}-large-fast"], "week": week.isoformat()}
@@ -186,8 +192,8 @@ def _run(runtime: LocalRuntime, stop: threading.Event, services: Services) -> di
     )
     _say(f"  POST /api/orchestrations/train -> {f_status}, instance {failing.get('id')}")
 
-    train = poll_like_adf(payload["statusQueryGetUri"], stop, "train")
-    failed_run = poll_like_adf(failing["statusQueryGetUri"], stop, "train r99")
+    train = poll_like_adf(_status_url(host, key, payload["id"]), stop, "train")
+    failed_run = poll_like_adf(_status_url(host, key, failing["id"]), stop, "train r99")
 
     output = train.get("output")
     if not isinstance(output, dict):  # a failed orchestration's output is its error

@@ -176,19 +176,62 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def request_instance_id(name: str, body: Mapping[str, Any]) -> str:
-    """An instance id derived from the request, so a repeated call finds the same instance.
+MAX_KEY_LENGTH = 80
 
-    An explicit ``idempotencyKey`` wins; otherwise the id hashes the canonical request.
+
+@dataclass(frozen=True)
+class StartIds:
+    """Where the run a start request asks for lives.
+
+    ``instance_id`` is the id the run has, or gets when it is started now. ``earlier`` is the
+    id an identical request may have started its run under in the previous dedupe window; that
+    run is the same run only if it was created at or after ``not_before``.
     """
-    key = body.get("idempotencyKey")
+
+    instance_id: str
+    earlier: str | None = None
+    not_before: datetime | None = None
+
+
+def keyed_instance_id(name: str, key: Any) -> str:
+    """The instance id for a caller's ``idempotencyKey`` (ADF sends its pipeline run id).
+
+    The same key always finds the same instance, so a retried call finds its run and a new
+    key (a new pipeline run) starts a new one. Characters Durable does not allow in instance
+    ids become ``_``.
+    """
+    text = _INSTANCE_ID_SAFE.sub("_", str(key).strip())[:MAX_KEY_LENGTH]
+    if not text.strip("_"):
+        raise BadInputError("idempotencyKey must not be empty", code="bad_request")
+    return f"{name}-{text}"
+
+
+def start_ids(
+    name: str,
+    body: Mapping[str, Any],
+    key: Any,
+    now: datetime,
+    dedupe_window: timedelta,
+) -> StartIds:
+    """Where the run for a start request lives.
+
+    With an ``idempotencyKey`` the key decides (``keyed_instance_id``). Without one, each
+    request starts a new run unless the same request (same orchestration, same body) arrived
+    less than ``dedupe_window`` before ``now``: its id names the request's digest and the fixed
+    window ``now`` falls in, and the run of the previous window counts only when it is recent
+    enough, which makes the window slide.
+    """
     if key is not None:
-        text = _INSTANCE_ID_SAFE.sub("_", str(key))[:80]
-        if not text:
-            raise BadInputError("idempotencyKey must not be empty", code="bad_request")
-        return f"{name}-{text}"
-    digest = hashlib.sha256(canonical_json({"name": name, "body": body}).encode()).hexdigest()
-    return f"{name}-{digest[:24]}"
+        return StartIds(keyed_instance_id(name, key))
+    request = {k: v for k, v in body.items() if k != "idempotencyKey"}
+    digest = hashlib.sha256(canonical_json({"name": name, "body": request}).encode()).hexdigest()
+    current = window_start(now, dedupe_window)
+    previous = current - dedupe_window
+
+    def named(start: datetime) -> str:
+        return f"{name}-{digest[:24]}-{start.strftime('%Y%m%dT%H%M%S')}"
+
+    return StartIds(named(current), earlier=named(previous), not_before=now - dedupe_window)
 
 
 def window_start(moment: datetime, window: timedelta) -> datetime:

@@ -1,39 +1,48 @@
 """HTTP for Azure Data Factory (and people): start an orchestration, read its status.
 
 ``POST /api/orchestrations/{name}`` (function key) starts ``train``, ``score``, ``retrain`` or
-``model_test`` with an instance id derived from the request, so ADF's retries and repeated
-calls find the same instance instead of starting a second run; it answers the Durable 202
-payload (``id``, ``statusQueryGetUri``, ...). ``GET /api/orchestrations/{id}`` answers a JSON
-object with ``runtimeStatus``, ``customStatus`` and ``output``. Every body is a JSON object.
+``model_test``. The instance id comes from the caller's ``idempotencyKey`` (query parameter
+or body field; ADF sends its pipeline run id), so a retried call finds its run and the next
+pipeline run starts a new one. Without a key every request starts a new run, unless the same
+request arrives again within ``MLOPS_START_DEDUPE_SECONDS``. It answers the Durable 202
+payload (``id``, ``statusQueryGetUri``, ...).
+
+``GET /api/orchestrations/{id}`` (function key) is what ADF's Web activity polls: always a
+JSON object with ``runtimeStatus`` (200 while the instance exists, whatever its status; 404
+otherwise), ``customStatus`` and ``output``. Every body is a JSON object.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from adapters.errors import BadInputError
-from orchestrators.policies import request_instance_id
+from orchestrators.policies import start_ids
 from orchestrators.requests import ORCHESTRATORS, build_input
 from triggers.http_common import error_response, json_response, read_json_object
+from triggers.starts import find_or_start, status_name
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
-# A finished run with these statuses may be started again under the same id (a retry);
-# anything else is the same run and is returned as it is.
-RESTARTABLE = {"Failed", "Terminated", "Canceled"}
 
+def idempotency_key(req: func.HttpRequest, body: dict[str, Any]) -> Any:
+    """The caller's ``idempotencyKey`` (query parameter or body field), or ``None``.
 
-def _status_name(status: Any) -> str | None:
-    runtime = getattr(status, "runtime_status", None)
-    if runtime is None:
-        return None
-    return str(getattr(runtime, "value", runtime))
+    Raises ``BadInputError`` when both are given and differ.
+    """
+    in_query = req.params.get("idempotencyKey")
+    in_body = body.get("idempotencyKey")
+    if in_query is not None and in_body is not None and str(in_body) != in_query:
+        raise BadInputError(
+            "idempotencyKey differs between the query string and the body", code="bad_request"
+        )
+    return in_query if in_query is not None else in_body
 
 
 @bp.route(route="orchestrations/{name}", methods=["POST"])
@@ -51,22 +60,25 @@ async def start_orchestration(
         body = read_json_object(req)
         from composition import get_services
 
-        orchestration_input = build_input(name, body, get_services().settings, datetime.now(UTC))
+        settings = get_services().settings
+        now = datetime.now(UTC)
+        orchestration_input = build_input(name, body, settings, now)
+        window = timedelta(seconds=settings.automation.start_dedupe_seconds)
+        ids = start_ids(name, body, idempotency_key(req, body), now, window)
     except (ValueError, BadInputError) as exc:
         return error_response(400, getattr(exc, "code", "bad_request"), str(exc))
     from adapters.telemetry import Correlation, span, trace_carrier
 
-    instance_id = request_instance_id(name, body)
-    with span(f"start_{name}", kind="server", correlation=Correlation(instance_id=instance_id)):
-        existing = await client.get_status(instance_id)
-        status = _status_name(existing)
-        if status is not None and status not in RESTARTABLE:
-            log.info("orchestration %s already exists (%s); returning it", instance_id, status)
-        else:
-            # The trace context rides along with the run options to every job submission.
-            orchestration_input["options"]["trace"] = trace_carrier()
-            await client.start_new(ORCHESTRATORS[name], instance_id, orchestration_input)
-            log.info("started %s as %s", ORCHESTRATORS[name], instance_id)
+    with span(f"start_{name}", kind="server", correlation=Correlation(instance_id=ids.instance_id)):
+        # The trace context rides along with the run options to every job submission.
+        orchestration_input["options"]["trace"] = trace_carrier()
+        instance_id, started = await find_or_start(
+            client, ORCHESTRATORS[name], ids, orchestration_input
+        )
+    if started:
+        log.info("started %s as %s", ORCHESTRATORS[name], instance_id)
+    else:
+        log.info("orchestration %s already exists; returning it", instance_id)
     response: func.HttpResponse = client.create_check_status_response(req, instance_id)
     return response
 
@@ -78,7 +90,7 @@ async def get_orchestration(
 ) -> func.HttpResponse:
     instance_id = req.route_params.get("instance_id", "")
     status = await client.get_status(instance_id)
-    runtime = _status_name(status)
+    runtime = status_name(status)
     if runtime is None:
         return error_response(404, "not_found", f"no orchestration instance {instance_id!r}")
     created = getattr(status, "created_time", None)

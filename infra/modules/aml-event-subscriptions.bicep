@@ -12,21 +12,30 @@ param deadLetterStorageId string
 @description('Container for undeliverable events.')
 param deadLetterContainerName string
 
+@description('Prefix of the names of the models the app registers (MLOPS_MODEL_NAME_PREFIX); ModelRegistered events for other models in the workspace are not delivered.')
+param modelNamePrefix string = 'forecast-'
+
 // Event Grid ANDs separate advanced filters and ORs the values of one filter, so "terminal failure
 // OR monitor threshold breach" is two subscriptions to the same function. An event matching both is
 // delivered twice with the same id; the handler is idempotent by event id.
 // Keys are the camelCase names real workspaces deliver; string comparisons are case-insensitive.
+// Subject filters: a ModelRegistered subject is models/{name}:{version}, so a name prefix narrows
+// it to the app's models. Run events have subjects experiments/{experimentId}/runs/{runId}: the
+// experiment is a GUID, so no subject prefix can select the app's runs, and none is set (one
+// would drop the app's own failures and breaches).
 var subscriptions = [
   {
     name: 'aml-model-registered'
     functionName: 'on_model_registered'
     eventTypes: ['Microsoft.MachineLearningServices.ModelRegistered']
+    subjectBeginsWith: 'models/${modelNamePrefix}'
     advancedFilters: []
   }
   {
     name: 'aml-run-terminal-failure'
     functionName: 'on_run_status_changed'
     eventTypes: ['Microsoft.MachineLearningServices.RunStatusChanged']
+    subjectBeginsWith: ''
     advancedFilters: [
       {
         operatorType: 'StringIn'
@@ -39,6 +48,7 @@ var subscriptions = [
     name: 'aml-monitor-threshold-breach'
     functionName: 'on_run_status_changed'
     eventTypes: ['Microsoft.MachineLearningServices.RunStatusChanged']
+    subjectBeginsWith: ''
     advancedFilters: [
       {
         operatorType: 'StringContains'
@@ -51,12 +61,14 @@ var subscriptions = [
     name: 'aml-dataset-drift-detected'
     functionName: 'on_dataset_drift_detected'
     eventTypes: ['Microsoft.MachineLearningServices.DatasetDriftDetected']
+    subjectBeginsWith: ''
     advancedFilters: []
   }
   {
     name: 'aml-run-completed'
     functionName: 'on_run_completed'
     eventTypes: ['Microsoft.MachineLearningServices.RunCompleted']
+    subjectBeginsWith: ''
     advancedFilters: []
   }
 ]
@@ -81,6 +93,7 @@ resource eventSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions
       eventDeliverySchema: 'EventGridSchema'
       filter: {
         includedEventTypes: sub.eventTypes
+        subjectBeginsWith: sub.subjectBeginsWith
         advancedFilters: sub.advancedFilters
       }
       retryPolicy: {

@@ -1,4 +1,4 @@
-metadata description = 'Data Factory with the pipeline and linked services from infra/adf/ (the files ADF Studio exports): Azure Function activity, Until + Web activity polling statusQueryGetUri, Fail unless Completed.'
+metadata description = 'Data Factory with the pipeline and linked services from infra/adf/ (the files ADF Studio exports): Azure Function activity, Until + Web activity polling the app\'s status endpoint with the function key from Key Vault, Fail unless Completed.'
 
 @description('Name of the factory.')
 param name string
@@ -54,10 +54,19 @@ resource functionLink 'Microsoft.DataFactory/factories/linkedservices@2018-06-01
   ]
 }
 
+// The pipeline polls the app and reads the function key itself (Web activities take no linked
+// service): its functionAppUrl and keyVaultUrl parameters default to this environment's values.
+var pipelineParameters = runOrchestrationPipeline.properties.parameters
+
 resource pipeline 'Microsoft.DataFactory/factories/pipelines@2018-06-01' = {
   parent: factory
   name: runOrchestrationPipeline.name
-  properties: runOrchestrationPipeline.properties
+  properties: union(runOrchestrationPipeline.properties, {
+    parameters: union(pipelineParameters, {
+      functionAppUrl: union(pipelineParameters.functionAppUrl, { defaultValue: functionAppUrl })
+      keyVaultUrl: union(pipelineParameters.keyVaultUrl, { defaultValue: keyVaultUri })
+    })
+  })
   dependsOn: [
     functionLink
   ]

@@ -3,8 +3,9 @@
 #
 # 1. Wake the host and wait until it lists the functions the Event Grid subscriptions target.
 # 2. Store the default function key in Key Vault (secret function-app-key) for Data Factory.
-# 3. Read the blobs_extension system key and deploy infra/event-subscriptions.bicep: raw
-#    BlobCreated -> the blob trigger webhook, Azure ML workspace events -> their functions.
+# 3. Read the blobs_extension system key, preview (what-if) and deploy
+#    infra/event-subscriptions.bicep: raw BlobCreated -> the blob trigger webhook, Azure ML
+#    workspace events -> their functions (ModelRegistered only for the app's models).
 #
 # Reads the azd environment (azd exports it to hooks). To run it by hand:
 #   set -a; eval "$(azd env get-values)"; set +a; infra/scripts/postdeploy.sh
@@ -93,11 +94,16 @@ cat >"$params_file" <<JSON
     "amlResourceGroupName": {"value": "${AZURE_AML_RESOURCE_GROUP}"},
     "amlSystemTopicName": {"value": "${AZURE_AML_SYSTEM_TOPIC_NAME}"},
     "deadLetterStorageId": {"value": "${AZURE_STORAGE_ACCOUNT_ID}"},
-    "deadLetterContainerName": {"value": "${AZURE_DEADLETTER_CONTAINER_NAME}"}
+    "deadLetterContainerName": {"value": "${AZURE_DEADLETTER_CONTAINER_NAME}"},
+    "modelNamePrefix": {"value": "${AZURE_MODEL_NAME_PREFIX-forecast-}"}
   }
 }
 JSON
 
+echo "Changes the event subscription deployment makes (what-if):"
+az deployment group what-if --resource-group "$rg" --name event-subscriptions \
+  --template-file "$infra_dir/event-subscriptions.bicep" \
+  --parameters "@${params_file}" --result-format ResourceIdOnly
 az deployment group create --resource-group "$rg" --name event-subscriptions \
   --template-file "$infra_dir/event-subscriptions.bicep" \
   --parameters "@${params_file}" --output none

@@ -1,26 +1,54 @@
 """A small interpreter for the ADF pipeline in infra/adf, to replay its calls locally.
 
 It runs the activity kinds that pipeline uses (AzureFunctionActivity, Until, Wait,
-WebActivity, SetVariable, IfCondition, Fail) and evaluates the expression functions it uses
-(concat, equals, not, contains, createArray, pipeline().parameters, variables, activity()
-.output). Anything else raises, so the test fails loudly if the pipeline grows a construct the
-replay does not understand. HTTP goes through a caller-supplied function, as ADF's linked
-service would (function key, base URL).
+WebActivity, SetVariable, IfCondition, Fail) with their retry policies, and evaluates the
+expression functions it uses (concat, equals, not, contains, createArray, pipeline()
+.parameters and .RunId, variables, activity().output). Anything else raises, so the test fails
+loudly if the pipeline grows a construct the replay does not understand.
+
+One ``replay`` is one pipeline run, with its own run id; an activity retry (``policy.retry``)
+repeats the activity inside that run. HTTP goes through a caller-supplied function that gets
+each ``Request`` as ADF would send it (an Azure Function activity names a function path; the
+linked service adds the base URL and the function key). Like ADF's run history, ``Run.history``
+keeps every activity's input and output, with the secured ones (``secureInput`` /
+``secureOutput``) masked, so a test can check that no key reaches it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-Http = Callable[[str, str, Any], tuple[int, Any]]  # (method, url or function path, body)
+SECURED = "**********"  # what ADF shows for a secured input or output
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP call of an activity, before ADF's linked service or network touch it."""
+
+    activity: str
+    kind: str  # AzureFunctionActivity | WebActivity
+    method: str
+    target: str  # a function path (Azure Function activity) or a URL (Web activity)
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    authentication: dict[str, Any] | None = None
+
+
+Http = Callable[[Request], tuple[int, Any]]
 
 
 class PipelineFailed(Exception):
-    """The pipeline ran a Fail activity (or an activity failed)."""
+    """The pipeline ran a Fail activity (or an activity failed after its retries)."""
+
+
+class ActivityFailed(Exception):
+    """One attempt of an activity failed (an HTTP error, or the call never answered)."""
 
 
 _TOKEN = re.compile(
@@ -31,9 +59,12 @@ _TOKEN = re.compile(
 @dataclass
 class Run:
     parameters: dict[str, Any]
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     variables: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    attempts: dict[str, int] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     # -- expressions ------------------------------------------------------------------
 
@@ -81,7 +112,7 @@ class Run:
             "not": lambda a: not a,
             "contains": lambda haystack, needle: needle in haystack,
             "createArray": lambda *a: list(a),
-            "pipeline": lambda: {"parameters": self.parameters},
+            "pipeline": lambda: {"parameters": self.parameters, "RunId": self.run_id},
             "variables": lambda n: self.variables[n],
             "activity": lambda n: {"output": self.outputs[n]},
         }
@@ -106,22 +137,56 @@ class Run:
 
     def run_activity(self, activity: dict[str, Any], http: Http, speed: float) -> None:
         kind, props = activity["type"], activity.get("typeProperties", {})
+        if kind not in ("AzureFunctionActivity", "WebActivity"):
+            self._run_control(activity, http, speed)
+            return
         name = activity["name"]
-        if kind == "AzureFunctionActivity":
-            path = self.value(props["functionName"])
-            status, body = http(props["method"], path, self.value(props.get("body")))
-            self.calls.append((props["method"], path))
-            if status >= 400 or not isinstance(body, dict):
-                raise PipelineFailed(f"{name}: {status} {body!r} (ADF needs a JSON object)")
+        policy = activity.get("policy", {})
+        retries = int(policy.get("retry", 0))
+        for attempt in range(retries + 1):
+            self.attempts[name] = self.attempts.get(name, 0) + 1
+            request = Request(
+                activity=name,
+                kind=kind,
+                method=props["method"],
+                target=str(
+                    self.value(props["functionName"] if kind == "AzureFunctionActivity"
+                               else props["url"])
+                ),
+                body=self.value(props.get("body")),
+                headers={k: str(self.value(v)) for k, v in props.get("headers", {}).items()},
+                authentication=props.get("authentication"),
+            )  # fmt: skip
+            sent = {"method": request.method, "target": request.target,
+                    "headers": request.headers, "body": request.body}  # fmt: skip
+            self._log(activity, "input", sent)
+            self.calls.append((request.method, request.target))
+            try:
+                status, body = http(request)
+                if status >= 400 or not isinstance(body, dict):
+                    raise ActivityFailed(f"{name}: {status} {body!r} (ADF needs a JSON object)")
+            except ActivityFailed as exc:
+                if attempt == retries:
+                    raise PipelineFailed(
+                        f"{name} failed after {attempt + 1} attempts: {exc}"
+                    ) from exc
+                time.sleep(float(policy.get("retryIntervalInSeconds", 30)) * speed)
+                continue
+            self._log(activity, "output", body)
             self.outputs[name] = body
-        elif kind == "WebActivity":
-            url = self.value(props["url"])
-            status, body = http(props["method"], url, None)
-            self.calls.append((props["method"], url))
-            if status >= 400 or not isinstance(body, dict):
-                raise PipelineFailed(f"{name}: {status} {body!r}")
-            self.outputs[name] = body
-        elif kind == "Wait":
+            return
+
+    def _log(self, activity: dict[str, Any], what: str, value: Any) -> None:
+        secured = activity.get("policy", {}).get(f"secure{what.capitalize()}", False)
+        self.history.append(
+            {"activity": activity["name"], what: SECURED if secured else json.loads(
+                json.dumps(value, default=str))}
+        )  # fmt: skip
+
+    def _run_control(self, activity: dict[str, Any], http: Http, speed: float) -> None:
+        kind, props = activity["type"], activity.get("typeProperties", {})
+        name = activity["name"]
+        if kind == "Wait":
             time.sleep(float(self.value(props["waitTimeInSeconds"])) * speed)
         elif kind == "SetVariable":
             self.variables[props["variableName"]] = self.value(props["value"])
@@ -143,14 +208,24 @@ class Run:
 
 
 def replay(
-    pipeline: dict[str, Any], parameters: dict[str, Any], http: Http, speed: float = 0.01
+    pipeline: dict[str, Any],
+    parameters: dict[str, Any],
+    http: Http,
+    speed: float = 0.01,
+    run_id: str | None = None,
 ) -> Run:
-    """Run ``pipeline`` (the JSON resource) with ``parameters``; ``speed`` scales Waits."""
+    """One pipeline run of ``pipeline`` (the JSON resource) with ``parameters``.
+
+    ``speed`` scales Waits and retry intervals; ``run_id`` is ``pipeline().RunId`` (a new
+    GUID by default, as every ADF run gets).
+    """
     props = pipeline["properties"]
     defaults = {k: v.get("defaultValue") for k, v in props.get("parameters", {}).items()}
     run = Run(
         parameters={**defaults, **parameters},
         variables={k: v.get("defaultValue") for k, v in props.get("variables", {}).items()},
     )
+    if run_id is not None:
+        run.run_id = run_id
     run.run_activities(props["activities"], http, speed)
     return run

@@ -8,198 +8,36 @@ test needs, and publish Azure ML–shaped events to the app's Event Grid functio
 
 from __future__ import annotations
 
-import contextlib
-import email
 import json
-import os
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.events import EventGridWebhookPublisher
 from local.azurite import Azurite
-from local.host import HostConfig, LocalFunctionsHost
-from local.keys import HostKeys
-from local.processes import free_port
-from local.smtp import LocalSmtpServer
-from tests.e2e.fakes import ScriptedPipelineJobs
-from tests.support import wait_until as _wait_until
+from tests.e2e.harness import (
+    ADF_PIPELINE,
+    Automation,
+    adf_http,
+    adf_parameters,
+    call,
+    running_automation,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    return _wait_until(predicate, timeout, step=0.2)
-
-
-def call(url: str, body: Any = None, method: str | None = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        return exc.code, json.loads(raw) if raw else None
-
-
-@dataclass
-class Automation:
-    host: LocalFunctionsHost
-    jobs: ScriptedPipelineJobs
-    smtp: LocalSmtpServer
-    state: Path
-    tracking_uri: str
-    register: Callable[[str, str, Mapping[str, str]], str]
-
-    def url(self, path: str) -> str:
-        sep = "&" if "?" in path else "?"
-        return f"{self.host.base_url}/api/{path}{sep}code={self.host.keys.default_function_key}"
-
-    def start(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        status, payload = call(self.url(f"orchestrations/{name}"), body, "POST")
-        assert status == 202, payload
-        return dict(payload)
-
-    def wait_done(self, status_url: str, timeout: float = 90) -> dict[str, Any]:
-        def done() -> dict[str, Any] | None:
-            _, body = call(status_url)
-            if body and body.get("runtimeStatus") in ("Completed", "Failed", "Terminated"):
-                return dict(body)
-            return None
-
-        return dict(wait_until(done, timeout))
-
-    def emails(self) -> list[email.message.Message]:
-        return [email.message_from_bytes(p.read_bytes()) for p in self.smtp.messages()]
-
-    def publish(self, events: list[dict[str, Any]]) -> None:
-        EventGridWebhookPublisher(self.host.topic_url("aml")).publish(events)
-
-    def deliver(self, function: str, events: list[dict[str, Any]]) -> int:
-        status, _ = call(self.host.url_for(function), events, "POST")
-        return status
-
-
 @pytest.fixture(scope="module")
 def automation(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Automation]:
-    from adapters.settings import SETTINGS, load_settings
-    from composition import build_services, use_services
-    from triggers.aml_events import SUBSCRIPTIONS
-
-    state = tmp_path_factory.mktemp("automation")
-    smtp = LocalSmtpServer(state).start()
-    keys = HostKeys.load_or_create(state / "host-keys.json")
-    port = free_port()
-    tracking_uri = f"sqlite:///{state / 'mlflow.db'}"
-    env = {s.key: s.default for s in SETTINGS if s.default is not None}
-    env.update(
-        {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "MLOPS_DATALAKE": azurite.connection_string,
-            "MLOPS_ENVIRONMENT": "local",
-            "MLOPS_LOCAL_DIR": str(state),
-            "MLOPS_MLFLOW_TRACKING_URI": tracking_uri,
-            "MLOPS_TASK_HUB": "e2ehub",
-            "MLOPS_CONDITIONED_CONTAINER": f"cond{uuid.uuid4().hex[:8]}",
-            "MLOPS_RAW_CONTAINER": f"raw{uuid.uuid4().hex[:8]}",
-            "MLOPS_QUARANTINE_CONTAINER": f"quar{uuid.uuid4().hex[:8]}",
-            "MLOPS_TRAIN_ON_ARRIVAL": "true",
-            "MLOPS_ALERTS_CONTAINER": f"ops{uuid.uuid4().hex[:8]}",
-            "MLOPS_SMTP_HOST": "127.0.0.1",
-            "MLOPS_SMTP_PORT": str(smtp.port),
-            "MLOPS_SMTP_TIMEOUT_SECONDS": "2",
-            "MLOPS_POLL_FIRST_SECONDS": "0.5",
-            "MLOPS_POLL_MIN_SECONDS": "0.5",
-            "MLOPS_POLL_MAX_SECONDS": "2",
-            "MLOPS_REGIONS": "r01,r02",
-            "MLOPS_ALERT_MAX_PER_WINDOW": "10",
-        }
-    )
-    saved = dict(os.environ)
-    os.environ.update(env)
-    settings = load_settings()
-    services = build_services(settings)
-
-    def register(model: str, job: str, tags: Mapping[str, str]) -> str:
-        from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        with contextlib.suppress(MlflowException):  # registered before
-            client.create_registered_model(model)
-        folder = state / "models" / job
-        folder.mkdir(parents=True, exist_ok=True)
-        return str(client.create_model_version(model, str(folder), tags=dict(tags)).version)
-
-    jobs = ScriptedPipelineJobs(
-        EventGridWebhookPublisher(
-            f"http://127.0.0.1:{port}/runtime/local/topics/aml"
-            f"?code={keys.system_keys['eventgrid_extension']}"
-        ),
-        register,
-        state / "jobs",
-    )
-    services.pipeline_jobs = jobs
-    use_services(services)
-    import function_app
-
-    config = HostConfig(
-        state_dir=state,
-        environ=os.environ,
-        task_hub=settings.task_hub,
-        port=port,
-        blob_poll_interval=0.3,
-        topics={"aml": {f: tuple(map(str, t)) for f, t in SUBSCRIPTIONS.items()}},
-    )
-    host = LocalFunctionsHost(function_app.app.get_functions(), config).start()
-    try:
-        running = Automation(host, jobs, smtp, state, tracking_uri, register)
-        _seed_conditioned_data()
+    with running_automation(azurite, tmp_path_factory.mktemp("automation")) as running:
         yield running
-    finally:
-        host.stop()
-        smtp.stop()
-        use_services(None)
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _seed_conditioned_data() -> None:
-    """Register one conditioned version of every training source, as conditioning would."""
-    from adapters.datasets import DatasetVersion
-    from composition import get_services
-
-    services = get_services()
-    assert services.datasets is not None
-    lake = services.data_lake
-    container = services.settings.conditioned_container
-    lake.ensure_container(container)
-    for source in services.settings.automation.training_sources:
-        blob = f"{source}/v1/part-00000.csv"
-        lake.write(container, blob, b"store_id,value\n1,2\n")
-        # Conditioning writes the manifest last; its sha256 tags the version's data asset.
-        lake.write(container, f"{source}/v1/manifest.json", b'{"rows_out": 1}')
-        services.datasets.register(
-            DatasetVersion(
-                source=source, dataset_version="v1", status="conditioned", input_name=source,
-                input_etag="e", input_sha256="x",
-                manifest=f"{container}/{source}/v1/manifest.json",
-                files=(f"{container}/{blob}",), rows_in=1, rows_out=1, period_end="2026-11-23",
-                registered_at="2026-11-24T00:00:00+00:00",
-            )
-        )  # fmt: skip
 
 
 def test_train_from_an_adf_call_to_champion_and_scoring(automation: Automation) -> None:
@@ -382,6 +220,8 @@ def test_bad_requests_are_json_400s(automation: Automation) -> None:
         ("train", {"segments": ["r01-large-fast"], "surprise": 1}),
         ("score", {"segments": ["r01-large-fast"]}),
         ("model_test", {"model_name": "", "model_version": 1}),
+        ("train", {"segments": ["r01-large-fast"], "idempotencyKey": "//"}),
+        ("train?idempotencyKey=run-1", {"segments": ["r01-large-fast"], "idempotencyKey": "run-2"}),
     ]
     for name, body in cases:
         status, payload = call(automation.url(f"orchestrations/{name}"), body, "POST")
@@ -430,36 +270,59 @@ def test_the_same_blob_twice_starts_one_training(automation: Automation, tmp_pat
     assert sorted(v.status for v in services.datasets.versions("stores")).count("conditioned") == 2
 
 
-ADF_PIPELINE = Path(__file__).resolve().parents[2] / "infra/adf/pipeline/pl_run_orchestration.json"
-
-
-def _adf_http(automation: Automation) -> Any:
-    def http(method: str, target: str, body: Any) -> tuple[int, Any]:
-        # The linked service turns a function name into <app>/api/<name>?code=<function key>.
-        url = target if target.startswith("http") else automation.url(target)
-        return call(url, body, method)
-
-    return http
+def _train_jobs(automation: Automation, segment: str) -> list[Any]:
+    return [j for j in automation.jobs.submissions
+            if j.pipeline == "train" and j.tags.get("segment") == segment]  # fmt: skip
 
 
 def test_the_adf_pipeline_replays_against_the_local_host(automation: Automation) -> None:
     from tests.e2e.adf import replay
 
     pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
-    parameters = {
-        "orchestration": "train",
-        "input": {"segments": ["r02-small-slow"], "week": "2026-11-23", "score": False},
-        "pollIntervalSeconds": 50,
-    }
-    run = replay(pipeline, parameters, _adf_http(automation))
+    body = {"segments": ["r02-small-slow"], "week": "2026-11-23", "score": False}
+    run = replay(pipeline, adf_parameters(automation, body), adf_http(automation))
     assert run.variables["runtimeStatus"] == "Completed"
-    assert run.calls[0] == ("POST", "orchestrations/train")
-    polls = [url for method, url in run.calls if method == "GET"]
-    assert polls and all(url == run.outputs["Start orchestration"]["statusQueryGetUri"]
-                         for url in polls)  # fmt: skip
-    # ADF retries the activity on a timeout: the repeat finds the same instance.
-    again = replay(pipeline, parameters, _adf_http(automation))
-    assert again.outputs["Start orchestration"]["id"] == run.outputs["Start orchestration"]["id"]
+    assert run.calls[0] == ("POST", f"orchestrations/train?idempotencyKey={run.run_id}")
+    instance = run.outputs["Start orchestration"]["id"]
+    assert instance == f"train-{run.run_id}"
+    # The poll goes to the app's own function-key endpoint, never to the Durable system-key URIs.
+    polls = [url for method, url in run.calls if method == "GET" and "/api/" in url]
+    assert polls and set(polls) == {f"{automation.host.base_url}/api/orchestrations/{instance}"}
+    assert not [url for _, url in run.calls if "/runtime/webhooks/" in url]
+    # Nothing secret reaches the run history: not the system key the start payload carries,
+    # not the function key read from Key Vault.
+    history = json.dumps(run.history)
+    secrets = [
+        automation.host.keys.default_function_key,
+        *automation.host.keys.system_keys.values(),
+    ]
+    assert "statusQueryGetUri" in json.dumps(run.outputs["Start orchestration"])
+    assert [s for s in secrets if s in history] == []
+
+
+def test_two_pipeline_runs_with_the_same_input_train_twice(automation: Automation) -> None:
+    from tests.e2e.adf import replay
+
+    pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
+    body = {"segments": ["r06-large-fast"], "week": "2026-11-23", "score": False}
+    weekly = [replay(pipeline, adf_parameters(automation, body), adf_http(automation))
+              for _ in range(2)]  # fmt: skip
+    assert [r.variables["runtimeStatus"] for r in weekly] == ["Completed", "Completed"]
+    instances = {r.outputs["Start orchestration"]["id"] for r in weekly}
+    assert len(instances) == 2
+    assert len(_train_jobs(automation, "r06-large-fast")) == 2
+
+
+def test_a_retried_start_within_one_run_trains_once(automation: Automation) -> None:
+    from tests.e2e.adf import replay
+
+    pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
+    body = {"segments": ["r07-small-fast"], "week": "2026-11-23", "score": False}
+    run = replay(pipeline, adf_parameters(automation, body), adf_http(automation, 1))
+    assert run.attempts["Start orchestration"] == 2  # ADF retried the activity
+    assert run.calls[0] == run.calls[1]  # with the same run id
+    assert run.variables["runtimeStatus"] == "Completed"
+    assert len(_train_jobs(automation, "r07-small-fast")) == 1
 
 
 def test_the_adf_pipeline_fails_when_the_orchestration_fails(automation: Automation) -> None:
@@ -467,14 +330,10 @@ def test_the_adf_pipeline_fails_when_the_orchestration_fails(automation: Automat
 
     automation.jobs.script.failing_segments = {"r03-small-slow"}
     pipeline = json.loads(ADF_PIPELINE.read_text(encoding="utf-8"))
-    parameters = {
-        "orchestration": "train",
-        "input": {"segments": ["r03-small-slow"], "week": "2026-11-23"},
-        "pollIntervalSeconds": 50,
-    }
+    body = {"segments": ["r03-small-slow"], "week": "2026-11-23"}
     try:
         with pytest.raises(PipelineFailed, match="ended with runtimeStatus Failed"):
-            replay(pipeline, parameters, _adf_http(automation))
+            replay(pipeline, adf_parameters(automation, body), adf_http(automation))
     finally:
         automation.jobs.script.failing_segments = set()
 

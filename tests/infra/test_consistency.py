@@ -36,11 +36,20 @@ NOT_SET_IN_AZURE = {
     "MLOPS_POLL_MAX_SECONDS": "polling back-off tuned in code; override with appSettingOverrides",
     "MLOPS_POLL_GROWTH": "polling back-off tuned in code; override with appSettingOverrides",
 }
-# App settings that are not MLOPS_ settings: the platform, SDKs and telemetry read them.
-PLATFORM_SETTINGS = {
-    "AZURE_CLIENT_ID",
-    "APPLICATIONINSIGHTS_CONNECTION_STRING",
-    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+# App settings the app itself does not read: who reads each, and why it must be set.
+READ_BY_THE_PLATFORM = {
+    "AZURE_CLIENT_ID": "azure-identity's DefaultAzureCredential (Azure ML, Communication "
+    "Services email) picks the user-assigned identity from it",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "the Functions host and the Azure Monitor "
+    "exporter authenticate to Application Insights with Entra ID (local auth is disabled)",
+}
+# Identity-based connection settings (``<connection>__<suffix>``) that only the Functions host
+# and its extensions read; the app's settings module reads the others (see _app_connection_keys).
+READ_BY_THE_HOST = {
+    "__credential": "identity-based connections: the host and the blob/queue extensions build a "
+    "managed-identity credential from it",
+    "__tableServiceUri": "Durable Functions' Azure Storage backend keeps instances and history "
+    "in tables of the host storage",
 }
 AML_EVENT = "Microsoft.MachineLearningServices."
 F4_EVENT_TYPES = {
@@ -94,14 +103,50 @@ def test_settings_left_unset_have_defaults() -> None:
     assert without_default == []
 
 
-def test_bicep_sets_only_settings_something_reads(app_settings: Mapping[str, Any]) -> None:
-    known = {spec.key for spec in SETTINGS} | PLATFORM_SETTINGS
-    unknown = [
-        key
-        for key in app_settings
-        if "__" not in key and key not in known  # X__y are connection settings
+def _app_environment_keys() -> tuple[set[str], set[str]]:
+    """What adapters/settings.py reads besides SETTINGS: literal keys, and connection suffixes."""
+    source = (REPO_ROOT / "adapters" / "settings.py").read_text(encoding="utf-8")
+    literals = set(re.findall(r'env\.get\("([A-Za-z_][A-Za-z0-9_]*)"', source))
+    suffixes = set(re.findall(r'env\.get\(f"\{name\}(__[A-Za-z]+)"', source))
+    assert suffixes, "read_connection no longer reads identity-based connection settings?"
+    return literals, suffixes
+
+
+def test_the_settings_module_is_the_only_reader_of_the_environment() -> None:
+    """Otherwise the cross-checks below would not see every setting the app reads."""
+    readers = [
+        path.relative_to(REPO_ROOT).as_posix()
+        for package in ("adapters", "conditioning", "orchestrators", "triggers")
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+        if re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text(encoding="utf-8"))
     ]
-    assert unknown == [], "typo, or a setting adapters/settings.py should declare"
+    assert readers == ["adapters/settings.py"]
+
+
+def test_every_other_variable_the_app_reads_is_set(app_settings: Mapping[str, Any]) -> None:
+    literals, _ = _app_environment_keys()
+    assert literals, "the settings module reads no environment variable by name?"
+    assert sorted(literals - set(app_settings)) == []
+
+
+def test_bicep_sets_only_settings_something_reads(app_settings: Mapping[str, Any]) -> None:
+    literals, suffixes = _app_environment_keys()
+    read_by_app = {spec.key for spec in SETTINGS} | literals
+    connections = {STORAGE_CONNECTION, DATALAKE_CONNECTION}
+    unread = []
+    for key in app_settings:
+        connection, sep, suffix = key.partition("__")
+        if sep:
+            if connection in connections and f"__{suffix}" in suffixes | set(READ_BY_THE_HOST):
+                continue
+        elif key in read_by_app or key in READ_BY_THE_PLATFORM:
+            continue
+        unread.append(key)
+    assert unread == [], "typo, a setting adapters/settings.py should declare, or a reason"
+    # The allow-lists carry no stale entries.
+    assert set(READ_BY_THE_PLATFORM) <= set(app_settings)
+    assert all(any(k.endswith(s) for k in app_settings) for s in READ_BY_THE_HOST)
+    assert not set(READ_BY_THE_PLATFORM) & read_by_app
 
 
 def test_literal_setting_values_pass_the_code_s_own_validation(
@@ -305,29 +350,65 @@ def test_adf_pipeline_starts_polls_and_fails_unless_completed(app: AppIndex) -> 
 
     (start,) = by_type["AzureFunctionActivity"]
     assert start["typeProperties"]["method"] == "POST"
-    assert "'orchestrations/'" in start["typeProperties"]["functionName"]["value"]
+    function = start["typeProperties"]["functionName"]["value"]
+    assert "'orchestrations/'" in function
+    # The pipeline run id is the idempotency key: a retry finds its run, a new run starts one.
+    assert "'?idempotencyKey='" in function and "pipeline().RunId" in function
+    # The 202 payload carries Durable URIs with a system key: never into run history.
+    assert start["policy"]["secureOutput"] is True
 
     (until,) = by_type["Until"]
-    (poll,) = by_type["WebActivity"]
+    key, poll = sorted(by_type["WebActivity"], key=lambda a: a["name"] in {
+        x["name"] for x in until["typeProperties"]["activities"]})  # fmt: skip
     assert poll["name"] in {a["name"] for a in until["typeProperties"]["activities"]}
     assert poll["typeProperties"]["url"]["value"] == (
-        f"@activity('{start['name']}').output.statusQueryGetUri"
+        "@concat(pipeline().parameters.functionAppUrl, '/api/orchestrations/', "
+        f"activity('{start['name']}').output.id)"
     )
-    assert poll["typeProperties"]["turnOffAsync"] is True
+    assert poll["typeProperties"]["headers"]["x-functions-key"]["value"] == (
+        f"@activity('{key['name']}').output.value"
+    )
+    assert poll["policy"]["secureInput"] is True  # a header carries the function key
+    expressions = [
+        item["value"]
+        for item in walk_values(pipeline)
+        if isinstance(item, dict) and item.get("type") == "Expression"
+    ]
+    assert expressions and not [e for e in expressions if "statusQueryGetUri" in e]
+    assert key["typeProperties"]["method"] == "GET"
+    assert "secrets/function-app-key" in key["typeProperties"]["url"]["value"]
+    assert key["typeProperties"]["authentication"] == {
+        "type": "MSI",
+        "resource": "https://vault.azure.net",
+    }
+    assert key["policy"]["secureOutput"] is True
 
     (check,) = by_type["IfCondition"]
     assert "'Completed'" in check["typeProperties"]["expression"]["value"]
     assert [a["type"] for a in check["typeProperties"]["ifFalseActivities"]] == ["Fail"]
 
-    # The route the activity calls exists, takes POST, and accepts the function key.
-    starters = [
-        (name, http)
-        for name, http in app.http.items()
+    # The routes the pipeline calls exist, with the methods it uses, behind the function key.
+    routes = {
+        http["route"]: http
+        for http in app.http.values()
         if http["route"] and re.fullmatch(r"orchestrations/\{[^}]+\}", http["route"])
-    ]
-    assert starters, "the app has no POST orchestrations/{name} route for ADF to call"
-    assert any("POST" in http["methods"] for _, http in starters)
-    assert all(http["auth_level"] == "function" for _, http in starters)
+    }
+    methods = {m for http in routes.values() for m in http["methods"]}
+    assert {"POST", "GET"} <= methods, "the app lacks POST or GET orchestrations/{...}"
+    assert all(http["auth_level"] == "function" for http in routes.values())
+
+
+def test_data_factory_fills_in_every_environment_parameter_of_the_pipeline() -> None:
+    pipeline = _adf("pipeline/pl_run_orchestration.json")
+    blank = {
+        name
+        for name, spec in pipeline["properties"]["parameters"].items()
+        if spec.get("defaultValue") == ""
+    }
+    assert blank == {"functionAppUrl", "keyVaultUrl"}
+    module = (INFRA / "modules" / "data-factory.bicep").read_text()
+    filled = set(re.findall(r"(\w+): union\(pipelineParameters\.\1, \{ defaultValue: ", module))
+    assert filled == blank
 
 
 def test_adf_references_resolve_and_bicep_deploys_every_adf_file() -> None:

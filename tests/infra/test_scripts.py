@@ -100,6 +100,21 @@ def test_postdeploy_stores_the_function_key_and_deploys_the_subscriptions(
     assert params["blobsExtensionKey"]["value"] == "blobs-key-123"
     assert params["amlSystemTopicName"]["value"] == "evgt-aml-abc"
     assert params["rawContainerName"]["value"] == "raw"
+    assert params["modelNamePrefix"]["value"] == "forecast-"
+    # The same deployment is previewed (what-if) before it is applied.
+    (preview,) = [c for c in calls if c.startswith("az deployment group what-if")]
+    assert calls.index(preview) < calls.index(deployment)
+    assert preview.replace("what-if", "create").split("--result-format")[0].strip() == (
+        deployment.split("--output")[0].strip()
+    )
+
+
+def test_postdeploy_passes_the_model_name_prefix_on(fake_bin: Path, tmp_path: Path) -> None:
+    env = {**_env(fake_bin, tmp_path, FUNCTIONS), "AZURE_MODEL_NAME_PREFIX": "demand-"}
+    proc = _run("postdeploy.sh", env)
+    assert proc.returncode == 0, proc.stderr
+    params = json.loads((tmp_path / "az.log.params.json").read_text())["parameters"]
+    assert params["modelNamePrefix"]["value"] == "demand-"
 
 
 def test_postdeploy_stops_when_a_targeted_function_is_missing(

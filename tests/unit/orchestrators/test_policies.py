@@ -8,11 +8,13 @@ from adapters.errors import BadInputError
 from orchestrators.policies import (
     Metrics,
     Segment,
+    StartIds,
     is_stale,
+    keyed_instance_id,
     parse_segments,
     promotion_gate,
-    request_instance_id,
     retrain_instance_id,
+    start_ids,
     window_start,
 )
 
@@ -88,13 +90,47 @@ def test_staleness_is_strictly_more_than_sixty_days() -> None:
     assert is_stale(trained, trained + timedelta(days=60, seconds=1))
 
 
-def test_request_ids_are_stable_and_distinct() -> None:
-    a = request_instance_id("train", {"segments": ["r01-large-fast"], "week": "2026-11-23"})
-    b = request_instance_id("train", {"week": "2026-11-23", "segments": ["r01-large-fast"]})
-    c = request_instance_id("train", {"segments": ["r01-large-fast"], "week": "2026-11-30"})
-    d = request_instance_id("score", {"segments": ["r01-large-fast"], "week": "2026-11-23"})
-    assert a == b and len({a, c, d}) == 3 and a.startswith("train-")
-    assert request_instance_id("train", {"idempotencyKey": "adf run/42"}) == "train-adf_run_42"
+def test_a_key_decides_the_instance() -> None:
+    now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    window = timedelta(minutes=2)
+    body = {"segments": ["r01-large-fast"], "week": "2026-11-23"}
+    run_1 = start_ids("train", body, "0b7f2c0e-run-1", now, window)
+    assert run_1.instance_id == "train-0b7f2c0e-run-1" and run_1.earlier is None
+    # A retry of the same run, a week later or not, finds the same instance; a new run does not.
+    assert start_ids("train", body, "0b7f2c0e-run-1", now + timedelta(days=7), window) == run_1
+    assert start_ids("train", body, "0b7f2c0e-run-2", now, window) != run_1
+    assert keyed_instance_id("train", "adf run/42") == "train-adf_run_42"
+    assert len(keyed_instance_id("score", "x" * 500)) == len("score-") + 80
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "///", "#?"])
+def test_an_empty_key_is_bad_input(bad: str) -> None:
+    with pytest.raises(BadInputError, match="idempotencyKey"):
+        keyed_instance_id("train", bad)
+
+
+def test_without_a_key_the_same_request_is_one_run_only_within_the_window() -> None:
+    window = timedelta(seconds=120)
+    t = datetime(2026, 11, 23, 6, 0, 30, tzinfo=UTC)
+    a = {"segments": ["r01-large-fast"], "week": "2026-11-23"}
+    same = {"week": "2026-11-23", "segments": ["r01-large-fast"]}
+    first = start_ids("train", a, None, t, window)
+    assert start_ids("train", same, None, t + timedelta(seconds=60), window) == StartIds(
+        first.instance_id, first.earlier, t + timedelta(seconds=60) - window
+    )
+    # Across a window boundary the repeat looks at the earlier window's run, if recent enough.
+    later = start_ids("train", a, None, t + timedelta(seconds=100), window)
+    assert later.instance_id != first.instance_id and later.earlier == first.instance_id
+    assert later.not_before == t + timedelta(seconds=100) - window
+    # Next week the same input is a new run.
+    next_week = start_ids("train", a, None, t + timedelta(days=7), window)
+    assert next_week.instance_id not in (first.instance_id, later.instance_id)
+    assert next_week.earlier != first.instance_id
+    # Different requests never share a run.
+    other_week = start_ids("train", {**a, "week": "2026-11-30"}, None, t, window)
+    scoring = start_ids("score", a, None, t, window)
+    assert len({first.instance_id, other_week.instance_id, scoring.instance_id}) == 3
+    assert first.instance_id.startswith("train-")
 
 
 def test_retrain_is_debounced_per_segment_and_window() -> None:
