@@ -109,8 +109,9 @@ def azureml(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(standin_certificate.cert_file))
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    # MLClient records its cloud in this variable; restoring it keeps tests independent.
-    monkeypatch.delenv("AZUREML_CURRENT_CLOUD", raising=False)
+    # MLClient records its cloud in this process-wide variable (and the local executor's
+    # subprocesses inherit it): set through monkeypatch, it is restored after the test.
+    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "AzureCloud")
     try:
         yield AzureMLWorkspace(app, arm, proxy, standin_certificate, StaticTokenCredential())
     finally:

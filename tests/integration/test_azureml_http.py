@@ -379,3 +379,11 @@ def test_a_training_job_names_its_data_by_asset(azureml: AzureMLWorkspace) -> No
     assert sent["jobInputType"] == "uri_folder"
     # The SDK sends the asset's resource id: the job's lineage names this very version.
     assert sent["uri"] == f"{azureml.app.ws_path}/data/shipments/versions/20240601-ab12cd34"
+
+
+def test_the_stand_in_cloud_does_not_outlive_the_test() -> None:
+    # Runs after the tests above (file order): MLClient set the variable to their stand-in
+    # cloud, which a later local job (a subprocess parsing YAML with azure-ai-ml) would inherit.
+    import os
+
+    assert os.environ.get("AZUREML_CURRENT_CLOUD", "AzureCloud") == "AzureCloud"
