@@ -206,12 +206,6 @@ class AzureMLStandIn(App):
             self._code_put,
         )
         r(
-            "GET",
-            ws + f"/environments/{NAME}/versions",
-            "environments.versions.list",
-            self._environment_list,
-        )
-        r(
             "PUT",
             ws + f"/environments/{NAME}/versions/{VERSION}",
             "environments.versions.createOrUpdate",
@@ -494,33 +488,6 @@ class AzureMLStandIn(App):
                 keep_rest=False,
             ),
         )
-
-    def _environment_list(self, request: Request) -> Response:
-        """The newest version of an environment (``@latest``): a curated one for the
-        ``AzureML-`` names the pipelines use, as the workspace lists them."""
-        name = request.params["name"]
-        if not name.startswith("AzureML-"):
-            return Response(200, {"value": []})
-        body = self.shapes.example("2023-04-01-preview/Workspace/EnvironmentVersion/list.json")
-        item = self.shapes.shaped(
-            body["value"][0],
-            {
-                "id": self._arm_id("environments", name, "versions", "33"),
-                "name": "33",
-                "type": "Microsoft.MachineLearningServices/workspaces/environments/versions",
-                "properties": {
-                    "description": "curated environment",
-                    "tags": {},
-                    "properties": {},
-                    "isAnonymous": False,
-                    "environmentType": "Curated",
-                    "image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest",
-                },
-            },
-            "environment version",
-            keep_rest=False,
-        )
-        return Response(200, {"value": [item]})
 
     def _component_put(self, request: Request) -> Response:
         name, version = request.params["name"], request.params["version"]
