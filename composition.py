@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from adapters.data_assets import DataAssets
     from adapters.datalake import DataLake
     from adapters.datasets import ConditionedSignals, DatasetRegistry
+    from adapters.job_steps import JobSteps
     from adapters.jobs import LazyMLClient, PipelineJobs
     from adapters.locator import DatasetLocator
     from adapters.notify import Notifier
     from adapters.registry import ModelRegistry
+    from adapters.summary import SummaryStore
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Services:
     alert_store: AlertStore | None = None
     notifier: Notifier | None = None
     data_assets: DataAssets | None = None
+    job_steps: JobSteps | None = None
+    summary: SummaryStore | None = None
 
 
 def build_services(settings: Settings) -> Services:
@@ -54,6 +58,7 @@ def build_services(settings: Settings) -> Services:
     pipeline_jobs, model_registry = build_ml_services(settings, client)
     datasets, signals = blob_dataset_ports(data_lake, settings.conditioned_container)
     alert_store, notifier = build_alert_services(settings, data_lake)
+    job_steps = build_job_steps(settings, client)
     locator: DatasetLocator
     data_assets: DataAssets
     if settings.environment == "azure":
@@ -80,7 +85,29 @@ def build_services(settings: Settings) -> Services:
         alert_store=alert_store,
         notifier=notifier,
         data_assets=data_assets,
+        job_steps=job_steps,
+        summary=build_summary_store(settings, data_lake),
     )
+
+
+def build_summary_store(settings: Settings, data_lake: DataLake) -> SummaryStore:
+    """The dashboard's summary documents, beside the alert outbox in the ops container."""
+    from adapters.alerts import AlertSettings
+    from adapters.summary import DataLakeSummaryStore
+
+    return DataLakeSummaryStore(data_lake, AlertSettings.from_settings(settings).container)
+
+
+def build_job_steps(settings: Settings, client: LazyMLClient | None = None) -> JobSteps:
+    """Steps of finished jobs: Azure ML child jobs (through ``client``, the workspace client
+    the other Azure ML adapters share), or the local executor's records."""
+    if settings.environment == "azure":
+        from adapters.job_steps import AzureMLJobSteps
+
+        return AzureMLJobSteps(client or workspace_client(settings))
+    from local.job_steps import LocalJobSteps
+
+    return LocalJobSteps(settings.local_root / "aml")
 
 
 def build_alert_services(settings: Settings, data_lake: DataLake) -> tuple[AlertStore, Notifier]:

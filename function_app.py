@@ -11,16 +11,24 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators import activities, flows
-from triggers import aml_events, conditioning, health, orchestrations, timers
+from triggers import aml_events, conditioning, dashboard, health, orchestrations, timers
 
-app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (
-    health.bp,
-    conditioning.bp,
-    orchestrations.bp,
-    aml_events.bp,
-    timers.bp,
-    flows.bp,
-    activities.bp,
-):
-    app.register_functions(blueprint)
+
+def make_app() -> df.DFApp:
+    """A new app object with every blueprint (``get_functions()`` works once per app)."""
+    new_app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+    for blueprint in (
+        health.bp,
+        dashboard.bp,
+        conditioning.bp,
+        orchestrations.bp,
+        aml_events.bp,
+        timers.bp,
+        flows.bp,
+        activities.bp,
+    ):
+        new_app.register_functions(blueprint)
+    return new_app
+
+
+app = make_app()

@@ -3,6 +3,10 @@
 ``DataLake`` is what services depend on. ``AzureBlobDataLake`` talks to Azure Blob Storage
 (or Azurite); ``InMemoryDataLake`` is the shipped fake for unit tests. Both pass the same
 contract suite (tests/integration/test_datalake_contract.py).
+
+``RawBlob`` is one blob handed over by a trigger: ``BoundBlob`` wraps the ``BlobClient`` the
+Functions blob binding builds (the SDK-type binding), ``LakeBlob`` a blob named in a
+``DataLake`` (the CLI, tests). Both stream; neither holds the blob in memory.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from adapters.errors import ConflictError, NotFoundError, TransientError
+from adapters.errors import ConflictError, NotFoundError, SettingsError, TransientError
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob import BlobClient, BlobServiceClient
 
     from adapters.settings import Connection
 
@@ -37,7 +41,9 @@ class DataLake(Protocol):
 
     Writes are atomic per blob: a reader sees the old content or the whole new content,
     never a prefix. ``write`` with ``if_absent=True`` raises ``ConflictError`` when the blob
-    exists, which is how callers make "first writer wins" idempotent. Missing blobs raise
+    exists, which is how callers make "first writer wins" idempotent; with ``if_match=etag`` it
+    raises ``ConflictError`` unless the blob still has that etag (also when it is gone), which
+    is how read-modify-write callers detect a concurrent writer. Missing blobs raise
     ``NotFoundError``; throttling and network failures raise ``TransientError``.
     """
 
@@ -50,6 +56,7 @@ class DataLake(Protocol):
         data: bytes | IO[bytes] | Iterable[bytes],
         *,
         if_absent: bool = False,
+        if_match: str | None = None,
         content_type: str | None = None,
     ) -> BlobInfo: ...
 
@@ -64,6 +71,58 @@ class DataLake(Protocol):
     def list(self, container: str, prefix: str = "") -> Iterator[BlobInfo]: ...
 
     def delete(self, container: str, name: str) -> None: ...
+
+
+class RawBlob(Protocol):
+    """One blob as a trigger hands it over: where it is, which version, and its bytes.
+
+    ``etag()`` names the version to read (the first call fixes it); ``open()`` streams exactly
+    that version with bounded memory. A blob deleted meanwhile raises ``NotFoundError``, one
+    overwritten since ``etag()`` raises ``ConflictError`` (from ``open`` or while reading);
+    other storage failures raise ``TransientError``.
+    """
+
+    @property
+    def container(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def etag(self) -> str | None: ...
+
+    def open(self) -> IO[bytes]: ...
+
+
+class LakeBlob:
+    """``RawBlob`` over a blob named in a ``DataLake``."""
+
+    def __init__(self, lake: DataLake, container: str, name: str) -> None:
+        self._lake = lake
+        self._container = container
+        self._name = name
+        self._etag: str | None = None
+
+    @property
+    def container(self) -> str:
+        return self._container
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def etag(self) -> str | None:
+        if self._etag is None:
+            self._etag = self._lake.info(self._container, self._name).etag
+        return self._etag
+
+    def open(self) -> IO[bytes]:
+        expected = self.etag()
+        stream = self._lake.open(self._container, self._name)
+        # The port has no conditional read; a changed etag after opening is the best check.
+        if self._lake.info(self._container, self._name).etag != expected:
+            stream.close()
+            raise ConflictError(f"blob {self._container}/{self._name} changed since {expected}")
+        return stream
 
 
 def _as_bytes(data: bytes | IO[bytes] | Iterable[bytes]) -> bytes:
@@ -94,6 +153,7 @@ class InMemoryDataLake:
         data: bytes | IO[bytes] | Iterable[bytes],
         *,
         if_absent: bool = False,
+        if_match: str | None = None,
         content_type: str | None = None,
     ) -> BlobInfo:
         payload = _as_bytes(data)
@@ -102,6 +162,10 @@ class InMemoryDataLake:
                 raise NotFoundError(f"container {container!r} does not exist")
             if if_absent and (container, name) in self._blobs:
                 raise ConflictError(f"blob {container}/{name} exists already")
+            if if_match is not None:
+                current = self._blobs.get((container, name))
+                if current is None or current[1].etag != if_match:
+                    raise ConflictError(f"blob {container}/{name} changed since it was read")
             self._counter += 1
             digest = hashlib.md5(payload + str(self._counter).encode(), usedforsecurity=False)
             info = BlobInfo(
@@ -177,7 +241,8 @@ class AzureBlobDataLake:
     def from_connection(cls, connection: Connection) -> AzureBlobDataLake:
         return cls(blob_service_client(connection))
 
-    def _translate(self, exc: Exception, what: str) -> Exception:
+    @staticmethod
+    def _translate(exc: Exception, what: str) -> Exception:
         from azure.core.exceptions import (
             ResourceExistsError,
             ResourceModifiedError,
@@ -214,15 +279,23 @@ class AzureBlobDataLake:
         data: bytes | IO[bytes] | Iterable[bytes],
         *,
         if_absent: bool = False,
+        if_match: str | None = None,
         content_type: str | None = None,
     ) -> BlobInfo:
+        from azure.core import MatchConditions
         from azure.storage.blob import ContentSettings
 
         blob = self._client.get_blob_client(container, name)
         settings = ContentSettings(content_type=content_type) if content_type else None
+        conditions: dict[str, Any] = {}
+        if if_match is not None:
+            # If-Match: the write fails with 412 when someone else wrote since our read.
+            conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
         try:
             # overwrite=False sends If-None-Match: *, so a concurrent second writer loses.
-            result = blob.upload_blob(data, overwrite=not if_absent, content_settings=settings)
+            result = blob.upload_blob(
+                data, overwrite=not if_absent, content_settings=settings, **conditions
+            )
         except Exception as exc:
             raise self._translate(exc, f"blob {container}/{name}") from exc
         return BlobInfo(
@@ -278,23 +351,108 @@ class AzureBlobDataLake:
             raise self._translate(exc, f"blob {container}/{name}") from exc
 
 
+class BoundBlob:
+    """``RawBlob`` over the ``BlobClient`` a blob trigger's SDK-type binding passes.
+
+    The client comes from the Functions blob extension (a connection string locally, a
+    managed identity in Azure); this adapter only reads through it. The read is pinned to the
+    etag from ``etag()`` (If-Match), so a blob overwritten mid-read fails instead of mixing two
+    versions. It asks for one range of ``chunk_bytes`` at a time: the SDK's own downloader
+    starts with a 32 MB request, which the memory budget of a large drop cannot spare.
+    """
+
+    def __init__(self, client: BlobClient, *, chunk_bytes: int = 4 << 20) -> None:
+        self._client = client
+        self._chunk = chunk_bytes
+        self._etag: str | None = None
+        self._size = 0
+
+    @property
+    def container(self) -> str:
+        return str(self._client.container_name)
+
+    @property
+    def name(self) -> str:
+        return str(self._client.blob_name)
+
+    def _what(self) -> str:
+        return f"blob {self.container}/{self.name}"
+
+    def etag(self) -> str | None:
+        if self._etag is None:
+            try:
+                props = self._client.get_blob_properties()
+            except Exception as exc:
+                raise _translate_read(exc, self._what()) from exc
+            self._etag = str(props.etag)
+            self._size = int(props.size)
+        return self._etag
+
+    def open(self) -> IO[bytes]:
+        etag = self.etag()
+        return io.BufferedReader(_ChunkStream(self._ranges(etag)), buffer_size=1024 * 1024)
+
+    def _ranges(self, etag: str | None) -> Iterator[bytes]:
+        from azure.core import MatchConditions
+
+        offset = 0
+        while offset < self._size:
+            length = min(self._chunk, self._size - offset)
+            try:
+                data = self._client.download_blob(
+                    offset=offset,
+                    length=length,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                ).readall()
+            except Exception as exc:
+                raise _translate_read(exc, self._what()) from exc
+            if not data:  # pragma: no cover - storage answered a short range
+                raise TransientError(f"{self._what()}: empty range at {offset}")
+            yield data
+            offset += len(data)
+
+
+def _translate_read(exc: Exception, what: str) -> Exception:
+    """SDK errors of a read as ours; an etag mismatch means the blob changed meanwhile."""
+    from azure.core.exceptions import ResourceModifiedError
+
+    if isinstance(exc, ResourceModifiedError):
+        return ConflictError(f"{what} changed while it was being read")
+    if getattr(exc, "status_code", None) in (401, 403):
+        return SettingsError(
+            [
+                f"the blob binding's connection may not read {what} "
+                f"(HTTP {getattr(exc, 'status_code', '?')}): give the app's identity "
+                "Storage Blob Data Reader (or Contributor) on the account"
+            ]
+        )
+    return AzureBlobDataLake._translate(exc, what)
+
+
 class _ChunkStream(io.RawIOBase):
-    """A read-only file object over an iterator of byte chunks (bounded memory)."""
+    """A read-only file object over an iterator of byte chunks (bounded memory).
+
+    It walks each chunk with a memoryview: slicing the rest of a chunk off after every read
+    would copy it again and again.
+    """
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buffer = b""
+        self._buffer = memoryview(b"")
+        self._pos = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
+        while self._pos >= len(self._buffer):
             try:
-                self._buffer = next(self._chunks)
+                self._buffer = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
-        n = min(len(b), len(self._buffer))
-        b[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
+            self._pos = 0
+        n = min(len(b), len(self._buffer) - self._pos)
+        b[:n] = self._buffer[self._pos : self._pos + n]
+        self._pos += n
         return n

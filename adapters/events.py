@@ -8,12 +8,83 @@ keeps events in memory for tests; ``NullEventPublisher`` drops them (no URL conf
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
-from adapters.errors import TransientError
+from adapters.errors import BadInputError, TransientError
+
+# Event Grid quotas (learn.microsoft.com/azure/event-grid/quotas-limits, custom and system
+# topics): an event is at most 1 MB and a publish request at most 5,000 events; the event
+# schema page adds that the array may total at most 1 MB and that Event Grid answers 413 to
+# anything larger. Deliveries to a webhook stay within the same bounds (a subscription's
+# batching is capped at 5,000 events and 1,024 KB). "MB" is read as 1,048,576 bytes of the
+# UTF-8 JSON.
+EVENT_GRID_MAX_EVENT_BYTES = 1024 * 1024
+EVENT_GRID_MAX_BATCH_BYTES = 1024 * 1024
+EVENT_GRID_MAX_EVENTS_PER_BATCH = 5000
+
+
+def event_bytes(event: Any) -> int:
+    """UTF-8 size of one event as compact JSON (a lower bound of any sender's encoding)."""
+    return len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def _sent_bytes(event: Any) -> int:
+    # The SDK sends json.dumps' default layout (spaces after separators, ASCII escapes).
+    return len(json.dumps(event).encode("utf-8"))
+
+
+def event_grid_batch_problem(body_bytes: int, events: Sequence[Any]) -> str | None:
+    """Why Event Grid would refuse this batch (it answers 413), or ``None``."""
+    for index, event in enumerate(events):
+        size = event_bytes(event)
+        if size > EVENT_GRID_MAX_EVENT_BYTES:
+            event_id = event.get("id") if isinstance(event, Mapping) else None
+            return (
+                f"event {index} (id {event_id!r}) is {size:,} bytes; Event Grid accepts events of "
+                f"at most {EVENT_GRID_MAX_EVENT_BYTES:,} bytes (1 MB)"
+            )
+    if len(events) > EVENT_GRID_MAX_EVENTS_PER_BATCH:
+        return (
+            f"the batch has {len(events):,} events; Event Grid takes at most "
+            f"{EVENT_GRID_MAX_EVENTS_PER_BATCH:,} per request"
+        )
+    if body_bytes > EVENT_GRID_MAX_BATCH_BYTES:
+        return (
+            f"the batch is {body_bytes:,} bytes; Event Grid takes at most "
+            f"{EVENT_GRID_MAX_BATCH_BYTES:,} bytes (1 MB) per request"
+        )
+    return None
+
+
+def event_grid_batches(events: Sequence[Mapping[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Split ``events`` into requests Event Grid accepts (in order).
+
+    Raises ``BadInputError`` for a single event over 1 MB: no split can send it.
+    """
+    batch: list[dict[str, Any]] = []
+    size = 2  # the array's brackets
+    for event in events:
+        one = _sent_bytes(event)
+        if one > EVENT_GRID_MAX_EVENT_BYTES:
+            raise BadInputError(
+                f"event {event.get('id')!r} is {one:,} bytes; Event Grid accepts events of at "
+                f"most {EVENT_GRID_MAX_EVENT_BYTES:,} bytes (1 MB)",
+                code="event_too_large",
+            )
+        if batch and (
+            len(batch) == EVENT_GRID_MAX_EVENTS_PER_BATCH
+            or size + 2 + one > EVENT_GRID_MAX_BATCH_BYTES
+        ):
+            yield batch
+            batch, size = [], 2
+        batch.append(dict(event))
+        size += one + (2 if len(batch) > 1 else 0)  # ", " between events
+    if batch:
+        yield batch
 
 
 class AzureMLEventType(StrEnum):
@@ -29,8 +100,10 @@ class AzureMLEventType(StrEnum):
 class EventPublisher(Protocol):
     """Publishes Event Grid–schema events (dicts with id, topic, subject, eventType, …).
 
-    ``publish`` sends one batch; it raises ``TransientError`` when the receiver is unreachable
-    or answers with an error, so the caller decides whether a lost event matters.
+    ``publish`` sends the events (in as many requests as Event Grid's batch limits need); it
+    raises ``TransientError`` when the receiver is unreachable or answers with an error, so
+    the caller decides whether a lost event matters, and ``BadInputError`` for an event over
+    Event Grid's 1 MB.
     """
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None: ...
@@ -86,12 +159,14 @@ class EventGridWebhookPublisher:
             return self._client
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
-        if not events:
-            return
+        for batch in list(event_grid_batches(events)):
+            self._send(batch)
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
         from azure.core.exceptions import AzureError, HttpResponseError
 
         try:
-            self._get_client().send([dict(e) for e in events], read_timeout=self._timeout)
+            self._get_client().send(batch, read_timeout=self._timeout)
         except HttpResponseError as exc:
             # The SDK accepts only 200; Event Grid webhooks may answer any 2xx.
             if exc.status_code is not None and 200 <= exc.status_code < 300:

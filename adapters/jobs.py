@@ -117,10 +117,29 @@ ERROR_EXCERPT_CHARS = 2000
 """How much of a failed step's error an alert carries (the end: where a traceback ends)."""
 
 
-def _text(value: Any) -> str:
+def status_text(value: Any) -> str:
     """A status the SDK gives as a string or as one of its str enums (whose ``str()`` is
     ``JobStatus.COMPLETED``, not the service's ``Completed``)."""
     return str(value.value if isinstance(value, Enum) else value or "")
+
+
+def step_error(client: Any, run_id: str, step: str, job: str) -> str:
+    """An excerpt of the error of step run ``run_id`` (of pipeline job ``job``).
+
+    azure-ai-ml turns child runs into job objects without their error; the run-history record
+    has it, read through the SDK's run operations (covered by the ``azure_http`` tests).
+    """
+    runs = getattr(client.jobs, "_runs_operations", None)
+    if runs is None:
+        return f"step {step!r} failed (its error is in the job's logs in Azure ML studio)"
+    run = call_azure(lambda: runs.get_run(run_id), f"read step {step} of job {job}", AZURE_ML)
+    detail = getattr(getattr(run, "error", None), "error", None)
+    message = str(getattr(detail, "message", "") or "").strip()
+    code = str(getattr(detail, "code", "") or "")
+    if not message:
+        return f"step {step!r} failed without an error message"
+    text = f"{code}: {message}" if code else message
+    return "…" + text[-ERROR_EXCERPT_CHARS:] if len(text) > ERROR_EXCERPT_CHARS else text
 
 
 class AzureMLPipelineJobs:
@@ -187,7 +206,7 @@ class AzureMLPipelineJobs:
 
     def status(self, name: str) -> JobInfo:
         job = call_azure(lambda: self._client.jobs.get(name), f"read job {name}", AZURE_ML)
-        status = _text(job.status) or "NotStarted"
+        status = status_text(job.status) or "NotStarted"
         failed_step = error = ""
         if status == "Failed":
             failed_step, error = self._failure(name)
@@ -208,31 +227,16 @@ class AzureMLPipelineJobs:
             f"read the steps of job {name}",
             AZURE_ML,
         )
-        failed = [c for c in children if c is not None and _text(c.status) == "Failed"]
+        failed = [c for c in children if c is not None and status_text(c.status) == "Failed"]
         if not failed:
             return "", f"job {name} failed before any step failed (see it in Azure ML studio)"
         child = failed[0]
         step = str(child.display_name or child.name)
-        # azure-ai-ml turns runs into job objects without their error; the run record has it.
-        runs = getattr(self._client.jobs, "_runs_operations", None)
-        if runs is None:
-            return step, f"step {step!r} failed (its error is in the job's logs in Azure ML studio)"
-        run = call_azure(
-            lambda: runs.get_run(str(child.name)), f"read step {step} of job {name}", AZURE_ML
-        )
-        detail = getattr(getattr(run, "error", None), "error", None)
-        message = str(getattr(detail, "message", "") or "").strip()
-        code = str(getattr(detail, "code", "") or "")
-        if not message:
-            return step, f"step {step!r} failed without an error message"
-        text = f"{code}: {message}" if code else message
-        if len(text) > ERROR_EXCERPT_CHARS:
-            text = "…" + text[-ERROR_EXCERPT_CHARS:]
-        return step, text
+        return step, step_error(self._client, str(child.name), step, name)
 
     def cancel(self, name: str) -> None:
         job = call_azure(lambda: self._client.jobs.get(name), f"read job {name}", AZURE_ML)
-        if _text(job.status) in ("Completed", "Failed", "Canceled", "NotResponding"):
+        if status_text(job.status) in ("Completed", "Failed", "Canceled", "NotResponding"):
             return
         # The cancel is accepted when the call returns; its poller finishes on its own.
         call_azure(lambda: self._client.jobs.begin_cancel(name), f"cancel job {name}", AZURE_ML)

@@ -25,6 +25,7 @@ STORAGE_CONNECTION = "AzureWebJobsStorage"
 DATALAKE_CONNECTION = "MLOPS_DATALAKE"
 
 _TASK_HUB = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,44}$")
+_MODEL_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
@@ -99,6 +100,7 @@ class Settings:
     aml_max_parallel: int = 2
     aml_max_jobs: int = 2
     aml_datastore: str = "datalake"
+    model_name_prefix: str = "forecast-"
 
     @property
     def local_root(self) -> Path:
@@ -179,6 +181,15 @@ def _parse_bool(value: str) -> bool:
 def _parse_task_hub(value: str) -> str:
     if not _TASK_HUB.match(value):
         raise ValueError("must be 3-45 letters or digits, starting with a letter")
+    return value
+
+
+def _parse_model_prefix(value: str) -> str:
+    if not _MODEL_PREFIX.match(value):
+        raise ValueError(
+            "must start a model name: 1-64 letters, digits, '.', '_' or '-', "
+            "beginning with a letter or digit"
+        )
     return value
 
 
@@ -314,6 +325,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("MLOPS_AML_WORKSPACE", _parse_text, "", "Azure ML workspace name (azure)"),
     SettingSpec(
+        "MLOPS_MODEL_NAME_PREFIX",
+        _parse_model_prefix,
+        "forecast-",
+        "the app's models are named with this prefix; Azure ML events about other models "
+        "are acknowledged and ignored",
+    ),
+    SettingSpec(
         "MLOPS_AML_MAX_PARALLEL", _parse_positive_int, "2", "local executor: steps run at once"
     ),
     SettingSpec(
@@ -412,4 +430,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         aml_max_parallel=values["MLOPS_AML_MAX_PARALLEL"],
         aml_max_jobs=values["MLOPS_AML_MAX_JOBS"],
         aml_datastore=values["MLOPS_AML_DATASTORE"],
+        model_name_prefix=values["MLOPS_MODEL_NAME_PREFIX"],
     )

@@ -20,7 +20,19 @@ metric                                kind        dimensions
                                                   champion), role
 ``mlops.model.age_days``              gauge       model_name, model_version, segment, stale
 ``mlops.alerts.sent``                 counter     kind, delivery (single or digest)
+``mlops.alerts.pending``              gauge       (none): alerts waiting in the outbox
+``mlops.alerts.oldest_pending_minutes``  gauge    (none): age of the oldest waiting alert
+``mlops.conditioning.hours_since_last``  gauge    (none): hours since data was last conditioned
 ====================================  ==========  ======================================
+
+Custom events (Application Insights ``customEvents``; properties as custom dimensions):
+
+==========================  ==============================================================
+event                       properties
+==========================  ==============================================================
+``mlops.job.finished``      pipeline, segment, status, job_name, failed_step, error,
+                            duration_seconds
+==========================  ==============================================================
 
 Spans carry correlation ids as attributes ``mlops.blob_name``, ``mlops.event_id``,
 ``mlops.instance_id``, ``mlops.job_name`` (and ``mlops.segment``); ``log_fields`` gives the
@@ -49,6 +61,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INSTRUMENTATION_NAME = "mlops.automation"
+EVENTS_LOGGER = "mlops.events"
+# The Azure Monitor exporter turns a log record carrying this attribute into a custom event.
+CUSTOM_EVENT_ATTRIBUTE = "microsoft.custom_event.name"
 SERVICE_NAME = "mlops-automation"
 ATTRIBUTE_PREFIX = "mlops."
 
@@ -307,10 +322,31 @@ def record_conditioning(
         rejected.add(count, {"source": source, "reason": reason})
 
 
+def _event(name: str, properties: Mapping[str, AttributeValue]) -> None:
+    """One custom event (``customEvents``) with ``properties`` as its custom dimensions."""
+    logger = logging.getLogger(EVENTS_LOGGER)
+    # The exporter's handler sits on the root logger; this logger must let INFO through
+    # whatever level the host gives the root.
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.info(name, extra={CUSTOM_EVENT_ATTRIBUTE: name, **properties})
+
+
 def record_job(
-    pipeline: str, *, status: str, duration_seconds: float | None, segment: str = ""
+    pipeline: str,
+    *,
+    status: str,
+    duration_seconds: float | None,
+    segment: str = "",
+    job_name: str = "",
+    failed_step: str = "",
+    error: str = "",
 ) -> None:
-    """A finished Azure ML pipeline job: its terminal status and how long it ran."""
+    """A finished Azure ML pipeline job: its terminal status and how long it ran.
+
+    Counted as metrics (outcomes, duration) and told as one ``mlops.job.finished`` event
+    that names the job, so a failure can be looked up from the workbook.
+    """
     if not _state.enabled:
         return
     attrs = {"pipeline": pipeline, "status": status, "segment": segment or "all"}
@@ -319,6 +355,16 @@ def record_job(
         _instrument("histogram", "mlops.job.duration", "s", "pipeline job run time").record(
             duration_seconds, attrs
         )
+    _event(
+        "mlops.job.finished",
+        {
+            **attrs,
+            "job_name": job_name,
+            "failed_step": failed_step,
+            "error": error[:500],
+            "duration_seconds": -1.0 if duration_seconds is None else float(duration_seconds),
+        },
+    )
 
 
 def record_model_quality(
@@ -376,3 +422,24 @@ def record_alert_sent(kind: str, *, digest: bool = False, count: int = 1) -> Non
     _instrument("counter", "mlops.alerts.sent", "{alert}", "alerts emailed to Ops").add(
         count, {"kind": kind, "delivery": "digest" if digest else "single"}
     )
+
+
+def record_alert_outbox(pending: int, oldest_pending_minutes: float) -> None:
+    """How many alerts wait in the outbox and for how long (each outbox flush)."""
+    if not _state.enabled:
+        return
+    _instrument("gauge", "mlops.alerts.pending", "{alert}", "alerts waiting in the outbox").set(
+        int(pending)
+    )
+    _instrument(
+        "gauge", "mlops.alerts.oldest_pending_minutes", "min", "age of the oldest waiting alert"
+    ).set(float(oldest_pending_minutes))
+
+
+def record_conditioning_silence(hours: float) -> None:
+    """Hours since a raw file was last conditioned into usable data (each drift check)."""
+    if not _state.enabled:
+        return
+    _instrument(
+        "gauge", "mlops.conditioning.hours_since_last", "h", "hours since data was conditioned"
+    ).set(float(hours))

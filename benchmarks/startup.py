@@ -16,8 +16,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 CASES = {
-    "floor: import azure.functions, azure.durable_functions": (
-        "import azure.functions, azure.durable_functions"
+    # The blob extension is part of the floor: an SDK-type binding's type must be importable
+    # when the worker loads the function (it brings azure.storage.blob and azure.identity).
+    "floor: azure.functions, azure.durable_functions, blob extension": (
+        "import azure.functions, azure.durable_functions, azurefunctions.extensions.bindings.blob"
     ),
     "app: import function_app": "import function_app",
 }

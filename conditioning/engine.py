@@ -56,6 +56,12 @@ from conditioning.readers import (
     sniff_delimiter,
 )
 
+# Arrow's default allocator (mimalloc) keeps pages freed by one batch for later ones, per
+# thread; over a large file that lifted the peak resident memory of a 250 MB drop by ~60 MB.
+# The system allocator hands large buffers back at once. The engine is the app's only Arrow
+# user, so it chooses the process's default pool.
+pa.set_memory_pool(pa.system_memory_pool())
+
 ENGINE_VERSION = "1"
 MANIFEST_SCHEMA = "conditioning-manifest/1"
 DEFAULT_PART_BYTES = 256 << 20

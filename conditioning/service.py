@@ -1,7 +1,9 @@
 """The conditioning service behind the blob trigger: one raw blob in, published outputs out.
 
-``condition_blob`` takes a raw blob named ``{source}/{batch}/{file}`` inside the raw container,
-conditions it with the source's mappings, and publishes to the data lake:
+``condition_blob`` takes a raw blob named ``{source}/{batch}/{file}`` inside the raw container
+(a ``RawBlob``: in the function app, the ``BlobClient`` the trigger's binding built, which is
+the one way the blob is read), streams it to a local staging file, conditions it with the
+source's mappings, and publishes to the data lake:
 
 * ``conditioned/{source}/{version}/part-*.csv`` and ``manifest.json`` (written last),
 * ``quarantine/{source}/{version}/rejects.csv`` (or the whole file and a manifest when unusable),
@@ -28,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from adapters.datalake import DataLake
+from adapters.datalake import DataLake, RawBlob
 from adapters.datasets import ConditionedSignals, DataConditioned, DatasetRegistry, DatasetVersion
-from adapters.errors import NotFoundError
+from adapters.errors import ConflictError, NotFoundError
 from conditioning.contracts import CONTRACTS
 from conditioning.engine import (
     ENGINE_VERSION,
@@ -121,9 +123,9 @@ def _safe_suffix(name: str) -> str:
     return "".join(s for s in suffixes if s[1:].isalnum() and len(s) <= 8)
 
 
-def _download(lake: DataLake, drop: BlobDrop, target: Path) -> str:
+def _download(blob: RawBlob, target: Path) -> str:
     digest = hashlib.sha256()
-    with lake.open(drop.container, drop.name) as src, target.open("wb") as dst:
+    with blob.open() as src, target.open("wb") as dst:
         while chunk := src.read(1 << 20):
             digest.update(chunk)
             dst.write(chunk)
@@ -186,8 +188,8 @@ def _content_type(name: str) -> str:
 
 
 def condition_blob(
+    blob: RawBlob,
     lake: DataLake,
-    drop: BlobDrop,
     *,
     conditioned_container: str,
     quarantine_container: str,
@@ -199,12 +201,19 @@ def condition_blob(
     work_dir: Path | None = None,
     assets: DataAssets | None = None,
 ) -> ConditioningOutcome:
-    """Condition one raw blob and publish the outputs (see the module docstring).
+    """Condition ``blob`` and publish the outputs to ``lake`` (see the module docstring).
 
-    With ``assets``, conditioned data is also registered as a data asset (before the version
-    is recorded, so a failed registration is retried with the redelivered blob)."""
-    source, problem = parse_blob_name(drop.name, drop.container)
-    label = f"{drop.container}/{drop.name}"
+    A blob deleted before it is read, or overwritten while it is read, is ``ignored``: its
+    newer version (if any) arrives as an event of its own. With ``assets``, conditioned data
+    is also registered as a data asset (before the version is recorded, so a failed
+    registration is retried with the redelivered blob).
+    """
+    source, problem = parse_blob_name(blob.name, blob.container)
+    label = f"{blob.container}/{blob.name}"
+    try:
+        drop = BlobDrop(blob.container, blob.name, blob.etag())
+    except NotFoundError:
+        return ConditioningOutcome("ignored", source, label, reason="the blob no longer exists")
     if problem is None:
         known = registry.find_input(source, drop.name, drop.etag)
         if known is not None:
@@ -219,9 +228,13 @@ def condition_blob(
         # Keep the blob's extension: some readers (openpyxl) go by it.
         raw = Path(tmp) / f"raw{_safe_suffix(drop.name)}"
         try:
-            sha = _download(lake, drop, raw)
+            sha = _download(blob, raw)
         except NotFoundError:
             return ConditioningOutcome("ignored", source, label, reason="the blob no longer exists")
+        except ConflictError:
+            return ConditioningOutcome(
+                "ignored", source, label, reason="the blob changed while it was being read"
+            )
         if raw.stat().st_size == 0:
             # A zero-byte create is often the first half of create + append; the real content
             # fires its own event. An empty file from the CLI is quarantined instead.

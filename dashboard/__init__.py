@@ -1,11 +1,13 @@
-"""The model-health dashboard: static HTML pages with inline SVG charts.
+"""The model-health dashboard: HTML pages with inline SVG charts, served by the app.
 
-    data = collect(Sources.from_settings(settings, lake))   # read the local state
-    pages = render_dashboard(data)                          # page name -> HTML (pure)
-    write_dashboard(pages, out_dir)                         # <name>.html files
+    record_job(store, job) ...                      # the app folds events into the summary
+    data = load_dashboard(store)                    # four small documents -> DashboardData
+    html = render_page(data, "training")            # one page (pure)
 
-``python -m dashboard build --out DIR`` does all three; ``dashboard.server`` serves the same
-pages from a running aiohttp app. Nothing here is imported by the function app.
+The function ``on_dashboard_get`` (``triggers/dashboard.py``) serves the pages locally and in
+Azure; ``python -m dashboard build --out DIR`` writes them as files; ``dashboard.collect``
+scans the whole state once for ``python -m dashboard backfill``. Importing this package is
+cheap (no pandas, no SDK clients).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dashboard.model import (
     ModelPoint,
     StepRun,
 )
-from dashboard.pages import PAGES, render_dashboard
+from dashboard.pages import PAGES, render_dashboard, render_page
+from dashboard.summary import load_dashboard
 
 __all__ = [
     "PAGES",
@@ -33,7 +36,9 @@ __all__ = [
     "Sources",
     "StepRun",
     "collect",
+    "load_dashboard",
     "render_dashboard",
+    "render_page",
     "write_dashboard",
 ]
 

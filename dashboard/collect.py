@@ -1,7 +1,9 @@
-"""Read the dashboard's data from the running system's state.
+"""A full scan of the system's state into ``DashboardData``: the dashboard's backfill.
 
-Sources, each optional (a missing one leaves its section empty and adds a line to
-``DashboardData.problems`` instead of failing the whole build):
+Pages never scan: they render from the summary the app keeps (``dashboard.summary``). This
+module reads everything once, for ``python -m dashboard backfill``, which folds a history
+that predates the summary into it. Sources, each optional (a missing one leaves its section
+empty and adds a line to ``DashboardData.problems`` instead of failing the whole build):
 
 - model versions: a ``ModelRegistry`` plus the model names to show (for MLflow, every
   registered model: ``mlflow_model_names``);
@@ -17,7 +19,6 @@ import csv
 import io
 import json
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,12 +36,11 @@ from dashboard.model import (
     ModelPoint,
     StepRun,
 )
+from dashboard.summary import model_point
 
 if TYPE_CHECKING:
     from adapters.datalake import DataLake
-    from adapters.registry import ModelRegistry, ModelVersion
-    from adapters.settings import Settings
-    from composition import Services
+    from adapters.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 TARGET_SOURCE = "shipments"
@@ -59,38 +59,6 @@ class Sources:
     jobs_root: Path | None = None
     stale_after_days: float = 60.0
     max_mape: float = 0.45
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        lake: DataLake | None,
-        registry: ModelRegistry | None = None,
-    ) -> Sources:
-        """The local runtime's sources: MLflow registry at ``settings.tracking_uri`` (unless
-        ``registry`` is given), job records under ``<local dir>/aml``, and ``lake``."""
-        names: Callable[[], Iterable[str]] | None = None
-        if registry is None:
-            from local.aml.registry import MLflowModelRegistry
-
-            registry = MLflowModelRegistry(settings.tracking_uri)
-        tracking_uri = getattr(registry, "tracking_uri", None)
-        if isinstance(tracking_uri, str):
-            names = lambda: mlflow_model_names(tracking_uri)  # noqa: E731
-        return cls(
-            lake=lake,
-            conditioned_container=settings.conditioned_container,
-            forecasts_container=settings.forecasts_container,
-            registry=registry,
-            model_names=names,
-            jobs_root=settings.local_root / "aml",
-            stale_after_days=settings.automation.stale_after_days,
-        )
-
-    @classmethod
-    def from_services(cls, services: Services) -> Sources:
-        """The sources of a running app (what the local host's ``/dashboard`` shows)."""
-        return cls.from_settings(services.settings, services.data_lake, services.model_registry)
 
 
 def mlflow_model_names(tracking_uri: str) -> list[str]:
@@ -159,21 +127,6 @@ def collect(sources: Sources, now: datetime | None = None) -> DashboardData:
         stale_after_days=sources.stale_after_days,
         max_mape=sources.max_mape,
         problems=tuple(problems),
-    )
-
-
-def model_point(version: ModelVersion) -> ModelPoint:
-    role = version.tags.get("role", "")
-    if not role:
-        role = next((a for a in ("champion", "challenger") if a in version.aliases), "")
-    return ModelPoint(
-        model_name=version.name,
-        version=version.version,
-        segment=version.tags.get("segment", version.name),
-        trained_at=version.trained_at,
-        metrics={k: v for k, v in version.metrics.items() if math.isfinite(v)},
-        role=role,
-        gate=version.tags.get("gate", ""),
     )
 
 

@@ -21,7 +21,8 @@ class ModelPoint:
 
     ``metrics`` holds registry tags ``{component}_{measure}``: ``ensemble_*`` is the candidate,
     ``baseline_*`` the historical-average baseline, ``champion_*`` the champion it was
-    compared with when it was trained.
+    compared with when it was trained. ``test`` is the offline model test's verdict
+    (``pass``/``fail``, empty until one ran).
     """
 
     model_name: str
@@ -31,6 +32,7 @@ class ModelPoint:
     metrics: Mapping[str, float] = field(default_factory=dict)
     role: str = ""
     gate: str = ""
+    test: str = ""
 
     def metric(self, component: str, measure: str) -> float | None:
         """The metric, or ``None`` when it is missing or undefined (NaN: e.g. no zero actuals)."""
@@ -55,7 +57,7 @@ class StepRun:
 
 @dataclass(frozen=True)
 class JobRun:
-    """One pipeline job as the local Azure ML executor recorded it."""
+    """One finished pipeline job with its steps, as the app recorded it."""
 
     name: str
     pipeline: str
@@ -108,16 +110,32 @@ class ForecastSeries:
 
 @dataclass(frozen=True)
 class DashboardData:
-    """Everything one build of the dashboard shows. ``problems`` lists what could not be read."""
+    """Everything one build of the dashboard shows. ``problems`` lists what could not be read.
+
+    ``jobs`` are the latest jobs; ``failures`` the latest failed jobs, which may be older
+    than every job in ``jobs`` (empty: the failed ones among ``jobs``).
+    """
 
     generated_at: datetime
     models: tuple[ModelPoint, ...] = ()
     jobs: tuple[JobRun, ...] = ()
+    failures: tuple[JobRun, ...] = ()
     conditioning: tuple[ConditioningRun, ...] = ()
     forecasts: tuple[ForecastSeries, ...] = ()
     stale_after_days: float = 60.0
     max_mape: float = 0.45
     problems: tuple[str, ...] = ()
+
+    def failed_jobs(self) -> list[JobRun]:
+        """The latest failed jobs, newest last, each once."""
+        found = {j.name: j for j in (*self.failures, *(j for j in self.jobs if j.failed))}
+        return sorted(
+            found.values(), key=lambda j: (j.created_at.isoformat() if j.created_at else "", j.name)
+        )
+
+    def is_empty(self) -> bool:
+        return not (self.models or self.jobs or self.failures or self.conditioning
+                    or self.forecasts)  # fmt: skip
 
     def segments(self) -> list[str]:
         return sorted({m.segment for m in self.models})

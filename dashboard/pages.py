@@ -1,13 +1,14 @@
 """The dashboard's pages as HTML strings, rendered from ``DashboardData`` alone (pure).
 
-Pages link to each other by relative ``<name>.html`` links, so the same HTML works as files on
-disk (``python -m dashboard build``) and served under ``/dashboard/`` by the local host.
+Pages link to each other through ``link(page)``: relative ``<name>.html`` by default, so the
+HTML works as files on disk (``python -m dashboard build``); the dashboard function passes
+links under its own route that carry the caller's function key along.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from html import escape
 
@@ -61,23 +62,36 @@ footer{color:#6b7280;font-size:11px;padding:0 24px 16px}
 """
 
 
-def render_dashboard(data: DashboardData) -> dict[str, str]:
+Link = Callable[[str], str]
+
+
+def relative_link(page: str) -> str:
+    return f"{page}.html"
+
+
+def render_dashboard(data: DashboardData, link: Link = relative_link) -> dict[str, str]:
     """Every page: name (``index``, ``training``, ``monitoring``, ``scoring``) → HTML.
 
     Write each as ``<name>.html``. The pages have no scripts and no external references.
     """
+    return {name: render_page(data, name, link) for name in PAGES}
+
+
+def render_page(data: DashboardData, name: str, link: Link = relative_link) -> str:
+    """One page (``name`` in ``PAGES``; anything else is a ``KeyError``)."""
     bodies = {
-        "index": _overview(data),
-        "training": _training(data),
-        "monitoring": _monitoring(data),
-        "scoring": _scoring(data),
+        "index": lambda: _overview(data, link),
+        "training": lambda: _training(data),
+        "monitoring": lambda: _monitoring(data),
+        "scoring": lambda: _scoring(data),
     }
-    return {name: _page(name, body, data) for name, body in bodies.items()}
+    return _page(name, bodies[name](), data, link)
 
 
-def _page(name: str, body: str, data: DashboardData) -> str:
+def _page(name: str, body: str, data: DashboardData, link: Link) -> str:
     links = "".join(
-        f'<a href="{p}.html"{" class=current" if p == name else ""}>{TITLES[p]}</a>' for p in PAGES
+        f'<a href="{escape(link(p))}"{" class=current" if p == name else ""}>{TITLES[p]}</a>'
+        for p in PAGES
     )
     problems = ""
     if data.problems:
@@ -93,8 +107,8 @@ def _page(name: str, body: str, data: DashboardData) -> str:
         '<link rel=icon href="data:,">'
         f"<title>Model health — {TITLES[name]}</title><style>{CSS}</style></head><body>"
         f"<header><h1>Model health</h1><nav>{links}</nav></header><main>{problems}{body}</main>"
-        f"<footer>Generated {stamp} from the model registry, pipeline job records, "
-        "conditioning manifests and forecasts.</footer></body></html>\n"
+        f"<footer>Generated {stamp} from the summary the app keeps of model versions, "
+        "pipeline jobs, conditioned data and forecasts.</footer></body></html>\n"
     )
 
 
@@ -128,7 +142,7 @@ def _by_segment(models: Iterable[ModelPoint]) -> dict[str, list[ModelPoint]]:
 # ---------------------------------------------------------------- overview
 
 
-def _overview(data: DashboardData) -> str:
+def _overview(data: DashboardData, link: Link) -> str:
     champions = data.champions()
     stale = [s for s, m in champions.items() if (data.age_days(m) or 0.0) > data.stale_after_days]
     failed = [j for j in data.jobs if j.failed]
@@ -142,7 +156,11 @@ def _overview(data: DashboardData) -> str:
             f"stale champions (> {data.stale_after_days:.0f} days)",
             "bad" if stale else "good",
         ),
-        (f"{len(failed)} / {len(data.jobs)}", "failed pipeline jobs", "bad" if failed else "good"),
+        (
+            f"{len(failed)} / {len(data.jobs)}",
+            "failed of the latest pipeline jobs",
+            "bad" if failed else "good",
+        ),
         (f"{rejected:,}", f"rows rejected of {rows_in:,}", "bad" if rejected else "good"),
         (str(len(data.forecasts)), "segments in the latest scoring run", ""),
     ]
@@ -152,14 +170,46 @@ def _overview(data: DashboardData) -> str:
         for v, label, cls in cards
     )
     pages = (
-        '<section><h2>Pages</h2><p class="help"><a href="training.html">Training</a>: holdout '
-        "MAPE, RMSE 0 and RMSE All of each segment's model versions against the historical-"
-        'average baseline and the champion. <a href="monitoring.html">Monitoring</a>: model '
-        "age against the staleness line, rows rejected by conditioning per source and reason, "
-        'pipeline step durations and failures. <a href="scoring.html">Scoring</a>: the latest '
+        f'<section><h2>Pages</h2><p class="help"><a href="{escape(link("training"))}">Training'
+        "</a>: holdout MAPE, RMSE 0 and RMSE All of each segment's model versions against the "
+        "historical-average baseline and the champion. "
+        f'<a href="{escape(link("monitoring"))}">Monitoring</a>: model age against the '
+        "staleness line, rows rejected by conditioning per source and reason, pipeline step "
+        f'durations and failures. <a href="{escape(link("scoring"))}">Scoring</a>: the latest '
         "forecasts against actual shipments.</p></section>"
     )
-    return f'<section><h2>At a glance</h2><div class="cards">{html}</div></section>{pages}'
+    empty = ""
+    if data.is_empty():
+        empty = (
+            '<section class="empty"><h2>No data recorded yet</h2><p class="help">The app '
+            "records model versions when a training is gated, jobs when their monitor sees them "
+            "finish, dataset versions as raw files are conditioned, and forecasts when a "
+            "scoring run is collected. None of that has happened here yet.</p></section>"
+        )
+    return (
+        f'{empty}<section><h2>At a glance</h2><div class="cards">{html}</div></section>'
+        f"{_model_tests(data)}{pages}"
+    )
+
+
+def _model_tests(data: DashboardData) -> str:
+    tested = sorted(
+        (m for m in data.models if m.test),
+        key=lambda m: (m.trained_at.isoformat() if m.trained_at else "", m.model_name, m.version),
+    )[-10:]
+    if not tested:
+        return ""
+    rows = [
+        [
+            escape(m.segment),
+            escape(f"{m.model_name} v{m.version}"),
+            f'<span class="{"good" if m.test == "pass" else "bad"}">{escape(m.test)}</span>',
+            escape(m.role or "–"),
+        ]
+        for m in reversed(tested)
+    ]
+    table = _table(["segment", "model", "offline test", "role"], rows, set())
+    return f"<section><h2>Latest model tests</h2>{table}</section>"
 
 
 # ---------------------------------------------------------------- training
@@ -379,7 +429,7 @@ def _pipeline_steps(data: DashboardData) -> str:
         legend=[*((s, colors[s]) for s in step_names), ("failed step", BAD)],
         empty_message="no pipeline jobs recorded",
     )
-    failures = [j for j in data.jobs if j.failed]
+    failures = list(reversed(data.failed_jobs()))
     failure_rows = [
         [
             escape(j.name),
@@ -400,7 +450,8 @@ def _pipeline_steps(data: DashboardData) -> str:
     return (
         "<section><h2>Pipeline steps</h2><p class=help>Each bar is one Azure ML pipeline job; "
         "its parts are the steps in the order they ran, sized by run time. A failed step is "
-        f"red. {len(done)} of {len(data.jobs)} recorded jobs completed.</p>"
+        f"red. {len(done)} of the latest {len(data.jobs)} jobs completed; the failures table "
+        "lists the latest failed jobs, newest first.</p>"
         f'<div class="charts">{chart}</div><h3>Failures</h3>{table}</section>'
     )
 

@@ -79,6 +79,27 @@ param emailDataLocation string = 'Europe'
 @description('Who receives alert email: comma-separated addresses (MLOPS_ALERT_TO).')
 param alertRecipients string
 
+@description('Who Azure Monitor pages when the app itself is unhealthy: comma-separated addresses; empty: alertRecipients. Independent of the app\'s own alert email.')
+param opsAlertEmail string = ''
+
+@description('Failed function invocations in 15 minutes above which Ops is paged.')
+param functionFailureThreshold int = 5
+
+@description('Page Ops when no raw file was conditioned for this many hours.')
+param conditioningSilenceHours int = 26
+
+@description('Whether the no-conditioning alert is on (off while no drops are expected).')
+param conditioningAlertEnabled bool = true
+
+@description('Alert emails waiting in the app\'s outbox above which Ops is paged.')
+param alertOutboxMaxPending int = 10
+
+@description('Minutes the oldest waiting alert email may wait before Ops is paged.')
+param alertOutboxMaxAgeMinutes int = 60
+
+@description('Champion age in days above which Ops is paged.')
+param championMaxAgeDays int = 60
+
 @description('Further app settings merged over the defaults below (tuning knobs such as MLOPS_POLL_MAX_SECONDS).')
 param appSettingOverrides object = {}
 
@@ -232,6 +253,8 @@ var appSettings = {
   MLOPS_JOB_TIMEOUT_MINUTES: '720'
   MLOPS_RETRAIN_WINDOW_HOURS: '24'
   MLOPS_START_DEDUPE_SECONDS: '120'
+  // The same prefix filters the ModelRegistered subscription (subjectBeginsWith).
+  MLOPS_MODEL_NAME_PREFIX: modelNamePrefix
   MLOPS_DRIFT_PSI_THRESHOLD: '0.2'
   MLOPS_TRAINING_SOURCES: 'shipments,stores,weather,events'
   MLOPS_ALERT_TRANSPORT: 'acs'
@@ -258,6 +281,35 @@ module functionApp 'modules/function-app.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     appSettings: union(appSettings, appSettingOverrides)
+  }
+}
+
+// Operators' view in Azure: the model-health workbook and the alert rules paging Ops.
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+module opsAlerts 'modules/ops-alerts.bicep' = {
+  name: 'ops-alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    namePrefix: 'alert-${resourceToken}'
+    opsEmails: !empty(opsAlertEmail) ? opsAlertEmail : alertRecipients
+    functionFailureThreshold: functionFailureThreshold
+    conditioningSilenceHours: conditioningSilenceHours
+    conditioningAlertEnabled: conditioningAlertEnabled
+    alertOutboxMaxPending: alertOutboxMaxPending
+    alertOutboxMaxAgeMinutes: alertOutboxMaxAgeMinutes
+    championMaxAgeDays: championMaxAgeDays
   }
 }
 
@@ -334,3 +386,5 @@ output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_DATA_FACTORY_NAME string = dataFactory.outputs.name
 output AZURE_DATA_FACTORY_PIPELINE_NAME string = dataFactory.outputs.pipelineName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
+output AZURE_DASHBOARD_URL string = '${functionApp.outputs.url}/api/dashboard/'
+output AZURE_WORKBOOK_ID string = workbook.outputs.id

@@ -92,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         info = runtime.describe()
         if args.json:
-            print(json.dumps(info), flush=True)
+            # One write with its newline: log lines from other threads (stderr may share
+            # the pipe) must not land inside the JSON line.
+            sys.stdout.write(json.dumps(info) + "\n")
+            sys.stdout.flush()
         else:
             _print_summary(info)
         if args.command == "run" and not args.no_demo:

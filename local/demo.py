@@ -125,13 +125,9 @@ def poll_like_adf(
         _, body = _http(status_url)
         status = (body or {}).get("runtimeStatus", "")
         custom = (body or {}).get("customStatus") or {}
-        segments = custom.get("segments") if isinstance(custom, dict) else None
-        progress = (
-            ", ".join(f"{k}={v}" for k, v in sorted(segments.items()))
-            if isinstance(segments, dict)
-            else ""
-        )
-        line = f"  [{label}] {status} {custom.get('stage', '') if isinstance(custom, dict) else ''}"
+        custom = custom if isinstance(custom, dict) else {}
+        progress = _progress(custom)
+        line = f"  [{label}] {status} {custom.get('stage', '')}"
         line = f"{line} {progress}".rstrip()
         if line != last:
             _say(line)
@@ -145,6 +141,16 @@ def poll_like_adf(
 def _status_url(host: LocalFunctionsHost, key: str, instance: str) -> str:
     """The app's own status endpoint (function key), which the ADF pipeline polls."""
     return f"{host.base_url}/api/orchestrations/{instance}?code={key}"
+
+
+def _progress(custom: dict[str, Any]) -> str:
+    """``8/12 finished: champion=5, failed=1`` from a train run's custom status (counts only:
+    the status stays small however many segments run; details are in the output)."""
+    if not isinstance(custom.get("finished"), int) or not isinstance(custom.get("segments"), int):
+        return ""
+    outcomes = custom.get("outcomes") or {}
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))
+    return f"{custom['finished']}/{custom['segments']} finished" + (f": {counts}" if counts else "")
 
 
 def _management_url(runtime: LocalRuntime, instance: str) -> str:
@@ -269,7 +275,7 @@ def _summary(
         "emails": [str(m) for m in mails],
         "forecasts_container": services.settings.forecasts_container,
         "job_logs": str(services.settings.local_root / "aml" / "jobs"),
-        "dashboard": f"{runtime.host.base_url}/dashboard/",
+        "dashboard": runtime.describe()["dashboard"],
         "seconds": round(time.monotonic() - started, 1),
     }
 

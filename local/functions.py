@@ -7,7 +7,10 @@ message naming the function and the binding, not later at the first invocation.
 
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import re
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +47,9 @@ class Binding:
     type: str
     direction: str
     attrs: dict[str, Any]
+    # The SDK type the parameter is annotated with when the binding is deferred (the worker
+    # then receives model binding data and an azurefunctions extension builds the client).
+    sdk_type: builtins.type | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.attrs.get(key, default)
@@ -80,7 +86,8 @@ class FunctionSpec:
             methods = ",".join(self.methods) if self.methods != ALL_METHODS else "ALL"
             return f"http [{methods}] /api/{self.route.template} (auth: {self.auth_level})"
         if t == "blobTrigger" and self.blob_path is not None:
-            return f"blob {self.trigger.get('path')} (connection: {self.blob_connection})"
+            sdk = f", as {self.trigger.sdk_type.__name__}" if self.trigger.sdk_type else ""
+            return f"blob {self.trigger.get('path')} (connection: {self.blob_connection}{sdk})"
         if t == "timerTrigger" and self.schedule is not None:
             return f"timer {self.schedule.expression}"
         if t == "eventGridTrigger":
@@ -116,6 +123,32 @@ def _binding(raw: Any, environ: Mapping[str, str], missing: list[str]) -> Bindin
         direction="out" if d.pop("direction") in (1, "out") else "in",
         attrs=d,
     )
+
+
+def _sdk_types(func: Callable[..., Any], bindings: tuple[Binding, ...]) -> dict[str, type]:
+    """Parameters the worker would bind as SDK types, as it decides it at function load.
+
+    The worker resolves the function's annotations and asks the azurefunctions extension
+    registry whether the binding type has a converter and the annotation is an ``SdkType``;
+    only input bindings qualify. A ``NameError`` here means an annotation the worker could not
+    resolve either.
+    """
+    try:
+        from azurefunctions.extensions.base import meta as sdk_meta
+    except ImportError:  # pragma: no cover - the extension ships with requirements.txt
+        return {}
+    hints = typing.get_type_hints(func)
+    registry = sdk_meta.get_binding_registry()
+    found: dict[str, type] = {}
+    for b in bindings:
+        annotation = hints.get(b.name)
+        if (
+            b.direction == "in"
+            and registry.get(b.type) is not None
+            and registry.check_supported_type(annotation)
+        ):
+            found[b.name] = typing.cast(type, annotation)
+    return found
 
 
 def _trigger_details(trigger: Binding, name: str) -> dict[str, Any]:
@@ -162,6 +195,15 @@ def index_functions(
                 "in its bindings are not set"
             )
             continue
+        try:
+            sdk_types = _sdk_types(fn.get_user_function(), bindings)
+        except NameError as exc:
+            problems.append(f"{name}: a parameter's type annotation cannot be resolved: {exc}")
+            continue
+        bindings = tuple(
+            dataclasses.replace(b, sdk_type=sdk_types[b.name]) if b.name in sdk_types else b
+            for b in bindings
+        )
         triggers = [b for b in bindings if b.type.endswith("Trigger")]
         if len(triggers) != 1:
             problems.append(f"{name}: expected exactly one trigger, found {len(triggers)}")

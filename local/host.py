@@ -9,11 +9,17 @@ What it serves (see docs/local-runtime.md for every known difference from Azure)
   objects; ``code`` must be the ``eventgrid_extension`` system key);
 * blob triggers by polling the container: the host's ``{name}`` template semantics, a receipt per
   function and blob ETag so each blob version runs once, and after 5 failed tries a message on
-  the ``webjobs-blobtrigger-poison`` queue;
+  the ``webjobs-blobtrigger-poison`` queue. A function taking ``func.InputStream`` gets the
+  blob's bytes; one taking an SDK type (``BlobClient``…) gets model binding data that the
+  azurefunctions extension turns into the real client, as the worker does;
 * timer triggers on their NCRONTAB schedule, and on demand through the admin API
   ``POST /admin/functions/{name}`` (master key), as the real host offers;
 * orchestrations and activities on the Durable Task engine (``local.durable``), the durable client
   binding, and the Durable HTTP management API.
+
+Azure's limits apply here too, so a local run fails where Azure would: every invocation is
+bounded by host.json ``functionTimeout`` (and an HTTP response by the load balancer's 230 s);
+Event Grid deliveries and topic publishes are bounded by Event Grid's event and batch sizes.
 
 The host runs its own event loop in a background thread; ``start()`` and ``stop()`` are
 synchronous so tests and the CLI can drive it simply. Every error body is a JSON object.
@@ -26,11 +32,13 @@ import base64
 import contextlib
 import json
 import logging
+import os
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -38,6 +46,7 @@ from urllib.parse import quote
 import azure.functions as func
 from aiohttp import web
 
+from adapters.events import event_grid_batch_problem
 from adapters.settings import Connection
 from local import invoke
 from local.functions import FunctionSpec, index_functions
@@ -53,6 +62,45 @@ log = logging.getLogger("local.host")
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 POISON_QUEUE = "webjobs-blobtrigger-poison"
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+DEFAULT_HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+# Function timeouts (learn.microsoft.com, Azure Functions "Function app timeout duration"):
+# host.json functionTimeout bounds every execution; without it the Flex Consumption plan the
+# app deploys to uses 30 minutes. "-1" means unbounded (Flex, Premium, Dedicated). Whatever
+# functionTimeout says, an HTTP-triggered function must respond within 230 s, the idle
+# timeout of the Azure Load Balancer in front of the app.
+FLEX_DEFAULT_TIMEOUT = timedelta(minutes=30)
+HTTP_RESPONSE_LIMIT = timedelta(seconds=230)
+_TIME_SPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
+
+
+def read_function_timeout(host_json: Path) -> timedelta | None:
+    """host.json ``functionTimeout`` as a ``timedelta``; ``None`` for unbounded (``-1``).
+
+    A missing file or setting gives the Flex Consumption default; a malformed value raises
+    ``ValueError`` naming it, as the real host refuses to start on a bad host.json.
+    """
+    try:
+        config = json.loads(host_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return FLEX_DEFAULT_TIMEOUT
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{host_json.name} is not valid JSON: {exc}") from exc
+    raw = config.get("functionTimeout") if isinstance(config, dict) else None
+    if raw is None:
+        return FLEX_DEFAULT_TIMEOUT
+    text = str(raw).strip()
+    if text == "-1":
+        return None
+    match = _TIME_SPAN.match(text)
+    if match is None:
+        raise ValueError(
+            f"{host_json.name}: functionTimeout {raw!r} is not a time span (hh:mm:ss) or -1"
+        )
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    limit = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if limit <= timedelta(0):
+        raise ValueError(f"{host_json.name}: functionTimeout must be positive, got {raw!r}")
+    return limit
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -77,13 +125,19 @@ class HostConfig:
     durable_concurrency: int = 16
     # Local stand-ins for Event Grid topics: topic -> {function name: [event types]}.
     topics: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
-    # Extra routes the runtime mounts (the dashboard): called with the aiohttp application.
-    dashboard: Callable[[web.Application], None] | None = None
+    # host.json functionTimeout, applied to every invocation (None: unbounded).
+    function_timeout: timedelta | None = field(
+        default_factory=lambda: read_function_timeout(DEFAULT_HOST_JSON)
+    )
+    # When set, the host's event loop runs in asyncio debug mode and logs every callback that
+    # holds the loop longer than this many seconds ("Executing <Handle ...> took X seconds").
+    slow_callback_seconds: float | None = None
 
 
 @dataclass
 class BlobTriggerStats:
     invocations: int = 0
+    completed: int = 0
     failures: int = 0
     poisoned: int = 0
 
@@ -120,6 +174,8 @@ class LocalFunctionsHost:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._durable_client_json: str | None = None
+        self._sdk_objects: dict[tuple[Any, ...], Any] = {}
+        self._exported: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -132,6 +188,7 @@ class LocalFunctionsHost:
         return self._durable
 
     def start(self, timeout: float = 30.0) -> LocalFunctionsHost:
+        self._export_sdk_connections()
         self._start_durable()
         self._thread = threading.Thread(target=self._run_loop, name="functions-host", daemon=True)
         self._thread.start()
@@ -160,12 +217,53 @@ class LocalFunctionsHost:
             with contextlib.suppress(Exception):
                 client.close()
         self._blob_clients.clear()
+        self._sdk_objects.clear()
+        for key, value in self._exported.items():
+            if os.environ.get(key) == value:
+                del os.environ[key]
+        self._exported.clear()
 
     def __enter__(self) -> LocalFunctionsHost:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _export_sdk_connections(self) -> None:
+        """Make SDK-type bindings' connection settings visible to the extensions.
+
+        The azurefunctions extensions read a binding's connection from the worker's process
+        environment (``os.environ``), which the real host fills from the app settings. Here the
+        worker is this process: settings the host was given but the environment lacks are
+        exported for the host's lifetime; a conflicting value stops start-up.
+        """
+        names: set[str] = set()
+        for spec in self.specs:
+            for binding in spec.bindings:
+                if binding.sdk_type is not None:
+                    names.add(str(binding.get("connection") or "AzureWebJobsStorage"))
+        problems: list[str] = []
+        for name in sorted(names):
+            keys = [k for k in self.config.environ if k == name or k.startswith(f"{name}__")]
+            if not keys:
+                problems.append(f"connection setting {name} (or {name}__serviceUri) is not set")
+            for key in keys:
+                value = self.config.environ[key]
+                current = os.environ.get(key)
+                if current is None:
+                    os.environ[key] = value
+                    self._exported[key] = value
+                elif current != value:
+                    problems.append(
+                        f"{key} differs between the host's settings and the process "
+                        "environment the binding extensions read"
+                    )
+        if problems:
+            for key, value in self._exported.items():
+                if os.environ.get(key) == value:
+                    del os.environ[key]
+            self._exported.clear()
+            raise RuntimeError("SDK-type bindings cannot be served: " + "; ".join(problems))
 
     def _start_durable(self) -> None:
         orchestrators = {
@@ -174,7 +272,9 @@ class LocalFunctionsHost:
             if s.trigger_type == "orchestrationTrigger"
         }
         activities = {
-            s.durable_name or s.name: invoke.activity_callable(s, lambda: self._loop)
+            s.durable_name or s.name: invoke.activity_callable(
+                s, lambda: self._loop, self.config.function_timeout
+            )
             for s in self.specs
             if s.trigger_type == "activityTrigger"
         }
@@ -193,6 +293,9 @@ class LocalFunctionsHost:
 
     def _run_loop(self) -> None:
         loop = asyncio.new_event_loop()
+        if self.config.slow_callback_seconds is not None:
+            loop.set_debug(True)
+            loop.slow_callback_duration = self.config.slow_callback_seconds
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
@@ -223,8 +326,6 @@ class LocalFunctionsHost:
                 base_url=lambda: self.base_url,
                 system_key=self.keys.system_keys["durabletask_extension"],
             )
-        if self.config.dashboard is not None:
-            self.config.dashboard(app)
         app.router.add_route("*", "/{tail:.*}", self._handle_not_found)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -323,15 +424,27 @@ class LocalFunctionsHost:
             route_values,
             body,
         )
+        limit, limit_name = self._http_deadline()
         try:
             inv = invoke.Invocation(trigger=datum, inputs=self._extra_inputs(spec))
-            result = await invoke.call_async(spec, inv)
+            result = await invoke.call_async(spec, inv, limit, limit_name=limit_name)
+        except invoke.FunctionTimeoutError as exc:
+            log.error("%s", exc)
+            status = 502 if limit_name == _HTTP_LIMIT_NAME else 500
+            return json_error(status, "function_timeout", str(exc))
         except Exception:
             log.exception("function %s failed", spec.name)
             return json_error(
                 500, "function_failed", f"function {spec.name} failed; see the host log"
             )
         return self._to_response(spec, result)
+
+    def _http_deadline(self) -> tuple[timedelta, str]:
+        """The tighter of functionTimeout and the load balancer's 230 s, and its name."""
+        limit = self.config.function_timeout
+        if limit is None or limit > HTTP_RESPONSE_LIMIT:
+            return HTTP_RESPONSE_LIMIT, _HTTP_LIMIT_NAME
+        return limit, "host.json functionTimeout"
 
     @staticmethod
     def _to_response(spec: FunctionSpec, result: Any) -> web.StreamResponse:
@@ -427,6 +540,10 @@ class LocalFunctionsHost:
         events = [payload] if isinstance(payload, dict) else payload
         if not isinstance(events, list) or not events:
             return json_error(400, "bad_payload", "expected an event object or a non-empty array")
+        too_big = event_grid_batch_problem(len(raw), events)
+        if too_big is not None:
+            # Event Grid never delivers such a batch; whoever posted it is not behaving like it.
+            return json_error(413, "payload_too_large", f"{name}: {too_big}")
         problems = [
             f"item {i}: {p}" for i, e in enumerate(events) if (p := _event_problem(e)) is not None
         ]
@@ -446,7 +563,7 @@ class LocalFunctionsHost:
         for event in events:
             inv = invoke.Invocation(trigger=invoke.j(event), inputs=self._extra_inputs(spec))
             try:
-                await invoke.call_async(spec, inv)
+                await invoke.call_async(spec, inv, self.config.function_timeout)
             except Exception:
                 log.exception("function %s failed on event %s", spec.name, event.get("id"))
                 failed.append(str(event.get("id")))
@@ -483,6 +600,10 @@ class LocalFunctionsHost:
         events = [payload] if isinstance(payload, dict) else payload
         if not isinstance(events, list):
             return json_error(400, "bad_payload", "expected an event object or an array")
+        too_big = event_grid_batch_problem(len(raw), events)
+        if too_big is not None:
+            # What Event Grid answers a publisher for an oversized event or batch.
+            return json_error(413, "payload_too_large", f"topic {topic}: {too_big}")
         delivered = 0
         failed: list[str] = []
         for event in events:
@@ -495,7 +616,7 @@ class LocalFunctionsHost:
                     continue
                 inv = invoke.Invocation(trigger=invoke.j(event), inputs=self._extra_inputs(spec))
                 try:
-                    await invoke.call_async(spec, inv)
+                    await invoke.call_async(spec, inv, self.config.function_timeout)
                     delivered += 1
                 except Exception:
                     log.exception("function %s failed on event %s", function, event.get("id"))
@@ -598,7 +719,16 @@ class LocalFunctionsHost:
         stats = self.blob_stats[spec.name]
         started = time.monotonic()
         try:
-            content = blob_client.download_blob(etag=etag, match_condition=_if_match()).readall()
+            if spec.trigger.sdk_type is not None:
+                # An SDK-type binding gets model binding data, not bytes: the function reads
+                # the blob itself through the client the extension builds.
+                trigger: Any = invoke.blob_binding_datum(
+                    spec.blob_connection, container_name, props.name
+                )
+            else:
+                trigger = invoke.b(
+                    blob_client.download_blob(etag=etag, match_condition=_if_match()).readall()
+                )
             metadata: dict[str, Any] = {
                 "BlobTrigger": invoke.s(f"{container_name}/{props.name}"),
                 "Uri": invoke.s(blob_client.url),
@@ -619,12 +749,13 @@ class LocalFunctionsHost:
                 **{k: invoke.s(v) for k, v in params.items()},
             }
             inv = invoke.Invocation(
-                trigger=invoke.b(content),
+                trigger=trigger,
                 metadata=metadata,
                 inputs=self._extra_inputs(spec),
+                sdk_objects=self._sdk_objects,
             )
             stats.invocations += 1
-            invoke.call(spec, inv, self._loop)
+            invoke.call(spec, inv, self._loop, self.config.function_timeout)
         except Exception as exc:
             from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
@@ -649,6 +780,7 @@ class LocalFunctionsHost:
                 self._write_receipt(hosts, receipt_name, _Receipt(attempts, "failed"))
             return
         self._write_receipt(hosts, receipt_name, _Receipt(attempts, "completed"))
+        stats.completed += 1
         log.info(
             "function %s processed blob %s/%s in %.2fs",
             spec.name,
@@ -708,9 +840,12 @@ class LocalFunctionsHost:
         }
         try:
             inv = invoke.Invocation(trigger=invoke.j(info), inputs=self._extra_inputs(spec))
-            await invoke.call_async(spec, inv)
+            await invoke.call_async(spec, inv, self.config.function_timeout)
         except Exception:
             log.exception("timer function %s failed", spec.name)
+
+
+_HTTP_LIMIT_NAME = "the 230 s limit of an HTTP response in Azure"
 
 
 def _if_match() -> Any:

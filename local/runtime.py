@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from local.azurite import REPO_ROOT, Azurite
-from local.host import HostConfig, LocalFunctionsHost
+from local.host import HostConfig, LocalFunctionsHost, read_function_timeout
 from local.keys import HostKeys
 from local.processes import free_port
 from local.smtp import LocalSmtpServer
@@ -49,15 +49,6 @@ def read_local_settings(path: Path) -> dict[str, str]:
     if not isinstance(values, dict):
         raise SystemExit(f"{path.name}: 'Values' must be an object")
     return {str(k): str(v) for k, v in values.items()}
-
-
-def _mount_dashboard(app: Any) -> None:
-    """Serve the model-health dashboard at /dashboard, built from the live local state."""
-    from composition import get_services
-    from dashboard.collect import Sources, collect
-    from dashboard.server import add_dashboard_routes
-
-    add_dashboard_routes(app, lambda: collect(Sources.from_services(get_services())))
 
 
 @dataclass
@@ -102,7 +93,10 @@ class LocalRuntime:
                 port=port,
                 blob_poll_interval=self.blob_poll_interval,
                 topics={AML_TOPIC: {f: tuple(map(str, t)) for f, t in SUBSCRIPTIONS.items()}},
-                dashboard=_mount_dashboard,
+                # The timeout of the app being served: its own host.json, as in Azure.
+                function_timeout=read_function_timeout(
+                    Path(function_app.__file__).with_name("host.json")
+                ),
             )
             self.host = LocalFunctionsHost(function_app.app.get_functions(), config).start()
         except BaseException:
@@ -206,7 +200,8 @@ class LocalRuntime:
                 "pid": self.azurite.pid,
                 "connection_string": self.azurite.connection_string,
             },
-            "dashboard": f"{host.base_url}/dashboard/",
+            # The dashboard is one of the app's HTTP functions, as in Azure.
+            "dashboard": f"{host.base_url}/api/dashboard/?code={host.keys.default_function_key}",
             "durable_management": f"{host.base_url}/runtime/webhooks/durabletask/instances/"
             if host.durable is not None
             else None,

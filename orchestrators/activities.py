@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
@@ -223,6 +224,19 @@ def get_champion(request: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @bp.activity_trigger(input_name="request")
+def get_champions(request: dict[str, Any]) -> dict[str, Any]:
+    """``{segment: champion or None}`` for many segments in one call, so a scoring run of
+    hundreds of segments adds one event pair to its history instead of one per segment."""
+    services = _services()
+    registry = services.model_registry
+    assert registry is not None
+    return {
+        s: _version_view(registry.get_by_alias(Segment.parse(s).model_name, CHAMPION))
+        for s in request["segments"]
+    }
+
+
+@bp.activity_trigger(input_name="request")
 def apply_gate_verdict(request: dict[str, Any]) -> dict[str, Any]:
     """Record the gate's decision on the version; move the champion/challenger alias."""
     services = _services()
@@ -249,6 +263,7 @@ def apply_gate_verdict(request: dict[str, Any]) -> dict[str, Any]:
         metrics=candidate.metrics,
         role=decision,
     )
+    _update_dashboard("gated model", lambda: _record_gated(services, candidate))
     log.info("model %s:%s is %s", name, version, decision)
     return {"model_name": name, "model_version": str(version), "decision": decision}
 
@@ -281,12 +296,20 @@ def collect_forecasts(request: dict[str, Any]) -> dict[str, Any]:
     lake, container = services.data_lake, services.settings.forecasts_container
     lake.ensure_container(container)
     result: dict[str, Any] = {}
+    from dashboard.summary import ScoredSegment
+
+    scored: list[ScoredSegment] = []
     for segment_id in request["segments"]:
         segment = Segment.parse(segment_id)
         rows = frame[frame.get("segment", pd.Series(dtype=str)) == _segment_key(segment)]
         blob = f"{request['scoring_date']}/{segment.id}.csv"
         lake.write(container, blob, rows.to_csv(index=False).encode(), content_type="text/csv")
         result[segment.id] = {"blob": f"{container}/{blob}", "rows": len(rows)}
+        scored.append(ScoredSegment(segment.id, tuple(rows.fillna("").to_dict("records"))))
+    from dashboard.record import record_scored
+
+    scoring_date = str(request["scoring_date"])
+    _update_dashboard("forecasts", lambda: record_scored(services, scoring_date, scored))
     return result
 
 
@@ -310,6 +333,10 @@ def read_model_test_verdict(request: dict[str, Any]) -> dict[str, Any]:
     assert services.pipeline_jobs is not None and services.model_registry is not None
     verdict = services.pipeline_jobs.metrics(request["job_name"])
     version = services.model_registry.get(request["model_name"], str(request["model_version"]))
+    from dashboard.record import record_tested_model
+
+    passed = bool(verdict.get("passed"))
+    _update_dashboard("model test", lambda: record_tested_model(services, version, passed))
     return {
         "passed": bool(verdict.get("passed")),
         "reasons": verdict.get("reasons") or [],
@@ -358,13 +385,41 @@ def send_job_failure_alert(request: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="request")
 def record_job_outcome(request: dict[str, Any]) -> dict[str, Any]:
-    """Job duration and outcome as telemetry (a no-op without Application Insights)."""
+    """Job duration and outcome as telemetry (a no-op without Application Insights), and the
+    job with its steps in the dashboard's summary."""
     from adapters.telemetry import record_job
+    from dashboard.record import record_finished_job
 
     record_job(
         str(request["pipeline"]),
         status=str(request["status"]),
         duration_seconds=float(request["duration_seconds"]),
         segment=str(request.get("segment", "")),
+        job_name=str(request.get("job_name", "")),
+        failed_step=str(request.get("failed_step", "")),
+        error=str(request.get("error", "")),
     )
-    return {"recorded": True}
+    services = _services()
+    summarised = _update_dashboard("job", lambda: record_finished_job(services, request))
+    return {"recorded": True, "summarised": summarised}
+
+
+def _record_gated(services: Services, version: ModelVersion) -> None:
+    from dashboard.record import record_gated_model
+
+    record_gated_model(services, version)
+
+
+def _update_dashboard(what: str, update: Callable[[], None]) -> bool:
+    """Run a dashboard summary update; its failure is logged, never the caller's failure.
+
+    The summary is a view of what the activity did: losing one update leaves a page behind,
+    failing the activity would redo (or abandon) the work itself.
+    """
+    try:
+        update()
+    # Storage and SDK errors of every kind end here on purpose (see above).
+    except Exception as exc:  # noqa: BLE001
+        log.warning("dashboard summary not updated (%s): %s", what, exc)
+        return False
+    return True

@@ -120,3 +120,16 @@ def flush_alerts(services: Services) -> FlushReport | None:
     if not (report.sent or report.retrying or report.failed or report.digest_id):
         return None
     return report
+
+
+def report_outbox(services: Services, now: datetime) -> tuple[int, float]:
+    """Emit how many alerts wait in the outbox and the age of the oldest, in minutes (the
+    "outbox backing up" alert rule watches these); returns them."""
+    from adapters.telemetry import record_alert_outbox
+
+    assert services.alert_store is not None
+    pending = services.alert_store.pending()
+    oldest = min((r.created_at for r in pending), default=None)
+    minutes = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds() / 60.0)
+    record_alert_outbox(len(pending), minutes)
+    return len(pending), minutes

@@ -7,8 +7,10 @@ that shape a run (polling bounds, timeouts) arrive in the input, put there by th
 
 Shapes (all JSON objects):
 - ``run_train``  input ``{"segments": [...], "week": "YYYY-MM-DD", "score": bool, "options"}``
-  output ``{"status": "succeeded"|"partial", "segments": {id: result}, "promoted": [...], ...}``;
-  fails (runtimeStatus Failed) when the inputs are unusable or every segment failed.
+  output ``{"status": "succeeded"|"partial", "counts", "segments": {id: result}, "promoted": [...],
+  "failed": {id: error}, "score"}``; fails (runtimeStatus Failed) when the inputs are unusable or
+  every segment failed. Custom status: counts and the latest outcomes, never per-segment maps.
+- ``run_train_batch`` up to 25 segments of one train run, so no history grows with the run.
 - ``run_segment_training`` one segment: submit → monitor → metrics → gate → promote.
 - ``run_job_monitor`` polls one Azure ML job to a terminal state with the adaptive policy,
   cancels it at its deadline, and continues as new every ``MONITOR_GENERATION`` polls so its
@@ -19,6 +21,7 @@ Shapes (all JSON objects):
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Generator
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +37,7 @@ from orchestrators.polling import (
     next_poll_delay,
     past_deadline,
 )
+from orchestrators.progress import RECENT, TrainingProgress, training_batches
 
 bp = df.Blueprint()
 
@@ -210,6 +214,9 @@ def monitor(
                 "status": result["status"],
                 "duration_seconds": elapsed.total_seconds(),
                 "job_name": job_name,
+                "started_at": _iso(now),
+                "error": result.get("error") or "",
+                "failed_step": result.get("failed_step") or "",
             },
         )
     return result
@@ -297,9 +304,63 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
     return result
 
 
+def _crashed(segment: str, error: BaseException) -> dict[str, Any]:
+    """The result of a segment whose sub-orchestration itself failed (a bug, not a bad job)."""
+    return {"segment": segment, "status": "failed", "error": _short_error(error)}
+
+
+@bp.orchestration_trigger(context_name="context")
+def run_train_batch(context: df.DurableOrchestrationContext) -> Flow:
+    """Train a batch of segments, one ``run_segment_training`` each; return their results.
+
+    Input ``{"segments": [...], "week", "inputs", "options", "parent"}`` where ``parent`` is
+    the train run (job tags and the segments' instance ids name it, not the batch). Output
+    ``{segment: result}``. Never raises for a segment: a crashed one is a failed result.
+    """
+    req: dict[str, Any] = context.get_input()
+    parent = req["parent"]
+    segments: list[str] = req["segments"]
+    pending = {
+        segment: context.call_sub_orchestrator(
+            "run_segment_training",
+            {
+                "segment": segment,
+                "week": req.get("week"),
+                "inputs": req["inputs"],
+                "options": req.get("options") or {},
+                "parent": parent,
+            },
+            f"{parent}:{segment}",
+        )
+        for segment in segments
+    }
+    results: dict[str, Any] = {}
+    context.set_custom_status({"segments": len(segments), "finished": 0})
+    while pending:
+        done = yield context.task_any(list(pending.values()))
+        segment = next(s for s, t in pending.items() if t == done)
+        del pending[segment]
+        # a crashed sub-orchestration is one failed segment, not the whole batch
+        failed = isinstance(done.result, Exception)  # how the SDK marks a failed task
+        results[segment] = _crashed(segment, done.result) if failed else done.result
+        context.set_custom_status({"segments": len(segments), "finished": len(results)})
+    return {segment: results[segment] for segment in segments}
+
+
+def _failure_sentence(failed: list[str], results: dict[str, Any]) -> str:
+    shown = "; ".join(f"{s}: {results[s].get('error', '')}" for s in failed[:RECENT])
+    more = f"; and {len(failed) - RECENT} more" if len(failed) > RECENT else ""
+    return f"every segment failed ({len(failed)}): {shown}{more}"
+
+
 @bp.orchestration_trigger(context_name="context")
 def run_train(context: df.DurableOrchestrationContext) -> Flow:
-    """Validate inputs, fan out one training per segment, gate, then score the promoted ones."""
+    """Validate inputs, train the segments in batches, gate, then score the promoted ones.
+
+    The custom status is counts and the latest few outcomes (``TrainingProgress``); the
+    per-segment results are the output. Segments run in batch sub-orchestrations so this
+    orchestration's history has one event pair per batch, not per segment.
+    """
     req: dict[str, Any] = context.get_input()
     options = req.get("options") or {}
     context.set_custom_status({"stage": "checking inputs"})
@@ -311,56 +372,55 @@ def run_train(context: df.DurableOrchestrationContext) -> Flow:
             "training inputs are incomplete: " + "; ".join(str(m) for m in checked["missing"])
         )
     segments: list[str] = checked["segments"]
-    progress: dict[str, str] = dict.fromkeys(segments, "running")
-    context.set_custom_status({"stage": "training", "segments": progress})
-    tasks = {
-        segment: context.call_sub_orchestrator(
-            "run_segment_training",
+    batches = training_batches(segments)
+    progress = TrainingProgress(segments=len(segments), batches=len(batches))
+    context.set_custom_status(progress.status("training"))
+    pending = {
+        index: context.call_sub_orchestrator(
+            "run_train_batch",
             {
-                "segment": segment,
+                "segments": batch,
                 "week": req.get("week"),
                 "inputs": checked["inputs"],
                 "options": options,
                 "parent": context.instance_id,
             },
-            f"{context.instance_id}:{segment}",
+            f"{context.instance_id}:batch-{index:03d}",
         )
-        for segment in segments
+        for index, batch in enumerate(batches)
     }
     results: dict[str, Any] = {}
-    pending = dict(tasks)
     while pending:
         done = yield context.task_any(list(pending.values()))
-        segment = next(s for s, t in pending.items() if t == done)
-        del pending[segment]
-        if done.is_faulted:  # a crashed sub-orchestration is one failed segment, not all
-            results[segment] = {
-                "segment": segment,
-                "status": "failed",
-                "error": _short_error(done.result),
-            }
-        else:
-            results[segment] = done.result
-        outcome = results[segment]
-        progress[segment] = outcome.get("decision") or outcome["status"]
-        context.set_custom_status({"stage": "training", "segments": progress})
+        index = next(i for i, t in pending.items() if t == done)
+        del pending[index]
+        batch = batches[index]
+        for segment in batch:
+            if isinstance(done.result, Exception):  # how the SDK marks a failed task
+                results[segment] = _crashed(segment, done.result)
+            else:
+                results[segment] = done.result.get(segment) or _crashed(
+                    segment, RuntimeError("the batch returned no result for it")
+                )
+            progress.record(segment, results[segment])
+        progress.batches_finished += 1
+        context.set_custom_status(progress.status("training"))
+    results = {segment: results[segment] for segment in segments}
     failed = sorted(s for s, r in results.items() if r["status"] != "completed")
     promoted = sorted(s for s, r in results.items() if r.get("decision") == "champion")
     summary: dict[str, Any] = {
         "status": "succeeded" if not failed else "partial",
         "week": req.get("week"),
+        "counts": progress.counts(),
         "segments": results,
         "promoted": promoted,
         "failed": {s: results[s].get("error", "") for s in failed},
     }
     if len(failed) == len(segments):
-        context.set_custom_status({"stage": "failed", "summary": summary})
-        raise RuntimeError(
-            "every segment failed: "
-            + "; ".join(f"{s}: {results[s].get('error', '')}" for s in failed)
-        )
+        context.set_custom_status(progress.status("failed"))
+        raise RuntimeError(_failure_sentence(failed, results))
     if promoted and req.get("score", True):
-        context.set_custom_status({"stage": "scoring", "segments": progress})
+        context.set_custom_status(progress.status("scoring"))
         try:
             summary["score"] = yield context.call_sub_orchestrator(
                 "run_score",
@@ -374,7 +434,7 @@ def run_train(context: df.DurableOrchestrationContext) -> Flow:
         except Exception as exc:  # noqa: BLE001 - the models are trained; scoring can rerun
             summary["status"] = "partial"
             summary["score"] = {"status": "failed", "error": _short_error(exc)}
-    context.set_custom_status({"stage": "done", "segments": progress})
+    context.set_custom_status(progress.status("done"))
     return summary
 
 
@@ -392,9 +452,10 @@ def run_score(context: df.DurableOrchestrationContext) -> Flow:
     scoring_date = req["scoring_date"]
     scoring_time = datetime.fromisoformat(f"{scoring_date}T00:00:00+00:00")
     stale_after = timedelta(days=float(options.get("stale_after_days", 60)))
-    champions = yield context.task_all(
-        [context.call_activity("get_champion", {"segment": s}) for s in req["segments"]]
+    by_segment = yield from call_with_transient_retry(
+        context, "get_champions", {"segments": req["segments"]}
     )
+    champions = [by_segment.get(s) for s in req["segments"]]
     results: dict[str, Any] = {}
     to_score: list[str] = []
     for segment, champion in zip(req["segments"], champions, strict=True):
@@ -412,7 +473,9 @@ def run_score(context: df.DurableOrchestrationContext) -> Flow:
             "stale": too_old,
         }
         to_score.append(segment)
-    context.set_custom_status({"stage": "scoring", "segments": results})
+    context.set_custom_status(
+        {"stage": "scoring", "segments": len(results), "to_score": len(to_score)}
+    )
     if to_score:
         inputs = yield from call_with_transient_retry(
             context, "score_inputs", {"segments": to_score, "scoring_date": scoring_date}
@@ -451,7 +514,10 @@ def run_score(context: df.DurableOrchestrationContext) -> Flow:
             else:
                 results[segment]["error"] = outcome.get("error") or outcome["status"]
     stale = sorted(s for s, r in results.items() if r.get("stale"))
-    context.set_custom_status({"stage": "done", "segments": results})
+    outcomes = Counter(str(r["status"]) for r in results.values())
+    context.set_custom_status(
+        {"stage": "done", "segments": len(results), "outcomes": dict(sorted(outcomes.items()))}
+    )
     return {"scoring_date": scoring_date, "segments": results, "stale": stale}
 
 

@@ -9,11 +9,15 @@ delivers at least once and out of order:
 * alerts are keyed by the event id in the alert outbox.
 
 They return quickly (start work, never do it inline) and never fail on an event they do not
-understand: that is logged and acknowledged.
+understand, on malformed data or on a model that is not the app's: that is logged and
+acknowledged (Event Grid would redeliver a failure for 24 hours, to no avail). A handler
+fails — and the webhook answers 5xx so Event Grid retries — only when retrying can help,
+e.g. when the durable client or storage cannot be reached.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +37,6 @@ from orchestrators.aml_events import (
     parse_event,
     plan_reaction,
 )
-from orchestrators.policies import Segment
 from triggers.starts import start_once, start_retrain
 
 log = logging.getLogger(__name__)
@@ -76,7 +79,7 @@ def _parse(event: func.EventGridEvent | func.CloudEvent) -> AmlEvent | None:
         return parse_event(event_as_dict(event))
     except BadInputError as exc:
         # Redelivering an unusable event cannot help: acknowledge it and say why.
-        log.warning("event %s ignored: %s", getattr(event, "id", "?"), exc)
+        log.warning("event %r ignored: %s", str(getattr(event, "id", "?"))[:80], exc)
         return None
 
 
@@ -86,10 +89,16 @@ def _options() -> dict[str, Any]:
     return get_services().settings.automation.orchestration_options()
 
 
+def _model_prefix() -> str:
+    from composition import get_services
+
+    return get_services().settings.model_name_prefix
+
+
 async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
-    reaction = plan_reaction(event)
+    reaction = plan_reaction(event, _model_prefix())
     if isinstance(reaction, StartModelTest):
-        instance = f"model_test-{reaction.model_name}-{reaction.model_version}"
+        instance = reaction.instance_id
         started = await start_once(
             client,
             "run_model_test",
@@ -103,7 +112,7 @@ async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
         started = await start_retrain(
             client,
             instance,
-            segments=[Segment.parse(reaction.segment).id] if reaction.segment else [],
+            segments=[reaction.segment] if reaction.segment else [],
             reason=reaction.reason,
             source=reaction.source,
             moment=event.time or datetime.now(UTC),
@@ -113,7 +122,8 @@ async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
         from composition import get_services
         from orchestrators.failure_alerts import alert_for_failed_run
 
-        outcome = alert_for_failed_run(get_services(), reaction, event)
+        # Reading the job and sending mail block: off the loop, which every handler shares.
+        outcome = await asyncio.to_thread(alert_for_failed_run, get_services(), reaction, event)
         return f"alert for run {reaction.run_id}: {outcome}"
     if isinstance(reaction, RecordTelemetry):
         return f"run {reaction.run_id} of {reaction.experiment} completed"
@@ -136,8 +146,13 @@ async def _handle(
     from adapters.telemetry import Correlation, span
 
     with span(function, kind="consumer", correlation=Correlation(event_id=parsed.id)):
-        outcome = await _react(parsed, client)
-    log.info("%s: event %s (%s): %s", function, parsed.id, parsed.subject, outcome)
+        try:
+            outcome = await _react(parsed, client)
+        except BadInputError as exc:
+            # Bad data found on the way (e.g. a registry that refuses the name): retrying
+            # the same event cannot fix it.
+            outcome = f"ignored: {exc}"
+    log.info("%s: event %s (%r): %s", function, parsed.id, parsed.subject[:200], outcome)
 
 
 @bp.event_grid_trigger(arg_name="event")

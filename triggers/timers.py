@@ -2,12 +2,16 @@
 
 Schedules are app settings (``%NAME%``), so operators change them without a deployment.
 Every start is idempotent: instance ids name the week, the day or the dataset version.
+The checks read storage and registries, so the async timers run them in a thread: the worker
+runs every async function on one event loop, and a blocked loop stalls all of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -15,6 +19,9 @@ import azure.functions as func
 from orchestrators.data_arrival import week_of
 from orchestrators.policies import Segment
 from triggers.starts import start_once, start_retrain
+
+if TYPE_CHECKING:
+    from composition import Services
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -54,7 +61,8 @@ async def on_daily_staleness_timer(
 
     services = get_services()
     now = datetime.now(UTC)
-    stale = stale_champions(services, now)
+    # Registry reads (MLflow or Azure ML) block: keep them off the worker's event loop.
+    stale = await asyncio.to_thread(stale_champions, services, now)
     if not stale:
         log.info("staleness check: no stale champions")
         return
@@ -85,8 +93,11 @@ async def on_drift_check_timer(
     from orchestrators.maintenance import check_drift
 
     services = get_services()
-    findings = check_drift(services)
     now = datetime.now(UTC)
+    # Both read storage (the drift check every conditioned version, with pandas): never on
+    # the worker's event loop.
+    await asyncio.to_thread(_report_health, services, now)
+    findings = await asyncio.to_thread(check_drift, services)
     for finding in findings:
         worst = finding["features"][0] if finding["features"] else None
         log.info(
@@ -111,8 +122,24 @@ async def on_drift_check_timer(
 @bp.timer_trigger(arg_name="timer", schedule="%MLOPS_ALERT_FLUSH_SCHEDULE%")
 def on_alert_outbox_timer(timer: func.TimerRequest) -> None:
     from composition import get_services
-    from orchestrators.failure_alerts import flush_alerts
+    from orchestrators.failure_alerts import flush_alerts, report_outbox
 
-    report = flush_alerts(get_services())
+    services = get_services()
+    report = flush_alerts(services)
     if report:
         log.info("alert outbox: %s", report)
+    report_outbox(services, datetime.now(UTC))
+
+
+def _report_health(services: Services, now: datetime) -> None:
+    """Hourly gauges for the alert rules (time since data arrived, champion ages); a
+    failure only logs, so the drift check still runs."""
+    from dashboard.record import report_health
+
+    try:
+        health = report_health(services, now, services.settings.automation.stale_after_days)
+    # Storage and SDK errors of every kind end here on purpose (see above).
+    except Exception as exc:  # noqa: BLE001
+        log.warning("health report not sent: %s", exc)
+        return
+    log.info("health report: %s", health)

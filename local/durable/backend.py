@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from concurrent import futures
@@ -13,7 +14,17 @@ import grpc
 from durabletask.testing import InMemoryOrchestrationBackend
 from durabletask.testing.in_memory_backend import ActivityWorkItem, OrchestrationInstance
 
+from adapters.durable_limits import custom_status_size
+
 _log = logging.getLogger(__name__)
+
+
+def _status_bytes(text: str) -> int:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return custom_status_size(value).utf16_bytes
 
 
 class LoopbackBackend(InMemoryOrchestrationBackend):
@@ -34,6 +45,7 @@ class LoopbackBackend(InMemoryOrchestrationBackend):
         self._tracking_lock = threading.Lock()
         self._streams_changed = threading.Condition(self._tracking_lock)
         self._active_streams = 0
+        self._peak_status_bytes: dict[str, int] = {}
         self.address = ""
 
     def start(self) -> str:
@@ -75,7 +87,16 @@ class LoopbackBackend(InMemoryOrchestrationBackend):
     ) -> pb.CompleteTaskResponse:
         with self._tracking_lock:
             self._outstanding_orchestrations.pop(request.instanceId, None)
+            if request.HasField("customStatus"):
+                size = _status_bytes(request.customStatus.value)
+                if size > self._peak_status_bytes.get(request.instanceId, 0):
+                    self._peak_status_bytes[request.instanceId] = size
         return super().CompleteOrchestratorTask(request, context)
+
+    def peak_custom_status_bytes(self, instance_id: str) -> int:
+        """The largest custom status an instance has set, as Azure measures it (UTF-16 bytes)."""
+        with self._tracking_lock:
+            return self._peak_status_bytes.get(instance_id, 0)
 
     def CompleteActivityTask(
         self, request: pb.ActivityResponse, context: grpc.ServicerContext

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,16 @@ from typing import Any, cast
 from azure.durable_functions.models.utils.df_serialization import df_dumps
 from durabletask import task as dt_task
 
+from adapters.durable_limits import (
+    custom_status_size,
+    instance_id_problem,
+    large_payload_note,
+    payload_bytes,
+)
 from adapters.errors import BadInputError
 from local.durable.codec import df_input
+
+_limits_log = logging.getLogger("local.durable.limits")
 
 # Same namespace and name layout as azure-functions-durable, so ids match Azure for the same
 # instance, replay time and call count.
@@ -96,7 +105,9 @@ class DurableTask:
         return self._done
 
     @property
-    def is_faulted(self) -> bool:
+    def _faulted(self) -> bool:
+        # Private on purpose: azure-functions-durable's tasks have no such attribute (a failed
+        # task's ``result`` is the exception), so orchestrators must not rely on it.
         return self._failed
 
     def _succeed(self, value: Any, seq: int) -> None:
@@ -180,7 +191,7 @@ class _WhenAllTask(DurableTask):
             child._refresh()
         if self._done:
             return
-        failed = [c for c in self.children if c.is_completed and c.is_faulted]
+        failed = [c for c in self.children if c.is_completed and c._faulted]
         if failed:
             first = min(failed, key=lambda c: c._seq or 0)
             self._fail(cast(Exception, first.result), first._seq or 0)
@@ -245,12 +256,17 @@ class DurableContextShim:
     throws its exception) back into the generator.
     """
 
-    def __init__(self, ctx: dt_task.OrchestrationContext, raw_input: Any) -> None:
+    def __init__(
+        self, ctx: dt_task.OrchestrationContext, raw_input: Any, orchestrator: str = ""
+    ) -> None:
         self._ctx = ctx
         self._raw_input = raw_input
+        self.orchestrator = orchestrator
         self._seq_counter = itertools.count(1)
         self._uuid_counter = 0
         self._custom_status: Any = None
+        self._custom_status_refusal: str | None = None
+        self._refused_action: str | None = None
         self._continued_as_new = False
 
     def _next_seq(self) -> int:
@@ -302,8 +318,42 @@ class DurableContextShim:
         return uuid.uuid5(uuid.NAMESPACE_URL, name)
 
     def set_custom_status(self, status: Any) -> None:
+        """Set the status; one Azure would refuse fails the orchestration at its next yield.
+
+        Azure checks the status the orchestrator holds when it hands back control (the
+        extension re-serialises it and refuses more than 16 KB of UTF-16 JSON), so a
+        too-large value replaced before the next ``yield`` is harmless, as it is there.
+        """
+        size = custom_status_size(status)
+        if size.accepted:
+            self._custom_status_refusal = None
+        else:
+            self._custom_status_refusal = (
+                f"Orchestrator function {self._label()} set a custom status of "
+                f"{size.utf16_bytes:,} bytes (UTF-16 JSON); Azure Durable Functions caps it at "
+                f"16 KB and fails the orchestration: {size.refusal()}"
+            )
         self._custom_status = status
         self._ctx.set_custom_status(status)
+
+    def _label(self) -> str:
+        return f"'{self.orchestrator or '?'}' (instance '{self.instance_id}')"
+
+    def platform_refusal(self) -> str | None:
+        """Why Azure would fail this orchestration at this point, or ``None``.
+
+        The driver asks after every step of the user's generator: these failures happen in
+        the Durable extension after the orchestrator code returns control, so the code itself
+        can never catch them.
+        """
+        return self._refused_action or self._custom_status_refusal
+
+    def _note_payload(self, what: str, value: Any) -> None:
+        if self._ctx.is_replaying or value is None:
+            return
+        note = large_payload_note(what, payload_bytes(df_dumps(value)))
+        if note is not None:
+            _limits_log.warning("orchestrator %s: %s", self._label(), note)
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -318,6 +368,7 @@ class DurableContextShim:
         activity = _function_name(name)
         if self._continued_as_new:
             return self._detached()
+        self._note_payload(f"input of activity '{activity}'", input_)
         inner: dt_task.Task[Any] = self._ctx.call_activity(
             activity, input=input_, return_type=cast(Any, expected_type)
         )
@@ -333,6 +384,7 @@ class DurableContextShim:
         activity = _function_name(name)
         if self._continued_as_new:
             return self._detached()
+        self._note_payload(f"input of activity '{activity}'", input_)
         inner: dt_task.Task[Any] = self._ctx.call_activity(
             activity,
             input=input_,
@@ -385,6 +437,20 @@ class DurableContextShim:
         orchestrator = _function_name(name)
         if self._continued_as_new:
             return self._detached()
+        if instance_id is not None:
+            problem = instance_id_problem(instance_id, sub_orchestration=True)
+            if problem is None and instance_id.lower() == self.instance_id.lower():
+                problem = (
+                    "The instance ID of a sub-orchestration must be different than the "
+                    "instance ID of a parent orchestration."
+                )
+            if problem is not None:
+                self._refused_action = (
+                    f"Orchestrator function {self._label()} called sub-orchestrator "
+                    f"'{orchestrator}' with an id Azure refuses: {problem}"
+                )
+                return self._detached()
+        self._note_payload(f"input of sub-orchestrator '{orchestrator}'", input_)
         # Durable Functions hands inputs over as JSON text; keep that shape for get_input().
         encoded = None if input_ is None else df_dumps(input_)
         inner: dt_task.Task[Any] = self._ctx.call_sub_orchestrator(
@@ -420,5 +486,6 @@ class DurableContextShim:
         if self._continued_as_new:
             return
         self._continued_as_new = True
+        self._note_payload("continue_as_new input", input_)
         encoded = None if input_ is None else df_dumps(input_)
         self._ctx.continue_as_new(encoded, save_events=False)

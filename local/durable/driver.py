@@ -7,13 +7,27 @@ the shape ``TaskHubGrpcWorker`` registers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator
 from types import GeneratorType
 from typing import Any, cast
 
+from azure.durable_functions.models.utils.df_serialization import df_dumps
 from durabletask import task as dt_task
 
+from adapters.durable_limits import large_payload_note, payload_bytes
 from local.durable.context import DurableContextShim, DurableTask
+
+_limits_log = logging.getLogger("local.durable.limits")
+
+
+class AzureLimitError(Exception):
+    """The orchestration did something Azure Durable Functions refuses (the message says what).
+
+    Raised by the driver, outside the orchestrator's own code, because in Azure these checks
+    run in the Durable extension after the orchestrator hands back control.
+    """
+
 
 OrchestratorFn = Callable[[Any], Generator[Any, Any, Any]]
 """The user's Durable Functions generator function; it takes the orchestration context."""
@@ -38,8 +52,11 @@ def drive(
         try:
             yielded = user.throw(error) if error is not None else user.send(value)
         except StopIteration as stop:
+            _refuse_if_azure_would(shim)
+            _note_output(shim, stop.value)
             return stop.value
         value, error = None, None
+        _refuse_if_azure_would(shim)
         if shim.will_continue_as_new:
             user.close()
             return None
@@ -59,15 +76,31 @@ def drive(
                     "(every timer it depends on was cancelled)"
                 )
             yield dt_task.when_any([leaf._inner for leaf in leaves])
-        if yielded.is_faulted:
+        if yielded._faulted:
             error = cast(Exception, yielded.result)
         else:
             value = yielded.result
 
 
+def _refuse_if_azure_would(shim: DurableContextShim) -> None:
+    refusal = shim.platform_refusal()
+    if refusal is not None:
+        raise AzureLimitError(refusal)
+
+
+def _note_output(shim: DurableContextShim, output: Any) -> None:
+    if shim.is_replaying or output is None:
+        return
+    note = large_payload_note("the output", payload_bytes(df_dumps(output)))
+    if note is not None:
+        _limits_log.warning(
+            "orchestrator '%s' (instance '%s'): %s", shim.orchestrator, shim.instance_id, note
+        )
+
+
 def orchestrator_entry(name: str, fn: OrchestratorFn) -> Callable[..., Any]:
     def run(ctx: dt_task.OrchestrationContext, raw_input: Any) -> Any:
-        shim = DurableContextShim(ctx, raw_input)
+        shim = DurableContextShim(ctx, raw_input, name)
         produced = fn(shim)
         if isinstance(produced, GeneratorType):
             return (yield from drive(produced, shim))
@@ -85,12 +118,19 @@ class ActivityFailedError(Exception):
 def activity_entry(name: str, fn: ActivityFn) -> Callable[..., Any]:
     def run(ctx: dt_task.ActivityContext, value: Any) -> Any:
         try:
-            return fn(value)
+            result = fn(value)
         except Exception as exc:
             if str(exc):
                 raise
             # The sidecar protocol treats an empty error message as success; keep it a failure.
             raise ActivityFailedError(f"{type(exc).__name__} (no message)") from exc
+        if result is not None:
+            note = large_payload_note("its result", payload_bytes(df_dumps(result)))
+            if note is not None:
+                _limits_log.warning(
+                    "activity '%s' (instance '%s'): %s", name, ctx.orchestration_id, note
+                )
+        return result
 
     run.__name__ = name
     run.__qualname__ = name

@@ -14,6 +14,7 @@ import grpc
 from durabletask import client as dt_client
 from durabletask import worker as dt_worker
 
+from adapters.durable_limits import check_instance_id, large_payload_note, payload_bytes
 from adapters.errors import BadInputError, ConflictError, NotFoundError
 from local.durable.backend import LoopbackBackend
 from local.durable.codec import DurableFunctionsDataConverter
@@ -42,7 +43,8 @@ class _StreamCancelledOnStop(logging.Filter):
         )
 
 
-_worker_log = logging.getLogger(f"{__name__}.worker")
+# Stable names (not __name__): operators and `python -m local` tune these loggers.
+_worker_log = logging.getLogger("local.durable.worker")
 _worker_log.addFilter(_StreamCancelledOnStop())
 
 # Statuses a start request may replace (the Functions host's default, NonRunningStates).
@@ -114,7 +116,7 @@ class LocalDurableEngine:
                 self._client = dt_client.TaskHubGrpcClient(
                     channel=self._client_channel,
                     data_converter=self._converter,
-                    logger=logging.getLogger(f"{__name__}.client"),
+                    logger=logging.getLogger("local.durable.client"),
                 )
             except Exception:
                 self.stop()
@@ -206,13 +208,24 @@ class LocalDurableEngine:
     # -- management (blocking) --------------------------------------------------------------
 
     def start_instance(self, name: str, instance_id: str | None, input_value: Any) -> str:
-        """Start ``name``; replaces a terminal instance with the same id, refuses a live one."""
+        """Start ``name``; replaces a terminal instance with the same id, refuses a live one.
+
+        Raises ``BadInputError`` for an unknown orchestrator or an instance id Azure refuses.
+        """
         if name not in self._orchestrators:
             raise BadInputError(
                 f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator "
                 "function.",
                 code="orchestrator_not_found",
             )
+        if instance_id:
+            # What the Durable extension's StartNewAsync refuses (see adapters.durable_limits).
+            check_instance_id(instance_id)
+        note = large_payload_note(
+            f"input of orchestrator '{name}'", payload_bytes(self._converter.serialize(input_value))
+        )
+        if note is not None:
+            _log.warning("starting %s: %s", instance_id or name, note)
         client = self._require_client()
         policy = pb.OrchestrationIdReusePolicy(replaceableStatus=list(_REPLACEABLE_STATUSES))
         try:
@@ -325,6 +338,16 @@ class LocalDurableEngine:
             else None,
         )
         return result.deleted_instance_count
+
+    def history_size(self, instance_id: str) -> tuple[int, int]:
+        """(events, bytes) of an instance's current history; bytes are the Durable Task
+        protobuf encoding (Azure Storage keeps the same events as UTF-16 table rows, larger)."""
+        history = self._require_backend().history_of(instance_id) or []
+        return len(history), sum(event.ByteSize() for event in history)
+
+    def peak_custom_status_bytes(self, instance_id: str) -> int:
+        """The largest custom status the instance has set, in UTF-16 bytes as Azure counts."""
+        return self._require_backend().peak_custom_status_bytes(instance_id)
 
     def wait_for_completion(self, instance_id: str, timeout: float = 30.0) -> InstanceView:
         """Block until the instance is terminal; raises ``TimeoutError``/``NotFoundError``."""

@@ -2,7 +2,7 @@
 
 ``running_automation`` starts the real function app on the local host with Azurite, the
 Durable Task engine, an aiosmtpd server and an MLflow sqlite registry; only the Azure ML
-control plane is scripted (``tests/e2e/fakes.py``). It serves the module fixture of
+control plane is scripted (``local/aml/scripted.py``). It serves the module fixture of
 tests/e2e/test_automation.py and the package run (tests/e2e/package_flow.py), which runs it
 with the app imported from the unpacked deployment package.
 """
@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from adapters.events import EventGridWebhookPublisher, EventPublisher
+from local.aml.scripted import ScriptedPipelineJobs
 from local.azurite import Azurite
-from local.host import HostConfig, LocalFunctionsHost
+from local.host import HostConfig, LocalFunctionsHost, read_function_timeout
 from local.keys import HostKeys
 from local.processes import free_port
 from local.smtp import LocalSmtpServer
 from tests.e2e.adf import ActivityFailed, Http, Request
-from tests.e2e.fakes import ScriptedPipelineJobs
 from tests.support import wait_until as _wait_until
 
 Register = Callable[[str, str, Mapping[str, str]], str]
@@ -168,6 +168,8 @@ def running_automation(
         port=port,
         blob_poll_interval=0.3,
         topics={"aml": {f: tuple(map(str, t)) for f, t in SUBSCRIPTIONS.items()}},
+        # The timeout of the app being served: its own host.json, as in Azure.
+        function_timeout=read_function_timeout(Path(function_app.__file__).with_name("host.json")),
     )
     host = LocalFunctionsHost(function_app.app.get_functions(), config).start()
     try:

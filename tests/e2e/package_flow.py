@@ -61,9 +61,9 @@ def run(report_path: Path) -> None:
     state = Path(os.environ["PACKAGE_FLOW_STATE"])
 
     from adapters.events import EventPublisher
+    from local.aml.scripted import ScriptedPipelineJobs
     from local.azurite import Azurite
     from tests.e2e.adf import PipelineFailed, replay
-    from tests.e2e.fakes import ScriptedPipelineJobs
     from tests.e2e.harness import ADF_PIPELINE, adf_http, adf_parameters, running_automation
     from tests.support import wait_until
 

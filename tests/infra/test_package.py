@@ -28,7 +28,7 @@ from tests.infra.app_reads import HOST_PACKAGES, files_the_app_reads
 from tests.infra.bicep import REPO_ROOT
 
 # Never read by the app, whatever .funcignore says one day.
-NEVER_SHIPPED = ("tests/", "docs/", "local/", "benchmarks/", "infra/", "dashboard/", ".github/")
+NEVER_SHIPPED = ("tests/", "docs/", "local/", "benchmarks/", "infra/", ".github/")
 
 
 def package_problems(files: set[str], root: Path = REPO_ROOT) -> list[str]:

@@ -1,10 +1,14 @@
-"""The dashboard in a real headless Chromium, served by the aiohttp handler the local host mounts.
+"""The dashboard function in a real headless Chromium, served by the local runtime.
 
-State is real where it is cheap to make real: an MLflow sqlite registry with model versions, job
-records written by the local executor's ``JobStore``, and dataset versions, manifests and
-forecasts in a ``DataLake``. Chromium is driven over the DevTools protocol: each page must load
-without console errors, every chart must be laid out, and a screenshot must show drawn charts
-(decoded with the standard library and checked for the series' colours in the chart's area).
+The runtime runs as ``python -m local start`` (Azurite, the local Functions host, the whole
+app); the browser opens ``/api/dashboard`` with the function key and follows the pages' own
+links. First with nothing recorded: every page must say so. Then with demo-like state made
+with real parts (an MLflow sqlite registry with model versions, job records written by the
+local executor's ``JobStore``, dataset versions, manifests and forecasts in the runtime's
+Azurite), folded into the summary by ``dashboard.summary.backfill`` as ``python -m dashboard
+backfill`` does. Chromium is driven over the DevTools protocol: each page must load without
+console errors, every chart must be laid out, and a screenshot must show drawn charts (decoded
+with the standard library and checked for the series' colours in the chart's area).
 """
 
 from __future__ import annotations
@@ -15,26 +19,31 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from adapters.datalake import InMemoryDataLake
+from adapters.datalake import AzureBlobDataLake, DataLake
 from adapters.datasets import BlobDatasetRegistry, DatasetVersion
+from adapters.settings import Connection
+from adapters.summary import DataLakeSummaryStore
 from dashboard import PAGES, collect
 from dashboard.collect import Sources, mlflow_model_names
-from dashboard.server import add_dashboard_routes
+from dashboard.summary import backfill
 from local.aml.registry import MLflowModelRegistry
 from local.aml.store import JobRecord, JobStore, StepRecord
 from local.aml.tracking import sqlite_tracking_uri
@@ -146,8 +155,7 @@ def _seed_jobs(root: Path, now: datetime) -> None:
         )
 
 
-def _seed_lake(now: datetime) -> InMemoryDataLake:
-    lake = InMemoryDataLake()
+def _seed_lake(lake: DataLake, now: datetime) -> None:
     for container in ("conditioned", "quarantine", "forecasts"):
         lake.ensure_container(container)
     registry = BlobDatasetRegistry(lake, "conditioned")
@@ -199,60 +207,77 @@ def _seed_lake(now: datetime) -> InMemoryDataLake:
                     f"{store},{product},{week},{segment},{value},forecast-{segment},1,{stale}"
                 )
         lake.write("forecasts", f"{scoring_date}/{segment}.csv", ("\n".join(rows) + "\n").encode())
-    return lake
+
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class Served:
     base_url: str
+    key: str
     out: Path
+    lake: DataLake
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}?code={quote(self.key, safe='')}"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``python -m local start`` on a free port, with in-memory Azurite; stopped by PID."""
     # pytest keeps this directory after the run: the screenshots are saved in it to look at
     root = tmp_path_factory.mktemp("dashboard")
-    now = datetime.now(UTC).replace(microsecond=0)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local", "start", "--json", "--port", "0", "--in-memory",
+         "--state-dir", str(root / "state")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        info: dict[str, Any] | None = None
+        deadline = time.monotonic() + 120
+        while info is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("{"):
+                info = json.loads(line)
+        assert info is not None, "the local runtime never reported ready"
+        # keep draining the runtime's log so it never blocks on a full pipe
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        assert "on_dashboard_get" in {f["name"] for f in info["functions"]}
+        assert info["dashboard"].startswith(f"{info['base_url']}/api/dashboard/?code=")
+        lake = AzureBlobDataLake.from_connection(
+            Connection(name="lake", connection_string=info["azurite"]["connection_string"])
+        )
+        yield Served(info["base_url"], info["function_key"], root, lake)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                stop_process(proc)
+
+
+def _record_demo_state(served: Served) -> None:
+    """Demo-like state on real parts, folded into the runtime's summary (the backfill)."""
+    root, now = served.out, datetime.now(UTC).replace(microsecond=0)
     uri = sqlite_tracking_uri(root / "mlflow")
     _seed_registry(uri, root, now)
     _seed_jobs(root / "aml", now)
-    lake = _seed_lake(now)
+    _seed_lake(served.lake, now)
     sources = Sources(
-        lake=lake,
+        lake=served.lake,
         registry=MLflowModelRegistry(uri),
         model_names=lambda: mlflow_model_names(uri),
         jobs_root=root / "aml",
     )
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def start() -> None:
-        app = web.Application()
-        add_dashboard_routes(app, lambda: collect(sources))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        holder["runner"] = runner
-        holder["port"] = runner.addresses[0][1]
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="dashboard-server", daemon=True)
-    thread.start()
-    assert started.wait(30)
-    try:
-        yield Served(f"http://127.0.0.1:{holder['port']}", root)
-    finally:
-        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    data = collect(sources)
+    assert data.problems == ()
+    backfill(DataLakeSummaryStore(served.lake, "ops"), data)
 
 
 # ---------------------------------------------------------------- browser
@@ -348,9 +373,10 @@ class Visit:
     errors: list[str]
     png: bytes
     url: str
+    text: str
 
 
-async def _visit_all(ws_url: str, base: str) -> dict[str, Visit]:
+async def _visit_all(ws_url: str, start: str) -> dict[str, Visit]:
     visits: dict[str, Visit] = {}
     async with aiohttp.ClientSession() as http, http.ws_connect(ws_url, max_msg_size=0) as ws:
         await ws.send_json(
@@ -381,12 +407,11 @@ async def _visit_all(ws_url: str, base: str) -> dict[str, Visit]:
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
         )
-        # /dashboard redirects to the overview; the other pages are linked as <name>.html
-        urls = {
-            "index": f"{base}/dashboard",
-            **{p: f"{base}/dashboard/{p}.html" for p in PAGES[1:]},
-        }
-        for name, url in urls.items():
+        # Open the overview as an operator would (the URL with the key), then follow the
+        # pages' own navigation links: they must carry the key on.
+        urls = {"index": start}
+        for name in PAGES:
+            url = urls[name]
             page.events.clear()
             await page.send("Page.navigate", {"url": url})
             await page.wait_for("Page.loadEventFired")
@@ -394,7 +419,10 @@ async def _visit_all(ws_url: str, base: str) -> dict[str, Visit]:
                 "Runtime.evaluate",
                 {
                     "expression": (
-                        "JSON.stringify({title: document.title, url: location.href, charts: "
+                        "JSON.stringify({title: document.title, url: location.href, "
+                        "text: document.body.innerText, "
+                        "links: Object.fromEntries([...document.querySelectorAll('nav a')]"
+                        ".map(a => [a.textContent, a.href])), charts: "
                         "[...document.querySelectorAll('svg.chart')].map(s => {"
                         "const r = s.getBoundingClientRect();"
                         "return {name: s.dataset.chart, x: r.x, y: r.y, w: r.width, h: r.height,"
@@ -411,14 +439,25 @@ async def _visit_all(ws_url: str, base: str) -> dict[str, Visit]:
                 errors=page.errors(),
                 png=base64.b64decode(shot["data"]),
                 url=info["url"],
+                text=info["text"],
             )
+            if name == "index":
+                titles = {"Training": "training", "Monitoring": "monitoring", "Scoring": "scoring"}
+                urls.update({titles[t]: href for t, href in info["links"].items() if t in titles})
         await page.send("Target.closeTarget", {"targetId": target})
     return visits
 
 
 @pytest.fixture(scope="module")
-def visits(served: Served, devtools_url: str) -> dict[str, Visit]:
-    return asyncio.run(_visit_all(devtools_url, served.base_url))
+def empty_visits(served: Served, devtools_url: str) -> dict[str, Visit]:
+    """The pages before anything was recorded (this fixture runs before ``visits``)."""
+    return asyncio.run(_visit_all(devtools_url, served.url("/api/dashboard")))
+
+
+@pytest.fixture(scope="module")
+def visits(served: Served, devtools_url: str, empty_visits: dict[str, Visit]) -> dict[str, Visit]:
+    _record_demo_state(served)
+    return asyncio.run(_visit_all(devtools_url, served.url("/api/dashboard")))
 
 
 # ---------------------------------------------------------------- PNG
@@ -501,12 +540,33 @@ def near(colours: dict[tuple[int, int, int], int], target: tuple[int, int, int])
 # ---------------------------------------------------------------- tests
 
 
-def test_every_page_loads_without_console_errors(visits: dict[str, Visit]) -> None:
+def test_with_nothing_recorded_every_page_says_so(
+    empty_visits: dict[str, Visit], served: Served
+) -> None:
+    assert set(empty_visits) == set(PAGES)
+    for name, visit in empty_visits.items():
+        assert visit.errors == [], (name, visit.errors)
+        assert visit.title.startswith("Model health")
+        assert "Some data could not be read" not in visit.text
+        (served.out / f"empty-{name}.png").write_bytes(visit.png)
+    assert "No data recorded yet" in empty_visits["index"].text
+    assert "No model versions in the registry yet" in empty_visits["training"].text
+    monitoring = empty_visits["monitoring"].text
+    assert "no champion models yet" in monitoring and "No conditioning runs recorded" in monitoring
+    assert "no pipeline jobs recorded" in monitoring
+    assert "No scoring run has written forecasts yet" in empty_visits["scoring"].text
+
+
+def test_every_page_loads_without_console_errors(visits: dict[str, Visit], served: Served) -> None:
     assert set(visits) == set(PAGES)
     for name, visit in visits.items():
         assert visit.errors == [], (name, visit.errors)
         assert visit.title.startswith("Model health")
-    assert visits["index"].url.endswith("/dashboard/")
+        assert "No data recorded yet" not in visit.text
+        assert f"code={quote(served.key, safe='')}" in visit.url, "the links carry the key on"
+    assert "/api/dashboard?code=" in visits["index"].url
+    assert visits["training"].url.startswith(f"{served.base_url}/api/dashboard/training.html?")
+    (served.out / "index.png").write_bytes(visits["index"].png)
 
 
 def test_training_screenshot_shows_the_plotted_metrics(
@@ -557,12 +617,15 @@ def test_scoring_screenshot_shows_forecasts_against_actuals(
         assert near(colours, (0x11, 0x18, 0x27)) > 40  # actuals
 
 
-def test_unknown_pages_are_404(served: Served) -> None:
-    async def get() -> int:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"{served.base_url}/dashboard/secrets.html") as response,
-        ):
-            return response.status
+def test_unknown_pages_are_404_and_the_key_is_required(served: Served) -> None:
+    async def get(url: str) -> tuple[int, str, dict[str, str]]:
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            return response.status, await response.text(), dict(response.headers)
 
-    assert asyncio.run(get()) == 404
+    status, body, _ = asyncio.run(get(served.url("/api/dashboard/secrets.html")))
+    assert status == 404 and "no dashboard page 'secrets'" in json.loads(body)["error"]["message"]
+    status, _, _ = asyncio.run(get(f"{served.base_url}/api/dashboard/training.html"))
+    assert status == 401
+    status, _, headers = asyncio.run(get(served.url("/api/dashboard/scoring.html")))
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in headers["Content-Security-Policy"]

@@ -65,6 +65,21 @@ def test_if_absent_lets_the_first_writer_win(lake: tuple[DataLake, str]) -> None
     assert impl.read(c, "once.json") == b"{}"
 
 
+def test_if_match_detects_a_write_since_the_read(lake: tuple[DataLake, str]) -> None:
+    impl, c = lake
+    seen = impl.write(c, "doc.json", b"1").etag
+    assert impl.info(c, "doc.json").etag == seen
+    mine = impl.write(c, "doc.json", b"2", if_match=seen)  # nobody wrote in between
+    with pytest.raises(ConflictError):
+        impl.write(c, "doc.json", b"3", if_match=seen)  # the etag moved on with our write
+    assert impl.read(c, "doc.json") == b"2"
+    impl.write(c, "doc.json", b"4", if_match=impl.info(c, "doc.json").etag)
+    assert mine.etag != impl.info(c, "doc.json").etag
+    with pytest.raises(ConflictError):
+        impl.write(c, "gone.json", b"5", if_match=seen)  # a blob that does not exist
+    assert not impl.exists(c, "gone.json")
+
+
 def test_list_by_prefix_is_sorted(lake: tuple[DataLake, str]) -> None:
     impl, c = lake
     for name in ("p/2.csv", "p/1.csv", "q/1.csv"):

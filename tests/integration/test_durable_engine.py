@@ -530,6 +530,17 @@ def test_unknown_ids_and_orchestrators_get_json_errors(host: DurableHost) -> Non
     assert "run_nothing" in bad_body["ExceptionMessage"]
 
 
+def test_an_instance_id_azure_refuses_is_a_400_naming_the_rule(host: DurableHost) -> None:
+    # %2F reaches the engine as '/', as the Functions host would decode it.
+    status, _, body = http("POST", host.public("/orchestrators/run_chain/team%2Fother"), {})
+    too_long, _, long_body = http("POST", host.rpc(f"/orchestrators/run_chain/{'x' * 257}"), {})
+
+    assert status == 400
+    assert "must not contain /" in body["ExceptionMessage"]
+    assert too_long == 400
+    assert "at most 256" in long_body["ExceptionMessage"]
+
+
 def test_starting_a_live_instance_id_conflicts_but_a_finished_one_is_replaced(
     host: DurableHost,
 ) -> None:

@@ -60,7 +60,7 @@ def host(
 @pytest.fixture(scope="module")
 def blobs(azurite: Azurite) -> BlobServiceClient:
     client = BlobServiceClient.from_connection_string(azurite.connection_string)
-    for name in ("drops", "broken"):
+    for name in ("drops", "broken", "clientdrops"):
         if not client.get_container_client(name).exists():
             client.create_container(name)
     return client
@@ -148,6 +148,29 @@ def test_blob_drop_runs_once_and_again_for_new_content(
     )
     runs = [c for c in app_module.CALLS["on_drop"] if c["name"] == f"drops/{name}"]
     assert runs[1]["content"] == "version2"
+
+
+def test_an_sdk_type_blob_binding_gets_a_real_blob_client_on_azurite(
+    host: LocalFunctionsHost, blobs: BlobServiceClient, azurite: Azurite
+) -> None:
+    # The host passes model binding data; the blob extension builds the client from the
+    # DropStorage connection string (the host's settings, exported to the environment).
+    name = f"{uuid.uuid4().hex}/big.csv"
+    blobs.get_blob_client("clientdrops", name).upload_blob(b"a,b\n1,2\n")
+
+    def runs() -> list[dict[str, Any]]:
+        return [c for c in app_module.CALLS["on_client_drop"] if c["blob"] == name]
+
+    (run,) = wait_until(runs)
+    assert run["type"] == "azure.storage.blob._blob_client.BlobClient"
+    assert run["container"] == "clientdrops"
+    assert run["content"] == "a,b\n1,2\n"
+    assert run["url"].startswith(azurite.blob_endpoint)
+    # A new version of the same blob reuses the client the worker cached for it.
+    blobs.get_blob_client("clientdrops", name).upload_blob(b"a,b\n3,4\n", overwrite=True)
+    wait_until(lambda: len(runs()) == 2)
+    assert runs()[1]["content"] == "a,b\n3,4\n"
+    assert runs()[1]["client"] == run["client"]
 
 
 def test_blob_outside_the_template_is_ignored(

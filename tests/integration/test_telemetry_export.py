@@ -29,8 +29,10 @@ from adapters.telemetry import (
     configure_telemetry,
     flush_telemetry,
     log_fields,
+    record_alert_outbox,
     record_alert_sent,
     record_conditioning,
+    record_conditioning_silence,
     record_job,
     record_model_age,
     record_model_quality,
@@ -129,18 +131,40 @@ def emit_scenario() -> None:
         with span("aml.train", kind="client", correlation=Correlation(job_name=JOB)):
             pass
         activity.set("mlops.pipeline", "train")
-    record_job("train", status="Completed", duration_seconds=61.4, segment="north-large-fast")
+    record_job(
+        "train",
+        status="Completed",
+        duration_seconds=61.4,
+        segment="north-large-fast",
+        job_name=JOB,
+    )
+    record_job(
+        "score",
+        status="Failed",
+        duration_seconds=12.0,
+        segment="south-small-slow",
+        job_name="score_0001",
+        failed_step="score",
+        error="score exited with code 1",
+    )
     record_model_quality(
         "forecast-north-large-fast",
         "3",
         segment="north/large/fast",
-        metrics={"ensemble_mape": 0.176, "baseline_mape": 0.681, "ensemble_rmse_all": 8.5},
+        metrics={
+            "ensemble_mape": 0.176,
+            "baseline_mape": 0.681,
+            "ensemble_rmse_all": 8.5,
+            "ensemble_rmse_zero": 2.1,
+        },
         role="champion",
     )
     record_model_age(
         "forecast-north-large-fast", "3", segment="north/large/fast", age_days=12.5, stale=False
     )
     record_alert_sent("job_failed", digest=True, count=3)
+    record_alert_outbox(4, 37.5)
+    record_conditioning_silence(30.25)
     assert flush_telemetry(20)
 
 
@@ -245,6 +269,17 @@ def test_exporter_delivers_spans_metrics_and_logs_with_correlation_ids(
     assert value("mlops.model.rmse_all", component="ensemble") == pytest.approx(8.5)
     assert value("mlops.model.age_days", stale="false") == pytest.approx(12.5)
     assert value("mlops.alerts.sent", kind="job_failed", delivery="digest") == 3
+    assert value("mlops.alerts.pending") == 4
+    assert value("mlops.alerts.oldest_pending_minutes") == pytest.approx(37.5)
+    assert value("mlops.conditioning.hours_since_last") == pytest.approx(30.25)
+
+    # Each finished job is also a custom event naming it.
+    events = {_props(e)["job_name"]: e for e in envelopes if e["data"]["baseType"] == "EventData"}
+    assert {e["data"]["baseData"]["name"] for e in events.values()} == {"mlops.job.finished"}
+    failed = _props(events["score_0001"])
+    assert failed["status"] == "Failed" and failed["failed_step"] == "score"
+    assert failed["error"] == "score exited with code 1"
+    assert _props(events[JOB])["pipeline"] == "train"
 
     # The structured log line is a trace message inside the blob drop's operation.
     messages = [e for e in envelopes if e["data"]["baseType"] == "MessageData"]
@@ -270,6 +305,8 @@ def test_off_without_a_connection_string_and_helpers_are_safe() -> None:
     record_conditioning("s", status="conditioned", rows_out=1, rows_rejected=0)
     record_job("train", status="Failed", duration_seconds=1.0)
     record_alert_sent("x")
+    record_alert_outbox(1, 1.0)
+    record_conditioning_silence(1.0)
     assert flush_telemetry() is True
     with pytest.raises(ValueError, match="boom"), span("failing"):
         raise ValueError("boom")

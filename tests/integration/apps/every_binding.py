@@ -13,6 +13,7 @@ from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob_sdk
 
 CALLS: dict[str, list[Any]] = defaultdict(list)
 FLAKY_ATTEMPTS: dict[str, int] = defaultdict(int)
@@ -53,6 +54,22 @@ def make_app() -> df.DFApp:
     @app.blob_trigger(arg_name="blob", path="drops/{source}/{name}", connection="DropStorage")
     def on_drop(blob: func.InputStream) -> None:
         record("on_drop", {"name": blob.name, "content": blob.read().decode(), "len": blob.length})
+
+    @app.blob_trigger(arg_name="blob", path="clientdrops/{name}", connection="DropStorage")
+    def on_client_drop(blob: blob_sdk.BlobClient) -> None:
+        # An SDK-type binding: the function reads the blob itself, in chunks.
+        chunks = blob.download_blob(max_concurrency=1).chunks()
+        record(
+            "on_client_drop",
+            {
+                "type": f"{type(blob).__module__}.{type(blob).__qualname__}",
+                "url": blob.url,
+                "container": blob.container_name,
+                "blob": blob.blob_name,
+                "content": b"".join(chunks).decode(),
+                "client": id(blob),
+            },
+        )
 
     @app.blob_trigger(arg_name="blob", path="broken/{name}", connection="DropStorage")
     def always_fails(blob: func.InputStream) -> None:

@@ -87,6 +87,8 @@ class ChildRun:
     status: str
     error: str = ""
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    created: str = field(default_factory=_now)
+    modified: str = field(default_factory=_now)
 
 
 @dataclass
@@ -159,6 +161,8 @@ class AzureMLStandIn(App):
         self.components: dict[tuple[str, str], dict[str, Any]] = {}
         self.environments: dict[tuple[str, str], dict[str, Any]] = {}
         self.plans: deque[Plan] = deque()
+        # How a submission ends when no plan is queued: from the job's properties (its nodes).
+        self.planner: Callable[[dict[str, Any]], Plan] | None = None
         self.output_writer: OutputWriter | None = None
         self.auth_failures: list[str] = []
         self.blob_requests: list[str] = []
@@ -548,7 +552,10 @@ class AzureMLStandIn(App):
     def _job_put(self, request: Request) -> Response:
         name = request.params["name"]
         props = dict(request.json()["properties"])
-        plan = self.plans.popleft() if self.plans else Plan()
+        if self.plans:
+            plan = self.plans.popleft()
+        else:
+            plan = self.planner(props) if self.planner is not None else Plan()
         job = JobState(name, props, plan, [], dict(request.headers))
         running = plan.running_polls
         if running is None:
@@ -638,9 +645,10 @@ class AzureMLStandIn(App):
             "displayName": child.node,
             "name": "azureml_anonymous",
             "runType": "azureml.StepRun",
-            "createdUtc": job.created,
-            "startTimeUtc": job.created,
-            "endTimeUtc": _now() if ended else None,
+            "createdUtc": child.created,
+            "startTimeUtc": child.created,
+            "endTimeUtc": child.modified if ended else None,
+            "lastModifiedUtc": child.modified,
             "dataContainerId": f"dcid.{child.run_id}",
             "hidden": False,
             "error": {"error": {"code": "UserError", "message": child.error}}

@@ -83,7 +83,7 @@ def test_azure_services_share_one_lazy_workspace_client() -> None:
     assert jobs._client is registry._client  # one MLClient (and one token cache) per process
 
 
-def test_azure_data_assets_share_the_workspace_client() -> None:
+def test_azure_data_assets_and_job_steps_share_the_workspace_client() -> None:
     from adapters.data_assets import AzureMLDataAssets
     from composition import build_services
 
@@ -100,4 +100,21 @@ def test_azure_data_assets_share_the_workspace_client() -> None:
     )
     services = build_services(settings)
     assert isinstance(services.data_assets, AzureMLDataAssets)
-    assert services.data_assets._client is services.pipeline_jobs._client  # type: ignore[union-attr]
+    client = services.pipeline_jobs._client  # type: ignore[union-attr]
+    assert services.data_assets._client is client
+    assert services.job_steps._client is client  # type: ignore[union-attr]
+
+
+def test_the_model_name_prefix_defaults_to_the_pipelines_names_and_is_validated() -> None:
+    assert load_settings(
+        {"AzureWebJobsStorage": CONN, "MLOPS_DATALAKE": CONN}
+    ).model_name_prefix == ("forecast-")
+    custom = {
+        "AzureWebJobsStorage": CONN,
+        "MLOPS_DATALAKE": CONN,
+        "MLOPS_MODEL_NAME_PREFIX": "dmd_",
+    }
+    assert load_settings(custom).model_name_prefix == "dmd_"
+    for bad in ("team/", "-lead", "x" * 65, "a b"):
+        with pytest.raises(SettingsError, match="MLOPS_MODEL_NAME_PREFIX"):
+            load_settings({**custom, "MLOPS_MODEL_NAME_PREFIX": bad})

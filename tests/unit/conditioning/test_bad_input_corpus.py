@@ -11,9 +11,9 @@ import random
 
 import pytest
 
-from adapters.datalake import InMemoryDataLake
+from adapters.datalake import InMemoryDataLake, LakeBlob
 from adapters.datasets import blob_dataset_ports
-from conditioning.service import BlobDrop, condition_blob
+from conditioning.service import condition_blob
 from tests.unit.conditioning.conftest import CliRun, RunCli
 
 SHIP_HEADER = (
@@ -394,11 +394,11 @@ def test_unsafe_or_unknown_blob_names_are_quarantined_whole(
     lake = InMemoryDataLake()
     lake.ensure_container("raw")
     data = csv_bytes(SHIP_HEADER, ship())
-    info = lake.write("raw", name, data)
+    lake.write("raw", name, data)
     registry, signals = blob_dataset_ports(lake, "conditioned")
     outcome = condition_blob(
+        LakeBlob(lake, "raw", name),
         lake,
-        BlobDrop("raw", name, info.etag),
         conditioned_container="conditioned",
         quarantine_container="quarantine",
         registry=registry,

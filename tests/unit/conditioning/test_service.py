@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-import logging
 from pathlib import Path
 
-import azure.functions as func
-import pytest
-
-from adapters.datalake import InMemoryDataLake
+from adapters.datalake import InMemoryDataLake, LakeBlob
 from adapters.datasets import blob_dataset_ports
-from adapters.settings import load_settings
-from composition import Services, use_services
-from conditioning.service import BlobDrop, ConditioningOutcome, condition_blob
+from conditioning.service import ConditioningOutcome, condition_blob
 
 HEADER = "week_start,store_id,product_id,quantity,quantity_unit,returned_quantity,is_holiday_week\n"
 GOOD = (
@@ -26,11 +19,11 @@ AS_OF = dt.date(2025, 6, 30)
 
 def drop_and_condition(lake: InMemoryDataLake, name: str, data: bytes) -> ConditioningOutcome:
     lake.ensure_container("raw")
-    info = lake.write("raw", name, data)
+    lake.write("raw", name, data)
     registry, signals = blob_dataset_ports(lake, "conditioned")
     return condition_blob(
+        LakeBlob(lake, "raw", name),
         lake,
-        BlobDrop("raw", name, info.etag),
         conditioned_container="conditioned",
         quarantine_container="quarantine",
         registry=registry,
@@ -76,12 +69,8 @@ def test_redelivery_of_the_same_blob_is_a_no_op() -> None:
     before = {i.name: i.etag for i in lake.list("conditioned")}
     registry, signals = blob_dataset_ports(lake, "conditioned")
     again = condition_blob(
+        LakeBlob(lake, "raw", "shipments/2024-01-08/drop.csv"),
         lake,
-        BlobDrop(
-            "raw",
-            "shipments/2024-01-08/drop.csv",
-            lake.info("raw", "shipments/2024-01-08/drop.csv").etag,
-        ),
         conditioned_container="conditioned",
         quarantine_container="quarantine",
         registry=registry,
@@ -134,72 +123,21 @@ def test_an_empty_blob_is_ignored() -> None:
     assert list(lake.list("conditioned")) == []
 
 
-@pytest.fixture
-def services() -> object:
-    settings = load_settings(
-        {
-            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-            "MLOPS_DATALAKE": "UseDevelopmentStorage=true",
-        }
-    )
-    lake = InMemoryDataLake()
-    svc = Services(settings=settings, data_lake=lake)
-    use_services(svc)
-    yield svc
-    use_services(None)
-
-
-def test_the_blob_trigger_conditions_and_logs_one_line(
-    services: Services, caplog: pytest.LogCaptureFixture
-) -> None:
-    from triggers.conditioning import on_raw_blob_created as registered
-
-    # The user function behind the decorators; the durable client is not used while
-    # training on arrival is off (the default).
-    user_function = registered._function._func.client_function
-
-    def on_raw_blob_created(blob: func.InputStream) -> None:
-        asyncio.run(user_function(blob, client=None))
-
-    lake = services.data_lake
-    lake.ensure_container("raw")
-    info = lake.write("raw", "shipments/2024-01-08/drop.csv", GOOD)
-    blob = func.blob.InputStream(
-        data=GOOD,
-        name="raw/shipments/2024-01-08/drop.csv",
-        length=len(GOOD),
-        blob_properties={"ETag": info.etag},
-    )
-    with caplog.at_level(logging.INFO, logger="mlops.conditioning"):
-        on_raw_blob_created(blob)
-    (record,) = [r for r in caplog.records if r.name == "mlops.conditioning"]
-    fields = json.loads(record.getMessage().split(" ", 1)[1])
-    assert (fields["status"], fields["source"], fields["rows_out"]) == (
-        "conditioned",
-        "shipments",
-        1,
-    )
-    assert any(i.name.endswith("manifest.json") for i in lake.list("conditioned"))
-    with caplog.at_level(logging.INFO, logger="mlops.conditioning"):
-        on_raw_blob_created(blob)
-    assert json.loads(caplog.records[-1].getMessage().split(" ", 1)[1])["status"] == "unchanged"
-
-
 def test_an_excel_drop_is_read_by_its_extension(tmp_path: Path) -> None:
     from adapters.datalake import InMemoryDataLake
     from adapters.datasets import blob_dataset_ports
-    from conditioning.service import BlobDrop, condition_blob
+    from conditioning.service import condition_blob
     from conditioning.synthetic import SyntheticSpec, write_demographics_xlsx
 
     workbook = tmp_path / "demographics.xlsx"
     rows = write_demographics_xlsx(workbook, SyntheticSpec(regions=1))
     lake = InMemoryDataLake()
     lake.ensure_container("raw")
-    info = lake.write("raw", "demographics/2025-07-07/stores.xlsx", workbook.read_bytes())
+    lake.write("raw", "demographics/2025-07-07/stores.xlsx", workbook.read_bytes())
     registry, signals = blob_dataset_ports(lake, "conditioned")
     outcome = condition_blob(
+        LakeBlob(lake, "raw", "demographics/2025-07-07/stores.xlsx"),
         lake,
-        BlobDrop("raw", "demographics/2025-07-07/stores.xlsx", info.etag),
         conditioned_container="conditioned",
         quarantine_container="quarantine",
         registry=registry,

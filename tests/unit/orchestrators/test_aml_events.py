@@ -53,21 +53,63 @@ def test_model_registered_with_mixed_case_and_string_version() -> None:
         "resource_group": "rg-mlops-dev",
         "workspace": "mlw-forecast-dev",
     }
-    assert plan_reaction(event) == StartModelTest(
+    expected = StartModelTest(
         "demand-r01-large-fast", "7", {"segment": "r01-large-fast", "gate": "champion"}
+    )
+    assert plan_reaction(event, model_prefix="demand-") == expected
+    assert expected.instance_id == "model_test-demand-r01-large-fast-7"
+    # Under the default prefix the same model is someone else's.
+    assert isinstance(plan_reaction(event), Ignore)
+
+
+def _registered(subject: str, data: dict[str, Any] | None = None) -> Any:
+    return parse_event(
+        {
+            "id": "1",
+            "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
+            "subject": subject,
+            "data": data or {},
+        }
     )
 
 
 def test_model_registered_falls_back_to_the_subject() -> None:
-    event = parse_event(
-        {
-            "id": "1",
-            "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
-            "subject": "models/name:with:colons:12",
-            "data": {},
-        }
-    )
-    assert plan_reaction(event) == StartModelTest("name:with:colons", "12", {})
+    reaction = plan_reaction(_registered("models/forecast-r01-large-fast:12"))
+    assert reaction == StartModelTest("forecast-r01-large-fast", "12", {})
+
+
+@pytest.mark.parametrize(
+    ("data", "subject", "why"),
+    [
+        ({"modelName": "forecast-team/other", "modelVersion": 1}, "", "not an Azure ML model"),
+        ({"modelName": "forecast-a\\b", "modelVersion": 1}, "", "not an Azure ML model"),
+        ({"modelName": "forecast-../../etc", "modelVersion": 1}, "", "not an Azure ML model"),
+        ({"modelName": "forecast-x#y", "modelVersion": 1}, "", "not an Azure ML model"),
+        ({"modelName": "forecast-line\nbreak", "modelVersion": 1}, "", "not an Azure ML model"),
+        ({"modelName": "forecast-" + "x" * 247, "modelVersion": 1}, "", "not an Azure ML model"),
+        ({"modelName": "forecast-" + "x" * 240, "modelVersion": 1}, "", "at most 256"),
+        ({"modelName": "other-team-model", "modelVersion": 3}, "", "not one of this app's"),
+        ({"modelName": "sklearn_regression_model", "modelVersion": 3}, "", "not one of this app"),
+        ({"modelName": "forecast-r01-large-fast", "modelVersion": "1/2"}, "", "unusable version"),
+        ({"modelName": "forecast-r01-large-fast", "modelVersion": "?"}, "", "unusable version"),
+        ({"modelName": "forecast-r01-large-fast"}, "", "names no model"),
+        ({}, "models/name:with:colons:12", "not an Azure ML model"),
+        ({}, "models/", "names no model"),
+        ({}, "", "names no model"),
+    ],
+)
+def test_model_registrations_the_app_must_not_act_on_are_ignored_with_a_reason(
+    data: dict[str, Any], subject: str, why: str
+) -> None:
+    reaction = plan_reaction(_registered(subject, data))
+    assert isinstance(reaction, Ignore)
+    assert why in reaction.reason
+
+
+def test_the_model_prefix_decides_whose_models_are_tested() -> None:
+    event = _registered("models/churn-model:2")
+    assert isinstance(plan_reaction(event), Ignore)
+    assert plan_reaction(event, model_prefix="churn-") == StartModelTest("churn-model", "2", {})
 
 
 def test_failed_run_as_a_cloudevent_becomes_an_alert() -> None:
@@ -143,7 +185,8 @@ def test_unusable_events_are_bad_input(raw: dict[str, Any]) -> None:
 
 
 EXPECTED_BY_TYPE = {
-    "Microsoft.MachineLearningServices.ModelRegistered": StartModelTest,
+    # The real samples register other people's models (sklearn_regression_model, ...).
+    "Microsoft.MachineLearningServices.ModelRegistered": Ignore,
     "Microsoft.MachineLearningServices.DatasetDriftDetected": StartRetrain,
     "Microsoft.MachineLearningServices.RunCompleted": RecordTelemetry,
     "Microsoft.MachineLearningServices.ModelDeployed": Ignore,
@@ -175,7 +218,11 @@ def test_real_model_registered_payloads_give_name_and_version(shared_data: Path)
     seen = set()
     for path in (shared_data / "events").rglob("*ModelRegistered*.json"):
         for raw in load(path):
-            reaction = plan_reaction(parse_event(raw))
+            event = parse_event(raw)
+            ignored = plan_reaction(event)
+            assert isinstance(ignored, Ignore) and "not one of this app's" in ignored.reason
+            prefix = event.data.text("modelName")[:3] or event.subject[7:10]
+            reaction = plan_reaction(event, model_prefix=prefix)
             assert isinstance(reaction, StartModelTest)
             assert reaction.model_name and reaction.model_version.isdigit()
             seen.add((reaction.model_name, reaction.model_version))
@@ -193,6 +240,51 @@ def test_real_run_status_captures(shared_data: Path) -> None:
         / "events/docs-eventgrid-schema/Microsoft.MachineLearningServices.RunStatusChanged.json"
     )[0]
     assert isinstance(plan_reaction(parse_event(docs)), SendAlert)  # runStatus "failed"
+
+
+def _run_status(data: dict[str, Any]) -> Any:
+    return parse_event(
+        {"id": "r", "eventType": "Microsoft.MachineLearningServices.RunStatusChanged", "data": data}
+    )
+
+
+@pytest.mark.parametrize("run_id", ["", "../../etc/passwd", "a/b", "run id", "x" * 256])
+def test_a_failed_run_with_an_unusable_id_is_ignored(run_id: str) -> None:
+    reaction = plan_reaction(_run_status({"runStatus": "Failed", "runId": run_id}))
+    assert isinstance(reaction, Ignore) and "unusable run id" in reaction.reason
+
+
+def test_a_failed_run_keeps_its_alert_but_drops_a_bad_segment_tag() -> None:
+    good = plan_reaction(
+        _run_status(
+            {"runStatus": "Failed", "runId": "train_1", "runTags": {"segment": "r01/large/fast"}}
+        )
+    )
+    bad = plan_reaction(
+        _run_status({"runStatus": "Failed", "runId": "train_2", "runTags": {"segment": "../x"}})
+    )
+    assert isinstance(good, SendAlert) and good.segment == "r01-large-fast"
+    assert isinstance(bad, SendAlert) and bad.segment == ""
+
+
+@pytest.mark.parametrize("segment", ["r01-medium-fast", "../r01", "r01/large/fast/extra", "x" * 80])
+def test_a_monitor_breach_naming_a_bad_segment_retrains_nothing(segment: str) -> None:
+    tags = {"segment": segment, "azureml_modelmonitor_threshold_breached": "true"}
+    reaction = plan_reaction(_run_status({"runStatus": "Failed", "runId": "m", "runTags": tags}))
+    assert isinstance(reaction, Ignore) and "REGION-FORMAT-VELOCITY" in reaction.reason
+
+
+def test_free_text_from_an_event_loses_its_control_characters() -> None:
+    reaction = plan_reaction(
+        _run_status({"runStatus": "Failed", "runId": "r1", "experimentName": "exp\nFAKE LOG LINE"})
+    )
+    assert isinstance(reaction, SendAlert) and "\n" not in reaction.experiment
+
+
+@pytest.mark.parametrize("event_id", ["a/b", "a?b", "line\nbreak", "x" * 129, 42])
+def test_events_with_an_unusable_id_are_bad_input(event_id: Any) -> None:
+    with pytest.raises(BadInputError, match="event id"):
+        parse_event({"id": event_id, "eventType": "x", "data": {}})
 
 
 def test_a_failed_step_run_is_left_to_its_pipeline_run() -> None:

@@ -7,12 +7,12 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-from adapters.datalake import InMemoryDataLake
+from adapters.datalake import InMemoryDataLake, LakeBlob
 from adapters.datasets import blob_dataset_ports
 from adapters.locator import LocalDatasetLocator
 from adapters.settings import load_settings
 from composition import Services
-from conditioning.service import BlobDrop, condition_blob
+from conditioning.service import condition_blob
 from local.aml import assets
 from local.data_assets import LocalDataAssets
 from orchestrators.activities import _data_inputs
@@ -46,11 +46,11 @@ def drop(services: Services, week: str) -> str:
     lake = services.data_lake
     lake.ensure_container("raw")
     name = f"shipments/{week}/drop.csv"
-    info = lake.write("raw", name, (HEADER + f"{week},S0001,P000001,5,units,0,false\n").encode())
+    lake.write("raw", name, (HEADER + f"{week},S0001,P000001,5,units,0,false\n").encode())
     assert services.datasets is not None and services.signals is not None
     outcome = condition_blob(
+        LakeBlob(lake, "raw", name),
         lake,
-        BlobDrop("raw", name, info.etag),
         conditioned_container="conditioned",
         quarantine_container="quarantine",
         registry=services.datasets,

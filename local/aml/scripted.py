@@ -1,11 +1,14 @@
-"""A scripted stand-in for the Azure ML control plane, for reliability tests.
+"""A scripted stand-in for the Azure ML control plane, for reliability tests and benchmarks.
 
-``ScriptedPipelineJobs`` implements the ``PipelineJobs`` port (it runs through the same
-contract suite's expectations: names, Azure ML status strings, metrics) but its jobs follow a
-script instead of running code: they finish after ``duration`` seconds, fail for the segments
-the test names, and can refuse submissions transiently. Like the real services it publishes
-Azure ML–shaped Event Grid events (RunStatusChanged, RunCompleted, ModelRegistered) to a
-webhook, and a finished train job registers a model version in the real MLflow registry.
+``ScriptedPipelineJobs`` implements the ``PipelineJobs`` port and passes the jobs contract
+suite where a script can (``tests/integration/test_jobs_contract.py``: Azure ML status
+strings, cancellation, unknown jobs and inputs), but its jobs follow a script instead of
+running code: they finish after ``duration`` seconds, fail for the segments the caller names,
+and can refuse submissions transiently. Like the real services it publishes Azure ML–shaped
+Event Grid events (RunStatusChanged, RunCompleted, ModelRegistered) to a publisher, and a
+finished train job registers a model version through ``register`` (the real MLflow registry
+in the tests and the loop benchmark). It lives here, not under tests/, because
+``make bench-loop`` drives the real runtime with it and benchmarks do not import tests.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class ScriptedJob:
     fails: bool
     status: str = "NotStarted"
     canceled: bool = False
+    error: str = ""
     events_sent: set[str] = field(default_factory=set)
 
 
@@ -60,6 +64,8 @@ class Script:
 
 
 class ScriptedPipelineJobs:
+    """``PipelineJobs`` whose jobs follow ``script``; each job runs on its own daemon thread."""
+
     def __init__(
         self,
         publisher: EventPublisher,
@@ -117,9 +123,8 @@ class ScriptedPipelineJobs:
 
     def status(self, name: str) -> JobInfo:
         job = self._job(name)
-        error = "Traceback (most recent call last):\nValueError: scripted failure" if (
-            job.status == "Failed"
-        ) else ""  # fmt: skip
+        scripted = "Traceback (most recent call last):\nValueError: scripted failure"
+        error = (job.error or scripted) if job.status == "Failed" else ""
         return JobInfo(name=name, status=job.status, experiment_name=job.experiment,
                        tags=job.tags, error=error,
                        failed_step="train" if job.status == "Failed" else "")  # fmt: skip
@@ -178,6 +183,14 @@ class ScriptedPipelineJobs:
             self._publisher.publish(events)
 
     def _run(self, job: ScriptedJob) -> None:
+        try:
+            self._play(job)
+        except Exception as exc:  # noqa: BLE001 - a job whose script broke fails, as in Azure ML
+            job.error = f"{type(exc).__name__}: {exc}"
+            job.status = "Failed"
+            self._publish_status(job, "Failed")
+
+    def _play(self, job: ScriptedJob) -> None:
         job.status = "Queued"
         time.sleep(self.script.duration / 3)
         job.status = "Running"
