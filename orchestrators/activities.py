@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 PIPELINES = {"train": "pipelines/train.yml", "score": "pipelines/score.yml",
-             "model_test": "pipelines/model_test.yml"}  # fmt: skip
+             "model_test": "pipelines/model_test.yml",
+             "train_many": "pipelines/train_many.yml"}  # fmt: skip
 # Pipelines that take the segment as inputs (model_test finds it from the model version).
-SEGMENTED_PIPELINES = ("train", "score")
+SEGMENTED_PIPELINES = ("train", "score", "train_many")
 CLAIMS_PREFIX = "_automation/retrain-claims"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -212,6 +213,8 @@ def read_training_result(request: dict[str, Any]) -> dict[str, Any]:
         "candidate": seg.get("ensemble"),
         "baseline": seg.get("baseline"),
         "models": {k: seg.get(k) for k in ("lasso", "nn") if seg.get(k)},
+        # Many models: how many partitions passed their own gate, and the worst failures.
+        "partitions": seg.get("partitions"),
     }
 
 

@@ -6,7 +6,9 @@ everything they decide comes from pure policies (``policies.py``, ``polling.py``
 that shape a run (polling bounds, timeouts) arrive in the input, put there by the starter.
 
 Shapes (all JSON objects):
-- ``run_train``  input ``{"segments": [...], "week": "YYYY-MM-DD", "score": bool, "options"}``
+- ``run_train``  input ``{"segments": [...], "week": "YYYY-MM-DD", "score": bool, "options",
+  "many_models": bool, "partition_by": "store_id,product_id"}`` (many models: one forecaster
+  per partition, pipelines/train_many.yml, gated per partition and summarised per segment)
   output ``{"status": "succeeded"|"partial", "counts", "segments": {id: result}, "promoted": [...],
   "failed": {id: error}, "score"}``; fails (runtimeStatus Failed) when the inputs are unusable or
   every segment failed. Custom status: counts and the latest outcomes, never per-segment maps.
@@ -235,17 +237,21 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
     req: dict[str, Any] = context.get_input()
     segment = req["segment"]
     options = req.get("options") or {}
-    result: dict[str, Any] = {"segment": segment, "status": "failed"}
+    pipeline = "train_many" if req.get("many_models") else "train"
+    inputs = dict(req["inputs"])
+    if pipeline == "train_many" and req.get("partition_by"):
+        inputs["partition_by"] = req["partition_by"]
+    result: dict[str, Any] = {"segment": segment, "status": "failed", "pipeline": pipeline}
     context.set_custom_status({"segment": segment, "stage": "submitting"})
     try:
         submitted = yield from call_with_transient_retry(
             context,
             "submit_pipeline_job",
             {
-                "pipeline": "train",
+                "pipeline": pipeline,
                 "trace": options.get("trace"),
                 "segment": segment,
-                "inputs": req["inputs"],
+                "inputs": inputs,
                 "tags": {
                     "segment": segment,
                     "week": req.get("week", ""),
@@ -259,7 +265,7 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
     job_name = submitted["job_name"]
     result["job_name"] = job_name
     context.set_custom_status({"segment": segment, "stage": "running", "job_name": job_name})
-    outcome = yield from monitor(context, job_name, options, "train", segment)
+    outcome = yield from monitor(context, job_name, options, pipeline, segment)
     result["job_status"] = outcome["status"]
     if outcome["status"].lower() != "completed":
         result["error"] = outcome.get("error") or f"job ended {outcome['status']}"
@@ -301,6 +307,10 @@ def run_segment_training(context: df.DurableOrchestrationContext) -> Flow:
         decision=verdict.decision,
         reasons=verdict.reasons,
     )
+    if trained.get("partitions"):
+        # Many models: each partition passed or failed its own gate in the pipeline; the
+        # segment's decision above is the same gate on metrics pooled over its partitions.
+        result["partitions"] = trained["partitions"]
     return result
 
 
@@ -313,8 +323,9 @@ def _crashed(segment: str, error: BaseException) -> dict[str, Any]:
 def run_train_batch(context: df.DurableOrchestrationContext) -> Flow:
     """Train a batch of segments, one ``run_segment_training`` each; return their results.
 
-    Input ``{"segments": [...], "week", "inputs", "options", "parent"}`` where ``parent`` is
-    the train run (job tags and the segments' instance ids name it, not the batch). Output
+    Input ``{"segments": [...], "week", "inputs", "options", "parent", "many_models",
+    "partition_by"}`` where ``parent`` is the train run (job tags and the segments' instance
+    ids name it, not the batch). Output
     ``{segment: result}``. Never raises for a segment: a crashed one is a failed result.
     """
     req: dict[str, Any] = context.get_input()
@@ -329,6 +340,8 @@ def run_train_batch(context: df.DurableOrchestrationContext) -> Flow:
                 "inputs": req["inputs"],
                 "options": req.get("options") or {},
                 "parent": parent,
+                "many_models": bool(req.get("many_models")),
+                "partition_by": req.get("partition_by"),
             },
             f"{parent}:{segment}",
         )
@@ -384,6 +397,8 @@ def run_train(context: df.DurableOrchestrationContext) -> Flow:
                 "inputs": checked["inputs"],
                 "options": options,
                 "parent": context.instance_id,
+                "many_models": bool(req.get("many_models")),
+                "partition_by": req.get("partition_by"),
             },
             f"{context.instance_id}:batch-{index:03d}",
         )

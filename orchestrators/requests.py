@@ -6,6 +6,7 @@ themselves then only ever see well-formed input.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,16 @@ ORCHESTRATORS = {
 }
 
 ALLOWED_KEYS = {
-    "train": {"segments", "regions", "week", "score", "scoring_date", "idempotencyKey"},
+    "train": {
+        "segments",
+        "regions",
+        "week",
+        "score",
+        "scoring_date",
+        "many_models",
+        "partition_by",
+        "idempotencyKey",
+    },
     "score": {"segments", "regions", "scoring_date", "idempotencyKey"},
     "retrain": {"segments", "regions", "reason", "week", "idempotencyKey"},
     "model_test": {"model_name", "model_version", "idempotencyKey"},
@@ -33,6 +43,32 @@ def _iso_date(value: Any, field: str) -> str:
         return date.fromisoformat(str(value)).isoformat()
     except ValueError:
         raise BadInputError(f"'{field}' must be an ISO date (YYYY-MM-DD), got {value!r}") from None
+
+
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _many_models(body: dict[str, Any]) -> dict[str, Any]:
+    """``many_models`` (one model per partition, trained by pipelines/train_many.yml) and its
+    ``partition_by`` key columns (a list or comma-separated text; default store x product)."""
+    many = body.get("many_models", False)
+    if not isinstance(many, bool):
+        raise BadInputError("'many_models' must be true or false")
+    if "partition_by" in body and not many:
+        raise BadInputError("'partition_by' applies only with 'many_models': true")
+    if not many:
+        return {}
+    raw = body.get("partition_by", ["store_id", "product_id"])
+    keys = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(keys, list) or not keys:
+        raise BadInputError("'partition_by' must be a non-empty list of column names")
+    columns = [str(k).strip() for k in keys]
+    bad = [c for c in columns if not _COLUMN.match(c)]
+    if bad:
+        raise BadInputError(f"'partition_by' has invalid column name(s): {', '.join(bad)}")
+    if len(set(columns)) != len(columns):
+        raise BadInputError("'partition_by' names a column twice")
+    return {"many_models": True, "partition_by": ",".join(columns)}
 
 
 def _segments(body: dict[str, Any]) -> list[str]:
@@ -69,6 +105,7 @@ def build_input(
         if not isinstance(score, bool):
             raise BadInputError("'score' must be true or false")
         result["score"] = score
+        result.update(_many_models(body))
         return result
     if name == "score":
         if "scoring_date" not in body:

@@ -1,6 +1,7 @@
 """Command line of the local Azure ML executor.
 
     python -m local.aml run PIPELINE.yml [--set inputs.NAME=VALUE ...] [--workdir DIR]
+                                         [--datastore NAME=DIR ...] [--datastore-root DIR]
     python -m local.aml status JOB_NAME [--workdir DIR]
     python -m local.aml cancel JOB_NAME [--workdir DIR]
 
@@ -33,8 +34,21 @@ def _parse_sets(values: list[str]) -> dict[str, str]:
     return inputs
 
 
+def _parse_datastores(values: list[str]) -> dict[str, str]:
+    stores: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise BadInputError(f"--datastore expects NAME=LOCAL_DIR, got {item!r}")
+        stores[key] = value
+    return stores
+
+
 def _printer(record: JobRecord, step: str | None) -> None:
     if step is None:
+        if record.status == JobStatus.QUEUED.value:
+            for line in record.warnings:
+                print(f"[{record.name}] warning: {line}", flush=True)
         print(f"[{record.name}] job {record.status}", flush=True)
         return
     info = record.steps[step]
@@ -58,6 +72,8 @@ def _executor(args: argparse.Namespace, stream: bool) -> LocalExecutor:
         max_parallel=args.max_parallel,
         step_timeout=args.step_timeout,
         on_status=_printer if stream else None,
+        datastore_root=args.datastore_root,
+        datastores=_parse_datastores(args.datastore),
     )
 
 
@@ -95,6 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--max-parallel", type=int, default=2, help="steps run at once (default 2)")
         p.add_argument(
             "--step-timeout", type=float, default=3600.0, help="seconds per step without limits"
+        )
+        p.add_argument(
+            "--datastore-root",
+            default=None,
+            help="where azureml://datastores/NAME/... live locally (default WORKDIR/datastores)",
+        )
+        p.add_argument(
+            "--datastore",
+            action="append",
+            default=[],
+            metavar="NAME=DIR",
+            help="serve datastore NAME from a local folder (repeatable)",
         )
 
     run = sub.add_parser("run", help="run a pipeline YAML and stream step status")

@@ -8,9 +8,9 @@ the local executor does the same through a small index under its state folder::
 
 ``register`` adds a version (idempotent; a version is immutable, as in Azure ML: the same
 name and version over another path raises ``ConflictError``); ``resolve`` finds one by
-version or ``latest`` (the most recently created, as Azure ML defines it);
-``resolve_inputs`` replaces the data asset references among a job's input values by their
-local paths, failing with one clear line for an asset that is not registered here.
+version or ``latest`` (the most recently created, as Azure ML defines it); ``resolver`` is
+the executor's ``AssetResolver`` over the index (``local/aml/locations.py`` parses the
+references and refuses, with one line naming the input, an asset that is not registered).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +30,6 @@ from adapters.errors import BadInputError, ConflictError, NotFoundError
 ASSETS_DIR = Path("assets") / "data"
 LATEST = "latest"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-# azureml:<name>:<version> or azureml:<name>@latest (not datastore URIs, azureml://…)
-_REFERENCE = re.compile(r"^azureml:(?!//)(?P<name>[^:@/]+)(?::(?P<version>[^:@/]+)|@latest)$")
 
 
 @dataclass(frozen=True)
@@ -115,31 +113,14 @@ def resolve(root: str | Path, name: str, version: str = LATEST) -> LocalDataAsse
     return max(versions, key=lambda a: (a.created, a.version))
 
 
-def parse_reference(value: str) -> tuple[str, str] | None:
-    """``(name, version)`` of ``azureml:<name>:<version>`` / ``azureml:<name>@latest``."""
-    match = _REFERENCE.match(value.strip())
-    if match is None:
-        return None
-    return match.group("name"), match.group("version") or LATEST
+def resolver(root: str | Path) -> Callable[[str, str], Path | None]:
+    """The executor's ``AssetResolver`` over the index under ``root``: the folder (or file)
+    registered as ``name:version`` (``latest``: the newest), ``None`` when there is none."""
 
-
-def resolve_inputs(root: str | Path, inputs: Mapping[str, str]) -> dict[str, str]:
-    """``inputs`` with every data asset reference replaced by its registered local path.
-
-    Raises ``BadInputError`` naming the input for a reference nothing is registered under.
-    """
-    out: dict[str, str] = {}
-    for key, value in inputs.items():
-        reference = parse_reference(value)
-        if reference is None:
-            out[key] = value
-            continue
+    def find(name: str, version: str) -> Path | None:
         try:
-            out[key] = resolve(root, *reference).path
-        except NotFoundError as exc:
-            raise BadInputError(
-                f"input {key!r} refers to data asset {value}, which is not registered in the "
-                f"local runtime ({exc})",
-                code="unknown_asset",
-            ) from exc
-    return out
+            return Path(resolve(root, name, version).path)
+        except (NotFoundError, BadInputError):
+            return None
+
+    return find

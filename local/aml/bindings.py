@@ -10,12 +10,14 @@ input it mentions has no value, as Azure ML does.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from adapters.errors import BadInputError
-from local.aml.spec import PATH_TYPES, PipelineInput, StepSpec
+from local.aml.locations import Datastores, local_output_path
+from local.aml.spec import PATH_TYPES, InputDef, PipelineInput, StepSpec
 
 _EXPR = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
 _OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
@@ -121,8 +123,77 @@ def resolve_step_inputs(
             raise UnresolvedBindingError(
                 f"step {spec.name!r}: required input {name!r} has no value (no binding, no default)"
             )
+        check_value(spec.name, name, idef, value)
         values[name] = value
     return values
+
+
+def _is_boolean(value: Any) -> bool:
+    return isinstance(value, bool) or str(value).strip().lower() in ("true", "false")
+
+
+def check_value(step: str, name: str, idef: InputDef, value: Any) -> None:
+    """Raise ``BadInputError`` when ``value`` breaks input ``name``'s declared type, ``enum``,
+    ``min`` or ``max`` (paths and missing optional values are not checked here)."""
+    if value is None or idef.type in PATH_TYPES:
+        return
+    what = f"step {step!r}: input {name!r}"
+    number: float | None = None
+    if idef.type == "integer":
+        text = str(value).strip()
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise BadInputError(f"{what} is {value!r}, not an integer", code="bad_value")
+        try:
+            number = float(int(float(text))) if isinstance(value, float) else float(int(text))
+        except ValueError:
+            raise BadInputError(f"{what} is {value!r}, not an integer", code="bad_value") from None
+    elif idef.type == "number":
+        if isinstance(value, bool):
+            raise BadInputError(f"{what} is {value!r}, not a number", code="bad_value")
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise BadInputError(f"{what} is {value!r}, not a number", code="bad_value") from None
+    elif idef.type == "boolean" and not _is_boolean(value):
+        raise BadInputError(f"{what} is {value!r}, not true or false", code="bad_value")
+    if idef.enum and render_value(value) not in idef.enum:
+        raise BadInputError(
+            f"{what} is {render_value(value)!r}, not one of {', '.join(idef.enum)}",
+            code="bad_value",
+        )
+    if number is not None and idef.min is not None and number < idef.min:
+        raise BadInputError(f"{what} is {value}, below its min {idef.min:g}", code="bad_value")
+    if number is not None and idef.max is not None and number > idef.max:
+        raise BadInputError(f"{what} is {value}, above its max {idef.max:g}", code="bad_value")
+
+
+def check_constraints(steps: Mapping[str, StepSpec], inputs: Mapping[str, PipelineInput]) -> None:
+    """Check every input value known before the run (literals and pipeline inputs) against
+    its declared constraints; values produced by steps are checked when the step starts."""
+    for spec in steps.values():
+        unknown = sorted(set(spec.inputs) - set(spec.input_defs))
+        if unknown:
+            raise UnresolvedBindingError(
+                f"step {spec.name!r}: component declares no input named {', '.join(unknown)}"
+            )
+        for name, idef in spec.input_defs.items():
+            binding = spec.inputs.get(name)
+            if binding is None:
+                value = idef.default
+            elif isinstance(binding, str) and _EXPR.search(binding):
+                whole = _EXPR.fullmatch(binding.strip())
+                parts = whole.group(1).split(".") if whole else []
+                if len(parts) != 3 or parts[:2] != ["parent", "inputs"]:
+                    continue
+                pin = inputs.get(parts[2])
+                if pin is None or pin.is_path:
+                    continue
+                value = pin.value if pin.value is not None else idef.default
+            elif isinstance(binding, dict):
+                continue
+            else:
+                value = binding
+            check_value(spec.name, name, idef, value)
 
 
 def check_input_paths(spec: StepSpec, values: Mapping[str, Any], produced: set[Path]) -> None:
@@ -138,10 +209,95 @@ def check_input_paths(spec: StepSpec, values: Mapping[str, Any], produced: set[P
                 )
 
 
+# Characters that make a command a shell program (pipes, lists, redirections, expansions,
+# globs, comments) when they appear unquoted.
+_SHELL_CHARS = frozenset("|&;<>()$`*?[]{}~#!\n")
+
+
+def _quote(value: str, state: str) -> str:
+    """``value`` as literal text at a point of a shell command in quoting ``state``."""
+    if state == "'":
+        return value.replace("'", "'\\''")
+    if state == '"':
+        return "".join("\\" + c if c in '\\"$`' else c for c in value)
+    return shlex.quote(value) if value else "''"
+
+
+def _states(text: str) -> list[str]:
+    """The quoting state ('', "'" or '"') in force before each character of ``text``."""
+    states: list[str] = []
+    state = ""
+    escaped = False
+    for char in text:
+        states.append(state)
+        if escaped:
+            escaped = False
+        elif state == "'":
+            if char == "'":
+                state = ""
+        elif char == "\\":
+            escaped = True
+        elif state == '"':
+            if char == '"':
+                state = ""
+        elif char in "'\"":
+            state = char
+    return states
+
+
+def needs_shell(command: str) -> bool:
+    """True when ``command`` uses shell syntax (outside quotes) and must run under bash.
+
+    Substituted values are quoted by ``render_command``, so only what the author wrote can
+    make a command a shell program; a plain ``python step.py --x ...`` runs without one.
+    """
+    state = ""
+    escaped = False
+    for char in command:
+        if escaped:
+            escaped = False
+            continue
+        if state == "'":
+            if char == "'":
+                state = ""
+            continue
+        if char == "\\":
+            if state == '"':
+                # Inside "…" bash and shell-word splitting disagree on escapes: let bash read it.
+                return True
+            escaped = True
+        elif state == '"':
+            if char == '"':
+                state = ""
+            elif char in "$`":
+                return True
+        elif char in "'\"":
+            state = char
+        elif char in _SHELL_CHARS:
+            return True
+    return False
+
+
+def command_argv(command: str) -> list[str]:
+    """How to start ``command``: its words (shell-word rules) or ``bash -c`` when it needs one."""
+    if needs_shell(command):
+        return ["/bin/bash", "-c", command]
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return ["/bin/bash", "-c", command]
+    return words or ["/bin/true"]
+
+
 def render_command(
     command: str, inputs: Mapping[str, Any], outputs: Mapping[str, Path], step: str = "?"
 ) -> str:
-    """Fill ``${{inputs.X}}`` / ``${{outputs.O}}``; drop ``$[[...]]`` parts with missing inputs."""
+    """Fill ``${{inputs.X}}`` / ``${{outputs.O}}``; drop ``$[[...]]`` parts with missing inputs.
+
+    Every substituted value is quoted for the place it lands in (bare, inside '…' or inside
+    "…"), so a value with spaces, ``$``, ``&``, quotes or ``;`` is one literal word and can
+    never become shell syntax, whether the command then runs under bash or not.
+    """
 
     def value_of(expr: str) -> Any:
         kind, _, name = expr.partition(".")
@@ -166,31 +322,66 @@ def render_command(
         return body
 
     text = _OPTIONAL.sub(optional, command)
-
-    def fill(match: re.Match[str]) -> str:
+    states = _states(text)
+    parts: list[str] = []
+    last = 0
+    for match in _EXPR.finditer(text):
         value = value_of(match.group(1))
         if value is None:
             raise UnresolvedBindingError(
                 f"step {step!r}: ${{{{{match.group(1)}}}}} has no value outside $[[...]]"
             )
-        return render_value(value)
+        parts.append(text[last : match.start()])
+        parts.append(_quote(render_value(value), states[match.start()]))
+        last = match.end()
+    parts.append(text[last:])
+    return "".join(parts)
 
-    return _EXPR.sub(fill, text)
+
+def render_arguments(
+    arguments: str, inputs: Mapping[str, Any], outputs: Mapping[str, Path], step: str = "?"
+) -> list[str]:
+    """A parallel task's ``program_arguments`` as argv words (values never split or expanded)."""
+    rendered = render_command(arguments, inputs, outputs, step)
+    try:
+        return shlex.split(rendered)
+    except ValueError as exc:
+        raise BadInputError(f"step {step!r}: program_arguments: {exc}") from exc
 
 
-def output_paths(spec: StepSpec, step_dir: Path, base_dir: Path) -> dict[str, Path]:
+def output_paths(
+    spec: StepSpec,
+    step_dir: Path,
+    *,
+    datastores: Datastores,
+    job_name: str,
+    pipeline_locations: Mapping[str, str] | None = None,
+) -> dict[str, Path]:
     """Where each declared output of ``spec`` lives.
 
     Folder-like outputs are directories; a ``uri_file`` output is a file inside its own
-    directory (as on Azure ML, where the path names a file). A node output with an explicit
-    local ``path`` is honoured relative to the pipeline YAML.
+    directory (as on Azure ML, where the path names a file). An output with an explicit
+    datastore ``path`` — on the node, or on the pipeline output it is bound to — lives in the
+    local datastore folder (never in the source tree).
     """
+    locations = pipeline_locations or {}
     paths: dict[str, Path] = {}
     for name, kind in spec.output_types.items():
         binding = spec.outputs.get(name)
+        text = binding if isinstance(binding, str) else None
         explicit = binding.get("path") if isinstance(binding, dict) else None
-        if explicit and not _EXPR.search(str(explicit)):
-            paths[name] = (base_dir / str(explicit).removeprefix("file:")).resolve()
+        if isinstance(explicit, str) and _EXPR.fullmatch(explicit.strip()):
+            # "${{parent.outputs.P}}" in the long form is a binding, not a location.
+            text, explicit = explicit, None
+        whole = _EXPR.fullmatch(text.strip()) if text else None
+        parts = whole.group(1).split(".") if whole else []
+        if len(parts) == 3 and parts[:2] == ["parent", "outputs"] and parts[2] in locations:
+            explicit = locations[parts[2]]
+        if explicit:
+            paths[name] = local_output_path(
+                str(explicit), datastores, job_name=job_name, output_name=name,
+                what=f"step {spec.name!r} output {name!r}",
+            )  # fmt: skip
         elif kind == "uri_file":
             paths[name] = step_dir / "outputs" / name / name
         else:

@@ -26,32 +26,34 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from adapters.errors import BadInputError, MlopsError, NotFoundError
 from adapters.events import AzureMLEventType, EventPublisher, NullEventPublisher
+from local.aml import assets
 from local.aml import events as ev
-from local.aml.assets import resolve_inputs
 from local.aml.bindings import (
+    check_constraints,
     check_input_paths,
+    command_argv,
     output_paths,
     pipeline_output_sources,
     render_command,
     resolve_step_inputs,
     topological_order,
 )
+from local.aml.locations import AssetResolver, Datastores
+from local.aml.snapshot import collect_artifacts, take_snapshot
 from local.aml.spec import PipelineSpec, StepSpec, load_pipeline
 from local.aml.status import JobStatus
-from local.aml.store import JobRecord, JobStore, StepRecord, utc_now
+from local.aml.store import DEFAULT_ROOT, REPO_ROOT, JobRecord, JobStore, StepRecord, utc_now
 from local.aml.tracking import Tracking
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ROOT = REPO_ROOT / ".local" / "aml"
 LOG_TAIL_LINES = 20
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -101,13 +103,45 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
         proc.wait(timeout=5)
 
 
+class StepProcess(Protocol):
+    """What the run loop needs of a running step: a command's process group, or a parallel
+    step's driver (``local.aml.parallel.ParallelRun``)."""
+
+    def poll(self) -> int | None: ...
+
+    def stop(self) -> None: ...
+
+
+class _CommandProcess:
+    """A command step: one process group, stopped as a whole."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self) -> None:
+        _kill_group(self.proc)
+
+
 @dataclass
 class _Running:
     spec: StepSpec
-    proc: subprocess.Popen[bytes]
+    proc: StepProcess
     log_handle: IO[bytes]
     started: float
     timeout: float | None
+    snapshot: Path
+    artifacts: Path
+    progress_saved: float = 0.0
+
+    def close(self) -> None:
+        """Stop the step if it still runs, close its log, keep what it wrote in ./outputs."""
+        self.proc.stop()
+        self.log_handle.close()
+        with contextlib.suppress(OSError):
+            collect_artifacts(self.snapshot, self.artifacts)
 
 
 class LocalExecutor:
@@ -116,6 +150,10 @@ class LocalExecutor:
     ``max_parallel`` bounds concurrently running steps; ``step_timeout`` (seconds) applies to
     steps whose node sets no ``limits.timeout``. ``tracking_uri`` (an MLflow URI, usually the
     sqlite store) enables MLflow runs per job/step and ModelRegistered events.
+    ``azureml://datastores/NAME/paths/P`` locations live under ``datastore_root/NAME/P``
+    (default ``root/datastores``) unless ``datastores`` maps ``NAME`` to another folder;
+    ``asset_resolver`` is the local data-asset index ``azureml:`` inputs may resolve through
+    (default: the one under ``root``, ``local/aml/assets.py``).
     """
 
     def __init__(
@@ -129,8 +167,18 @@ class LocalExecutor:
         poll_interval: float = 0.1,
         on_status: StatusCallback | None = None,
         topic: str = ev.LOCAL_TOPIC,
+        datastore_root: str | Path | None = None,
+        datastores: Mapping[str, str | Path] | None = None,
+        asset_resolver: AssetResolver | None = None,
     ) -> None:
         self.store = JobStore(root)
+        self.datastores = Datastores(
+            Path(datastore_root).resolve() if datastore_root else self.store.root / "datastores",
+            {k: Path(v).resolve() for k, v in (datastores or {}).items()},
+        )
+        # Without another index, azureml:<name>:<version> inputs resolve through the data
+        # assets registered under this root (local/aml/assets.py), as the local runtime's are.
+        self.asset_resolver = asset_resolver or assets.resolver(self.store.root)
         self.publisher: EventPublisher = publisher or NullEventPublisher()
         self.tracking_uri = tracking_uri
         self.max_parallel = max(1, max_parallel)
@@ -140,6 +188,9 @@ class LocalExecutor:
         self.topic = topic
         self._tracking: Tracking | None = None
         self._stop_signal = False
+        # Seconds spent per phase (load, snapshot, record writes, events, tracking), summed
+        # over every job this executor ran: where the time goes (benchmarks/executor.py).
+        self.phase_seconds: dict[str, float] = {}
 
     # -- public API -------------------------------------------------------------------------
 
@@ -153,8 +204,14 @@ class LocalExecutor:
         tags: Mapping[str, str] | None = None,
         name: str | None = None,
     ) -> JobRecord:
-        """Record a new job for ``pipeline_path`` (not validated yet: ``run`` reports problems)."""
+        """Validate ``pipeline_path`` with ``inputs`` and record a new ``NotStarted`` job.
+
+        Raises ``BadInputError`` (one line) at once for what cannot run: invalid YAML, an
+        unsupported node, an input it cannot serve locally (web URLs, workspace assets,
+        missing paths), a value of the wrong type or outside its declared constraints.
+        """
         path = Path(pipeline_path).resolve()
+        self.load(path, {k: str(v) for k, v in (inputs or {}).items()})
         shown = display_name or path.stem
         record = JobRecord(
             name=name or new_job_name(shown),
@@ -166,8 +223,31 @@ class LocalExecutor:
         )
         if self.store.exists(record.name):
             raise BadInputError(f"job {record.name!r} exists already", code="conflict")
-        self.store.save(record)
+        self._save(record)
         return record
+
+    def load(self, path: str | Path, inputs: Mapping[str, str]) -> tuple[PipelineSpec, list[str]]:
+        """The pipeline bound to ``inputs`` and its step order; ``BadInputError`` if unrunnable."""
+        with self._phase("load and validate"):
+            spec = load_pipeline(
+                path, datastores=self.datastores, asset_resolver=self.asset_resolver
+            ).bind(inputs)
+            order = topological_order(spec.steps)
+            check_constraints(spec.steps, spec.inputs)
+        return spec, order
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - started
+            self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + spent
+
+    def _save(self, record: JobRecord) -> None:
+        with self._phase("record writes"):
+            self.store.save(record)
 
     def status(self, name: str) -> JobRecord:
         """The job's record; a job whose executor process died is reported ``Failed``."""
@@ -182,7 +262,7 @@ class LocalExecutor:
                 record.status = JobStatus.FAILED.value
                 record.error = "the executor process running this job exited before it finished"
                 record.ended_at = utc_now()
-                self.store.save(record)
+                self._save(record)
             return record
         if self.store.cancel_requested(name):
             record.status = JobStatus.CANCEL_REQUESTED.value
@@ -210,6 +290,9 @@ class LocalExecutor:
         record = self.store.load(name)
         argv = [sys.executable, "-m", "local.aml", "execute", name, "--root", str(self.store.root)]
         argv += ["--max-parallel", str(self.max_parallel)]
+        argv += ["--datastore-root", str(self.datastores.root)]
+        for store, folder in self.datastores.mapping.items():
+            argv += ["--datastore", f"{store}={folder}"]
         if self.tracking_uri:
             argv += ["--tracking-uri", self.tracking_uri]
         if events_url:
@@ -227,7 +310,7 @@ class LocalExecutor:
                 start_new_session=True,
             )
         record.runner_pid = proc.pid
-        self.store.save(record)
+        self._save(record)
         return proc
 
     def run(self, name: str) -> JobRecord:
@@ -236,7 +319,7 @@ class LocalExecutor:
         if JobStatus.parse(record.status).is_terminal:
             return record
         record.runner_pid = os.getpid()
-        self.store.save(record)
+        self._save(record)
         running: dict[str, _Running] = {}
         previous = self._install_sigterm()
         try:
@@ -252,8 +335,7 @@ class LocalExecutor:
             return record
         finally:
             for item in running.values():
-                _kill_group(item.proc)
-                item.log_handle.close()
+                item.close()
             self._restore_sigterm(previous)
 
     # -- the run loop -----------------------------------------------------------------------
@@ -263,16 +345,7 @@ class LocalExecutor:
             self._finish(record, JobStatus.CANCELED, "canceled before it started")
             return record
         try:
-            spec = load_pipeline(record.pipeline_path)
-            unknown = sorted(set(record.inputs) - set(spec.inputs))
-            if unknown:
-                raise BadInputError(
-                    f"pipeline {spec.path.name} declares no input named {', '.join(unknown)}",
-                    code="unresolved_binding",
-                )
-            # azureml:<name>:<version> inputs become the folders registered under them.
-            spec = spec.with_inputs(resolve_inputs(self.store.root, record.inputs))
-            order = topological_order(spec.steps)
+            spec, order = self.load(record.pipeline_path, dict(record.inputs))
         except MlopsError as exc:
             self._finish(record, JobStatus.FAILED, str(exc))
             return record
@@ -299,12 +372,20 @@ class LocalExecutor:
         if record.display_name == Path(record.pipeline_path).stem:
             record.display_name = spec.display_name
         record.tags = {**spec.tags, **record.tags}
+        record.warnings = list(spec.warnings)
         job_dir = self.store.job_dir(record.name)
         step_paths = {
-            name: output_paths(spec.steps[name], job_dir / "steps" / name, spec.path.parent)
+            name: output_paths(
+                spec.steps[name],
+                job_dir / "steps" / name,
+                datastores=spec.datastores,
+                job_name=record.name,
+                pipeline_locations=spec.output_locations,
+            )
             for name in order
         }
-        record.steps = {name: StepRecord(name=name) for name in order}
+        record.steps = {name: StepRecord(name=name, kind=spec.steps[name].kind) for name in order}
+        self._job_log(record, [f"WARNING {line}" for line in record.warnings])
         for pname, (sname, oname) in pipeline_output_sources(spec.steps).items():
             record.outputs[pname] = str(step_paths[sname][oname])
         for name in order:
@@ -389,7 +470,12 @@ class LocalExecutor:
             values = resolve_step_inputs(step_spec, spec.path.parent, spec.inputs, step_paths)
             check_input_paths(step_spec, values, produced)
             outputs = step_paths[name]
-            command = render_command(step_spec.command, values, outputs, step=name)
+            if step_spec.parallel is None:
+                command = render_command(step_spec.command, values, outputs, step=name)
+            else:
+                command = f"parallel run_function {step_spec.parallel.entry_script}"
+            with self._phase("snapshot"):
+                snapshot = take_snapshot(step_spec.code_dir, step_dir / "snapshot").folder
         except MlopsError as exc:
             step.error = str(exc)
             self._step_transition(record, name, JobStatus.FAILED)
@@ -406,34 +492,66 @@ class LocalExecutor:
         env = self._step_env(record, step_spec, step.run_id)
         handle = log_path.open("ab")
         try:
-            proc = subprocess.Popen(
-                ["/bin/bash", "-c", command],
-                cwd=step_spec.code_dir,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as exc:
+            proc: StepProcess
+            if step_spec.parallel is not None:
+                proc = self._start_parallel(record, step_spec, values, outputs, snapshot, env)
+            else:
+                proc = _CommandProcess(
+                    subprocess.Popen(
+                        command_argv(command),
+                        cwd=snapshot,
+                        stdout=handle,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=env,
+                        start_new_session=True,
+                    )
+                )
+        except (OSError, MlopsError) as exc:
             handle.close()
             step.error = f"step {name!r} could not start: {exc}"
             self._step_transition(record, name, JobStatus.FAILED)
             return None
         self._step_transition(record, name, JobStatus.RUNNING)
         timeout = step_spec.timeout_seconds or self.step_timeout
-        return _Running(step_spec, proc, handle, time.monotonic(), timeout)
+        return _Running(
+            step_spec, proc, handle, time.monotonic(), timeout, snapshot, step_dir / "artifacts"
+        )
+
+    def _start_parallel(
+        self,
+        record: JobRecord,
+        spec: StepSpec,
+        values: Mapping[str, Any],
+        outputs: Mapping[str, Path],
+        snapshot: Path,
+        env: dict[str, str],
+    ) -> StepProcess:
+        from local.aml.parallel import ParallelRun
+
+        step_dir = self.store.job_dir(record.name) / "steps" / spec.name
+        run = ParallelRun(
+            spec,
+            values,
+            outputs,
+            snapshot=snapshot,
+            logs=step_dir / "logs",
+            log_path=step_dir / "user_logs" / "std_log.txt",
+            env=env,
+        )
+        run.start()
+        return run
 
     def _reap(self, record: JobRecord, name: str, item: _Running) -> bool:
         """True once the step ended (and its record is final)."""
         step = record.steps[name]
         code = item.proc.poll()
+        self._record_progress(record, step, item, final=code is not None)
         if code is None:
             if item.timeout is None or time.monotonic() - item.started < item.timeout:
                 return False
-            _kill_group(item.proc)
-            item.log_handle.close()
-            step.exit_code = item.proc.returncode
+            item.close()
+            step.exit_code = item.proc.poll()
             step.log_tail = tail(Path(step.log_path))
             step.error = (
                 f"step {name!r} timed out after {item.timeout:g}s and was killed "
@@ -441,25 +559,50 @@ class LocalExecutor:
             )
             self._step_transition(record, name, JobStatus.FAILED)
             return True
-        item.log_handle.close()
+        item.close()
         step.exit_code = code
         step.log_tail = tail(Path(step.log_path))
         if code == 0:
             self._step_transition(record, name, JobStatus.COMPLETED)
             self._announce_models(step)
         else:
-            step.error = f"step {name!r} failed with exit code {code}; log tail:\n{step.log_tail}"
+            reason = getattr(item.proc, "error", "") or f"failed with exit code {code}"
+            step.error = f"step {name!r} {reason}; log tail:\n{step.log_tail}"
             self._step_transition(record, name, JobStatus.FAILED)
         return True
 
+    def _record_progress(
+        self, record: JobRecord, step: StepRecord, item: _Running, *, final: bool
+    ) -> None:
+        """Copy a parallel step's mini-batch counts into the record (at most twice a second)."""
+        progress = getattr(item.proc, "progress", None)
+        if not callable(progress):
+            return
+        counts = progress()
+        now = time.monotonic()
+        if counts != step.progress and (final or now - item.progress_saved >= 0.5):
+            step.progress = counts
+            item.progress_saved = now
+            if not final:  # a final transition saves the record anyway
+                self._save(record)
+
     def _kill_all(self, record: JobRecord, running: dict[str, _Running], status: JobStatus) -> None:
         for name, item in running.items():
-            _kill_group(item.proc)
-            item.log_handle.close()
+            item.close()
             step = record.steps[name]
-            step.exit_code = item.proc.returncode
+            step.exit_code = item.proc.poll()
             step.log_tail = tail(Path(step.log_path))
             self._step_transition(record, name, status)
+
+    def _job_log(self, record: JobRecord, lines: list[str]) -> None:
+        """Append ``lines`` to the job's own log (``logs/job_log.txt`` in its folder)."""
+        if not lines:
+            return
+        folder = self.store.job_dir(record.name) / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "job_log.txt").open("a", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(f"{utc_now()} {line}\n")
 
     # -- state changes, tracking and events -------------------------------------------------
 
@@ -467,9 +610,11 @@ class LocalExecutor:
         if record.status == status.value:
             return
         record.status = status.value
+        with contextlib.suppress(OSError, NotFoundError):
+            self._job_log(record, [f"job {status.value}"])
         if status == JobStatus.RUNNING:
             record.started_at = utc_now()
-        self.store.save(record)
+        self._save(record)
         self._notify(record, None)
         self._publish(
             ev.run_event(
@@ -513,7 +658,7 @@ class LocalExecutor:
             step.ended_at = utc_now()
             if step.run_id:
                 self._finish_tracking_run(step.run_id, status)
-        self.store.save(record)
+        self._save(record)
         self._notify(record, name)
         run_id = step.run_id or f"{record.name}_{name}"
         props = {"azureml.pipelinerunid": record.name, "stepName": name}
@@ -549,13 +694,15 @@ class LocalExecutor:
 
     def _publish(self, event: dict[str, Any]) -> None:
         try:
-            self.publisher.publish([event])
+            with self._phase("events"):
+                self.publisher.publish([event])
         except MlopsError as exc:
             log.warning("event %s not delivered: %s", event.get("eventType"), exc)
 
     def _get_tracking(self) -> Tracking | None:
         if self.tracking_uri and self._tracking is None:
-            self._tracking = Tracking(self.tracking_uri)
+            with self._phase("MLflow start-up (once per job process)"):
+                self._tracking = Tracking(self.tracking_uri)
         return self._tracking
 
     def _start_tracking_run(self, record: JobRecord, step: str) -> str:
@@ -565,15 +712,17 @@ class LocalExecutor:
         tags = {"azureml.pipeline": record.name, **record.tags}
         if step:
             tags["azureml.nodeid"] = step
-        return tracking.start_run(
-            record.experiment_name or "Default", step or record.name, tags, record.run_id
-        )
+        with self._phase("tracking (MLflow runs)"):
+            return tracking.start_run(
+                record.experiment_name or "Default", step or record.name, tags, record.run_id
+            )
 
     def _finish_tracking_run(self, run_id: str, status: JobStatus) -> None:
         tracking = self._get_tracking()
         if tracking is not None:
             try:
-                tracking.finish(run_id, status.value)
+                with self._phase("tracking (MLflow runs)"):
+                    tracking.finish(run_id, status.value)
             except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a job
                 log.warning("could not close MLflow run %s: %s", run_id, exc)
 

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adapters.errors import BadInputError, NotFoundError
+from adapters.errors import NotFoundError
 from adapters.jobs import InputValue, JobInfo, find_metrics, read_output, resolve_pipeline
 from local.aml.executor import LocalExecutor
-from local.aml.spec import load_pipeline
 from local.processes import stop_process
 
 
@@ -61,14 +60,9 @@ class LocalPipelineJobs:
         display_name: str | None = None,
     ) -> str:
         path = resolve_pipeline(pipeline)
-        spec = load_pipeline(path)
-        unknown = sorted(set(inputs) - set(spec.inputs))
-        if unknown:
-            raise BadInputError(
-                f"pipeline {path.name} declares no input named {', '.join(unknown)}",
-                code="unknown_input",
-            )
         values = {k: _literal(v) for k, v in inputs.items()}
+        # The executor validates before it records anything: an input it cannot serve, a
+        # value of the wrong type or an undeclared input is a BadInputError here, at submit.
         record = self._executor.submit(
             path, values, experiment_name=experiment_name, tags=tags, display_name=display_name
         )

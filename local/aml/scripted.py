@@ -140,16 +140,19 @@ class ScriptedPipelineJobs:
         if job.pipeline == "model_test":
             return {"passed": True, "reasons": ["scripted"], "model": {"mape": 0.3}}
         key = segment.replace("-", "/")
-        return {
-            "segments": {
-                key: {
-                    "ensemble": {"mape": self.script.mape(segment), "rmse_zero": 1.0,
-                                 "rmse_all": 2.0},
-                    "baseline": {"mape": self.script.baseline_mape, "rmse_zero": 2.0,
-                                 "rmse_all": 3.0},
-                }
-            }
-        }  # fmt: skip
+        seg: dict[str, Any] = {
+            "ensemble": {"mape": self.script.mape(segment), "rmse_zero": 1.0, "rmse_all": 2.0},
+            "baseline": {"mape": self.script.baseline_mape, "rmse_zero": 2.0, "rmse_all": 3.0},
+        }
+        if job.pipeline == "train_many":
+            # The shape forecasting/many_collect.py writes (checked against a real run in
+            # tests/integration/test_aml_pipelines.py).
+            seg["partitions"] = {
+                "total": 3, "passed": 2, "failed": 1,
+                "worst": [{"partition": f"{segment}__S9", "mape": 0.9,
+                           "reasons": ["MAPE 0.900 above the 0.45 bar"]}],
+            }  # fmt: skip
+        return {"segments": {key: seg}}
 
     def read_output_file(self, name: str, output: str, relative_path: str) -> bytes:
         job = self._job(name)
@@ -206,7 +209,7 @@ class ScriptedPipelineJobs:
             job.status = "Failed"
             self._publish_status(job, "Failed")
             return
-        if job.pipeline == "train":
+        if job.pipeline in ("train", "train_many"):
             segment = job.tags.get("segment", "")
             tags = {
                 "segment": segment.replace("-", "/"),

@@ -1,43 +1,76 @@
 """Loading a CLI v2 pipeline YAML into plain data the executor can run.
 
 The YAML is parsed twice: first as plain YAML, to reject what the executor cannot run with
-one line naming the node and its type; then with ``azure.ai.ml.load_job`` (offline, no
-credentials), so the executor accepts exactly what Azure ML accepts and nothing looser.
+one line naming the node and its type (and to see data references as written: the SDK strips
+``azureml:`` from them); then with ``azure.ai.ml.load_job`` (offline, no credentials), so the
+executor accepts exactly what Azure ML accepts and nothing looser.
+
+Nodes of ``type: pipeline`` (pipeline components) are flattened into steps named
+``outer/inner``, their inputs and outputs bound through. ``PipelineSpec.bind`` applies
+``--set`` overrides by the declared input type and resolves every pipeline input to a value
+or a local path; whatever cannot be served locally fails there, at submit, in one line.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from adapters.errors import BadInputError
+from local.aml.locations import (
+    AssetResolver,
+    Datastores,
+    check_output_path,
+    local_input_path,
+    parse_datastore_uri,
+)
+from local.aml.store import DEFAULT_ROOT
 
-SUPPORTED_NODE_TYPES = frozenset({"command"})
+SUPPORTED_NODE_TYPES = frozenset({"command", "parallel", "pipeline"})
 _EXPR = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
 # Types whose value is a path on disk (everything else is a literal parameter).
 PATH_TYPES = frozenset({"uri_file", "uri_folder", "mlflow_model", "custom_model", "mltable"})
+LITERAL_TYPES = frozenset({"string", "integer", "number", "boolean"})
+_PY_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+# Node settings that change how Azure ML places or scales a step; one machine ignores them.
+IGNORED_NODE_SETTINGS = ("distribution", "resources", "services", "queue_settings", "identity")
+# Parallel defaults (Azure ML's): tries per mini-batch, seconds per run() call, files per batch,
+# bytes per tabular mini-batch.
+DEFAULT_MAX_TRIES = 3
+DEFAULT_RUN_TIMEOUT = 60.0
+DEFAULT_FILES_PER_BATCH = 1
+DEFAULT_TABULAR_BATCH_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class InputDef:
-    """One input declared by a component."""
+    """One input declared by a component, with its declared constraints."""
 
     type: str
     default: Any = None
     optional: bool = False
+    enum: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
 
 
 @dataclass(frozen=True)
 class PipelineInput:
-    """A pipeline-level input: a literal, or a typed path (absolute once resolved)."""
+    """A pipeline-level input: a literal, or a typed path (absolute once bound).
+
+    ``raw`` keeps a path input's location as written (a relative path, a datastore URI, an
+    asset or a URL) until ``PipelineSpec.bind`` resolves it.
+    """
 
     type: str
     value: Any = None
     path: Path | None = None
     optional: bool = False
+    raw: str | None = None
 
     @property
     def is_path(self) -> bool:
@@ -45,12 +78,33 @@ class PipelineInput:
 
 
 @dataclass(frozen=True)
+class ParallelSpec:
+    """The ``type: parallel`` settings of one node (``run_function`` tasks)."""
+
+    input_data: str  # the input whose data is split into mini-batches
+    entry_script: str
+    program_arguments: str = ""
+    append_row_to: str = ""  # an output name, or ''
+    mini_batch_size: int | None = None
+    partition_keys: tuple[str, ...] = ()
+    max_concurrency: int = 1
+    max_tries: int = DEFAULT_MAX_TRIES
+    run_timeout: float = DEFAULT_RUN_TIMEOUT
+    mini_batch_error_threshold: int = -1
+    error_threshold: int = -1
+
+
+@dataclass(frozen=True)
 class StepSpec:
-    """One command node, with the component it runs flattened in."""
+    """One command or parallel node, with the component it runs flattened in.
+
+    ``code_dir`` is the folder Azure ML snapshots for the step; ``None`` when the component
+    has no ``code`` (the step then starts in an empty folder, as on Azure ML).
+    """
 
     name: str
     command: str
-    code_dir: Path
+    code_dir: Path | None
     # Node bindings as written: a literal, a "${{parent...}}" string, or {"type", "path"}.
     inputs: dict[str, Any]
     outputs: dict[str, Any]
@@ -59,6 +113,8 @@ class StepSpec:
     environment_variables: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float | None = None
     environment: str = ""
+    kind: str = "command"
+    parallel: ParallelSpec | None = None
 
     def dependencies(self) -> set[str]:
         """Names of the steps whose outputs this step consumes."""
@@ -84,38 +140,99 @@ class PipelineSpec:
     outputs: dict[str, str]
     steps: dict[str, StepSpec]
     continue_on_step_failure: bool = False
+    # Explicit pipeline output locations as written (datastore URIs).
+    output_locations: dict[str, str] = field(default_factory=dict)
+    # Settings this machine ignores, one line each (listed once per job in its log).
+    warnings: tuple[str, ...] = ()
+    datastores: Datastores = field(default_factory=lambda: Datastores(DEFAULT_ROOT / "datastores"))
+    asset_resolver: AssetResolver | None = None
 
-    def with_inputs(self, overrides: dict[str, str]) -> PipelineSpec:
+    def with_inputs(self, overrides: Mapping[str, str]) -> PipelineSpec:
         """A copy with pipeline inputs overridden (``--set inputs.NAME=VALUE`` semantics).
 
-        Path inputs take a path (relative to the current directory); literals are parsed as
-        YAML scalars so ``3`` is an int and ``true`` a bool, as on the Azure ML CLI.
+        Each value is converted by the input's declared type: path types take a location
+        (resolved by ``bind``), ``string`` keeps the text as typed (``010`` stays ``"010"``),
+        ``integer``/``number``/``boolean`` are parsed strictly. Raises ``BadInputError`` for an
+        undeclared input or a value that is not of the declared type.
         """
-        import yaml
-
+        unknown = sorted(set(overrides) - set(self.inputs))
+        if unknown:
+            raise BadInputError(
+                f"pipeline {self.path.name} declares no input named {', '.join(unknown)}",
+                code="unknown_input",
+            )
         inputs = dict(self.inputs)
         for name, raw in overrides.items():
-            current = inputs.get(name)
-            if current is not None and current.is_path:
-                inputs[name] = PipelineInput(type=current.type, path=Path(raw).resolve())
-            elif current is None and Path(raw).exists():
-                kind = "uri_folder" if Path(raw).is_dir() else "uri_file"
-                inputs[name] = PipelineInput(type=kind, path=Path(raw).resolve())
+            current = inputs[name]
+            if current.is_path:
+                inputs[name] = PipelineInput(type=current.type, raw=str(raw))
             else:
-                value = yaml.safe_load(raw) if raw != "" else ""
-                kind = current.type if current is not None else type(value).__name__
-                inputs[name] = PipelineInput(type=kind, value=value)
-        return PipelineSpec(
-            path=self.path,
-            display_name=self.display_name,
-            experiment_name=self.experiment_name,
-            description=self.description,
-            tags=self.tags,
-            inputs=inputs,
-            outputs=self.outputs,
-            steps=self.steps,
-            continue_on_step_failure=self.continue_on_step_failure,
-        )
+                value = convert_literal(f"--set inputs.{name}", current.type, str(raw))
+                inputs[name] = PipelineInput(type=current.type, value=value)
+        return replace(self, inputs=inputs)
+
+    def bind(self, overrides: Mapping[str, str] | None = None) -> PipelineSpec:
+        """Overrides applied and every path input resolved to an existing local path.
+
+        Raises ``BadInputError`` (one line naming the input and how to run it locally) for a
+        web URL, a workspace asset, a datastore path with no local data, or a missing file.
+        """
+        spec = self.with_inputs(overrides or {})
+        inputs: dict[str, PipelineInput] = {}
+        for name, pin in spec.inputs.items():
+            if not pin.is_path or pin.raw is None:
+                inputs[name] = pin
+                continue
+            how = f"run it locally with --set inputs.{name}=LOCAL_PATH"
+            what = f"pipeline input {name!r}"
+            path = local_input_path(
+                pin.raw,
+                spec.path.parent,
+                spec.datastores,
+                what=what,
+                hint=how,
+                resolver=spec.asset_resolver,
+            )
+            if not path.exists():
+                raise BadInputError(
+                    f"{what} path {path} does not exist ({pin.raw}); {how}"
+                    + _datastore_hint(pin.raw),
+                    code="missing_input",
+                )
+            inputs[name] = replace(pin, path=path)
+        return replace(spec, inputs=inputs)
+
+
+def _datastore_hint(raw: str) -> str:
+    store = parse_datastore_uri(raw)
+    if store is None:
+        return ""
+    return f", or put the data there or map the datastore with --datastore {store[0]}=LOCAL_DIR"
+
+
+def normalize_type(kind: str) -> str:
+    return _PY_TYPES.get(kind, kind)
+
+
+def convert_literal(what: str, kind: str, raw: str) -> Any:
+    """``raw`` (text from the command line) as a value of declared type ``kind``."""
+    kind = normalize_type(kind)
+    text = raw.strip()
+    if kind == "integer":
+        try:
+            return int(text)
+        except ValueError:
+            raise BadInputError(f"{what}: {raw!r} is not an integer", code="bad_value") from None
+    if kind == "number":
+        try:
+            return float(text)
+        except ValueError:
+            raise BadInputError(f"{what}: {raw!r} is not a number", code="bad_value") from None
+    if kind == "boolean":
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise BadInputError(f"{what}: {raw!r} is not true or false", code="bad_value")
+    return raw
 
 
 def _one_line(exc: BaseException) -> str:
@@ -123,16 +240,35 @@ def _one_line(exc: BaseException) -> str:
     return text[:400] or type(exc).__name__
 
 
-def _prescan(path: Path) -> None:
-    """Reject what the executor cannot run before the (slower, vaguer) SDK parse."""
+# -- the plain-YAML pass ---------------------------------------------------------------------
+
+
+@dataclass
+class _Raw:
+    """A pipeline (or pipeline component) YAML as written, with its nested pipeline nodes."""
+
+    path: Path
+    doc: dict[str, Any]
+    children: dict[str, _Raw] = field(default_factory=dict)
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def node(self, name: str) -> dict[str, Any]:
+        node = (self.doc.get("jobs") or {}).get(name)
+        return node if isinstance(node, dict) else {}
+
+
+def _read_yaml(path: Path, what: str) -> Any:
     import yaml
 
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise BadInputError(
-            f"{path.name}: invalid YAML: {_one_line(exc)}", code="invalid_yaml"
-        ) from exc
+        raise BadInputError(f"{what}: invalid YAML: {_one_line(exc)}", code="invalid_yaml") from exc
+
+
+def _prescan(path: Path, depth: int = 0) -> _Raw:
+    """Reject what the executor cannot run before the (slower, vaguer) SDK parse."""
+    doc = _read_yaml(path, path.name)
     if not isinstance(doc, dict):
         raise BadInputError(f"{path.name}: not a pipeline job (top level is not a mapping)")
     if str(doc.get("type", "pipeline")) != "pipeline":
@@ -140,23 +276,19 @@ def _prescan(path: Path) -> None:
     jobs = doc.get("jobs")
     if not isinstance(jobs, dict) or not jobs:
         raise BadInputError(f"{path.name}: a pipeline job needs a non-empty 'jobs' mapping")
+    raw = _Raw(path, doc)
     for name, node in jobs.items():
         if not isinstance(node, dict):
             raise BadInputError(f"{path.name}: node {name!r} is not a mapping")
         node_type = str(node.get("type", "command"))
         component = node.get("component")
-        if node_type not in SUPPORTED_NODE_TYPES:
-            raise BadInputError(
-                f"node {name!r} has type {node_type!r}, which the local executor does not run "
-                "(supported: command)",
-                code="unsupported_node",
-            )
         if isinstance(component, str) and component.startswith("azureml:"):
             raise BadInputError(
                 f"node {name!r} uses component {component!r} from a workspace or registry, "
                 "which the local executor cannot fetch (use a local component YAML)",
                 code="unsupported_node",
             )
+        comp: dict[str, Any] = {}
         if isinstance(component, str):
             target = (path.parent / component.removeprefix("file:")).resolve()
             if not target.is_file():
@@ -164,14 +296,60 @@ def _prescan(path: Path) -> None:
                     f"node {name!r}: component file {component!r} not found",
                     code="unknown_component",
                 )
-            comp = yaml.safe_load(target.read_text(encoding="utf-8")) or {}
-            comp_type = str(comp.get("type", "command")) if isinstance(comp, dict) else "?"
-            if comp_type not in SUPPORTED_NODE_TYPES:
+            loaded = _read_yaml(target, f"node {name!r} component {component}")
+            comp = loaded if isinstance(loaded, dict) else {}
+            node_type = str(comp.get("type", node_type)) if isinstance(loaded, dict) else "?"
+            raw.components[name] = comp
+        if node_type not in SUPPORTED_NODE_TYPES:
+            raise BadInputError(
+                f"node {name!r} has type {node_type!r}, which the local executor does not run "
+                "(supported: command, parallel, pipeline)",
+                code="unsupported_node",
+            )
+        if node_type == "parallel":
+            task = node.get("task") or comp.get("task") or {}
+            task_type = str(task.get("type", "run_function")) if isinstance(task, dict) else "?"
+            if task_type != "run_function":
                 raise BadInputError(
-                    f"node {name!r} has component type {comp_type!r}, which the local executor "
-                    "does not run (supported: command)",
+                    f"node {name!r}: parallel task type {task_type!r} is not run locally "
+                    "(supported: run_function)",
                     code="unsupported_node",
                 )
+        if node_type == "pipeline":
+            if not isinstance(component, str):
+                raise BadInputError(
+                    f"node {name!r}: a pipeline node needs 'component: ./FILE.yml' "
+                    "(a pipeline component YAML)",
+                    code="unsupported_node",
+                )
+            if depth > 8:
+                raise BadInputError(f"node {name!r}: pipeline components nest too deeply")
+            target = (path.parent / component.removeprefix("file:")).resolve()
+            raw.children[name] = _prescan(target, depth + 1)
+    return raw
+
+
+def _raw_path(binding: Any) -> str | None:
+    if isinstance(binding, dict) and isinstance(binding.get("path"), str):
+        return str(binding["path"])
+    return None
+
+
+def _ignored(name: str, raw_node: Mapping[str, Any], comp: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for key in IGNORED_NODE_SETTINGS:
+        value = raw_node.get(key, comp.get(key))
+        if value in (None, {}, []):
+            continue
+        shown = " ".join(str(value).split())[:120]
+        lines.append(
+            f"node {name!r}: {key} {shown} is ignored; the step runs on this machine as "
+            "one instance"
+        )
+    return lines
+
+
+# -- the SDK pass ----------------------------------------------------------------------------
 
 
 def _plain(value: Any) -> Any:
@@ -207,12 +385,332 @@ def _environment_name(env: Any) -> str:
     return str(getattr(env, "image", "") or getattr(env, "name", "") or "inline")
 
 
-def load_pipeline(path: str | Path) -> PipelineSpec:
-    """Parse ``path`` offline; raise ``BadInputError`` (one line) for anything not runnable."""
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _input_defs(component: Any) -> dict[str, InputDef]:
+    defs = {}
+    for iname, idef in (component.inputs or {}).items():
+        enum = getattr(idef, "enum", None) or ()
+        defs[iname] = InputDef(
+            type=normalize_type(str(idef.type)),
+            default=getattr(idef, "default", None),
+            optional=bool(getattr(idef, "optional", False)),
+            enum=tuple(str(e) for e in enum),
+            min=_number(getattr(idef, "min", None)),
+            max=_number(getattr(idef, "max", None)),
+        )
+    return defs
+
+
+class _Context:
+    def __init__(self, datastores: Datastores, resolver: AssetResolver | None) -> None:
+        self.datastores = datastores
+        self.resolver = resolver
+        self.warnings: list[str] = []
+        # (pipeline node, its output) -> (inner step, inner output) bound to it.
+        self.aliases: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _substitute(binding: Any, prefix: str, inputs_map: Mapping[str, Any] | None) -> Any:
+    """A binding written inside a pipeline component, rewritten for the flat step list."""
+    if inputs_map is None and not prefix:
+        return binding
+    if isinstance(binding, dict):
+        path = binding.get("path")
+        if isinstance(path, str) and _EXPR.search(path):
+            new = _substitute(path, prefix, inputs_map)
+            if isinstance(new, dict):
+                return {**binding, **new}
+            return {**binding, "path": new} if isinstance(new, str) else new
+        return binding
+    if not isinstance(binding, str):
+        return binding
+    whole = _EXPR.fullmatch(binding.strip())
+    if whole and inputs_map is not None:
+        parts = whole.group(1).split(".")
+        if len(parts) == 3 and parts[:2] == ["parent", "inputs"]:
+            return inputs_map.get(parts[2])
+
+    def one(match: re.Match[str]) -> str:
+        parts = match.group(1).split(".")
+        if len(parts) == 3 and parts[:2] == ["parent", "inputs"] and inputs_map is not None:
+            value = inputs_map.get(parts[2])
+            if isinstance(value, dict):
+                value = value.get("path")
+            return "" if value is None else str(value)
+        if len(parts) == 5 and parts[:2] == ["parent", "jobs"]:
+            return "${{parent.jobs." + prefix + ".".join(parts[2:]) + "}}"
+        return match.group(0)
+
+    return _EXPR.sub(one, binding)
+
+
+def _node_inputs(
+    node: Any,
+    raw: _Raw,
+    raw_node: Mapping[str, Any],
+    full: str,
+    ctx: _Context,
+    prefix: str,
+    inputs_map: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A node's input bindings, with literal data locations resolved to local paths now."""
+    raw_inputs: dict[str, Any] = raw_node.get("inputs") or {}
+    if not isinstance(raw_inputs, dict):
+        raw_inputs = {}
+    node_inputs: dict[str, Any] = {}
+    for key, value in (node.inputs or {}).items():
+        plain = _plain(value)
+        if plain is None:
+            continue
+        written = _raw_path(raw_inputs.get(key))
+        if isinstance(plain, dict) and written is not None:
+            plain = {**plain, "path": written}
+        if isinstance(plain, dict) and isinstance(plain.get("path"), str):
+            location = plain["path"]
+            if not _EXPR.search(location):
+                what = f"node {full!r} input {key!r}"
+                hint = (
+                    "bind it to a pipeline input and run with --set inputs.NAME=LOCAL_PATH, "
+                    "or give the node a local path"
+                )
+                local = local_input_path(
+                    location, raw.path.parent, ctx.datastores,
+                    what=what, hint=hint, resolver=ctx.resolver,
+                )  # fmt: skip
+                if not local.exists():
+                    raise BadInputError(
+                        f"{what} path {local} does not exist ({location}); {hint}"
+                        + _datastore_hint(location),
+                        code="missing_input",
+                    )
+                plain = {**plain, "path": str(local)}
+        node_inputs[key] = _substitute(plain, prefix, inputs_map)
+    return node_inputs
+
+
+def _node_outputs(
+    node: Any, full: str, ctx: _Context, outputs_map: Mapping[str, Any] | None, outer: str
+) -> dict[str, Any]:
+    """A node's output bindings; inside a pipeline component, bound through to the outer node."""
+    node_outputs: dict[str, Any] = {}
+    for key, value in (node.outputs or {}).items():
+        plain = _plain(value)
+        text = plain if isinstance(plain, str) else _raw_path(plain)
+        whole = _EXPR.fullmatch(text.strip()) if isinstance(text, str) else None
+        parts = whole.group(1).split(".") if whole else []
+        if outputs_map is not None and len(parts) == 3 and parts[:2] == ["parent", "outputs"]:
+            ctx.aliases[(outer, parts[2])] = (full, key)
+            plain = outputs_map.get(parts[2])
+        elif isinstance(text, str) and not whole:
+            check_output_path(text, what=f"node {full!r} output {key!r}")
+        node_outputs[key] = plain
+    return node_outputs
+
+
+def _collect(
+    job: Any,
+    raw: _Raw,
+    ctx: _Context,
+    steps: dict[str, StepSpec],
+    prefix: str = "",
+    inputs_map: Mapping[str, Any] | None = None,
+    outputs_map: Mapping[str, Any] | None = None,
+    outer: str = "",
+) -> None:
+    """Add the steps of ``job`` (a pipeline job or pipeline component) to ``steps``."""
+    for name, node in job.jobs.items():
+        full = prefix + name
+        raw_node = raw.node(name)
+        comp_raw = raw.components.get(name, {})
+        component = node.component
+        if isinstance(component, str):
+            raise BadInputError(
+                f"node {full!r} refers to component {component!r}, which is not a local file",
+                code="unsupported_node",
+            )
+        node_type = str(getattr(node, "type", "command"))
+        component_type = str(getattr(component, "type", node_type))
+        if component_type not in SUPPORTED_NODE_TYPES:
+            # e.g. a prompt flow (flow.dag.yaml) run as a parallel node: "promptflow_parallel".
+            raise BadInputError(
+                f"node {full!r} runs a {component_type!r} component, which the local executor "
+                "does not run (supported: command, parallel run_function, pipeline)",
+                code="unsupported_node",
+            )
+        if node_type == "pipeline":
+            child_inputs: dict[str, Any] = {}
+            for iname, idef in (component.inputs or {}).items():
+                bound = _plain((node.inputs or {}).get(iname))
+                bound = _substitute(bound, prefix, inputs_map) if bound is not None else None
+                child_inputs[iname] = bound if bound is not None else getattr(idef, "default", None)
+            child_outputs = {
+                oname: _substitute(_plain(out), prefix, inputs_map)
+                for oname, out in (node.outputs or {}).items()
+            }
+            _collect(
+                component, raw.children[name], ctx, steps, f"{full}/", child_inputs, child_outputs,
+                full,
+            )  # fmt: skip
+            continue
+        ctx.warnings.extend(_ignored(full, raw_node, comp_raw))
+        base = Path(str(getattr(component, "base_path", None) or raw.path.parent))
+        input_defs = _input_defs(component)
+        node_inputs = _node_inputs(node, raw, raw_node, full, ctx, prefix, inputs_map)
+        node_outputs = _node_outputs(node, full, ctx, outputs_map, outer)
+        env_vars = {
+            str(k): str(v)
+            for k, v in {
+                **(getattr(component, "environment_variables", None) or {}),
+                **(getattr(node, "environment_variables", None) or {}),
+            }.items()
+        }
+        parallel = _parallel(full, node, component) if node_type == "parallel" else None
+        if parallel is not None:
+            task = getattr(node, "task", None) or getattr(component, "task", None)
+            code = getattr(task, "code", None)
+            command = ""
+        else:
+            command = str(getattr(component, "command", None) or "").strip()
+            if not command:
+                raise BadInputError(f"node {full!r} has no command", code="invalid_pipeline")
+            code = getattr(component, "code", None)
+        code_dir = (base / str(code).removeprefix("file:")).resolve() if code else None
+        if code_dir is not None and not code_dir.is_dir():
+            raise BadInputError(f"node {full!r}: code folder {str(code)!r} not found")
+        if parallel is not None:
+            script = (code_dir or base) / parallel.entry_script
+            if not script.is_file():
+                raise BadInputError(
+                    f"node {full!r}: entry_script {parallel.entry_script!r} not found in the "
+                    "task's code folder",
+                    code="invalid_pipeline",
+                )
+            if parallel.input_data not in input_defs:
+                raise BadInputError(
+                    f"node {full!r}: input_data names no input {parallel.input_data!r}",
+                    code="unresolved_binding",
+                )
+        env = getattr(node, "environment", None) or getattr(component, "environment", None)
+        steps[full] = StepSpec(
+            name=full,
+            command=command,
+            code_dir=code_dir,
+            inputs=node_inputs,
+            outputs=node_outputs,
+            input_defs=input_defs,
+            output_types={o: str(d.type) for o, d in (component.outputs or {}).items()},
+            environment_variables=env_vars,
+            timeout_seconds=_timeout(node),
+            environment=_environment_name(env),
+            kind="parallel" if parallel is not None else "command",
+            parallel=parallel,
+        )
+
+
+def _input_name(expr: Any, full: str, what: str) -> str:
+    match = _EXPR.fullmatch(str(expr or "").strip())
+    parts = match.group(1).split(".") if match else []
+    if len(parts) != 2 or parts[0] not in ("inputs", "outputs"):
+        raise BadInputError(
+            f"node {full!r}: {what} must be ${{{{inputs.NAME}}}} or ${{{{outputs.NAME}}}}, "
+            f"got {expr!r}",
+            code="invalid_pipeline",
+        )
+    return parts[1]
+
+
+def _threshold(value: Any) -> int:
+    """A failure threshold; ``-1`` (Azure ML's default) tolerates any number."""
+    return -1 if value in (None, "") else int(value)
+
+
+def _parallel(full: str, node: Any, component: Any) -> ParallelSpec:
+    def pick(attr: str) -> Any:
+        value = getattr(node, attr, None)
+        return value if value is not None else getattr(component, attr, None)
+
+    task = pick("task")
+    if task is None or not getattr(task, "entry_script", None):
+        raise BadInputError(
+            f"node {full!r}: a parallel node needs task.entry_script", code="invalid_pipeline"
+        )
+    retry = pick("retry_settings")
+    tries = getattr(retry, "max_retries", None) if retry is not None else None
+    timeout = getattr(retry, "timeout", None) if retry is not None else None
+    append = getattr(task, "append_row_to", None)
+    size = pick("mini_batch_size")
+    return ParallelSpec(
+        input_data=_input_name(pick("input_data"), full, "input_data"),
+        entry_script=str(task.entry_script),
+        program_arguments=" ".join(str(getattr(task, "program_arguments", "") or "").split()),
+        append_row_to=_input_name(append, full, "append_row_to") if append else "",
+        mini_batch_size=int(size) if size not in (None, "") else None,
+        partition_keys=tuple(str(k) for k in (pick("partition_keys") or ())),
+        max_concurrency=max(1, int(pick("max_concurrency_per_instance") or 1)),
+        max_tries=max(1, int(tries)) if tries not in (None, "") else DEFAULT_MAX_TRIES,
+        run_timeout=float(timeout) if timeout not in (None, "") else DEFAULT_RUN_TIMEOUT,
+        mini_batch_error_threshold=_threshold(pick("mini_batch_error_threshold")),
+        error_threshold=_threshold(pick("error_threshold")),
+    )
+
+
+def _rewrite_aliases(
+    steps: dict[str, StepSpec], aliases: dict[tuple[str, str], tuple[str, str]]
+) -> None:
+    """``${{parent.jobs.P.outputs.O}}`` of a pipeline node → the inner step that writes O."""
+    if not aliases:
+        return
+
+    def target(step: str, output: str) -> tuple[str, str]:
+        seen = 0
+        while (step, output) in aliases and seen < 32:
+            step, output = aliases[(step, output)]
+            seen += 1
+        return step, output
+
+    def fix(text: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            parts = match.group(1).split(".")
+            if len(parts) == 5 and parts[:2] == ["parent", "jobs"] and parts[3] == "outputs":
+                step, output = target(parts[2], parts[4])
+                return "${{parent.jobs." + step + ".outputs." + output + "}}"
+            return match.group(0)
+
+        return _EXPR.sub(one, text)
+
+    for name, spec in list(steps.items()):
+        inputs: dict[str, Any] = {}
+        for key, binding in spec.inputs.items():
+            if isinstance(binding, str):
+                inputs[key] = fix(binding)
+            elif isinstance(binding, dict) and isinstance(binding.get("path"), str):
+                inputs[key] = {**binding, "path": fix(binding["path"])}
+            else:
+                inputs[key] = binding
+        steps[name] = replace(spec, inputs=inputs)
+
+
+def load_pipeline(
+    path: str | Path,
+    *,
+    datastores: Datastores | None = None,
+    asset_resolver: AssetResolver | None = None,
+) -> PipelineSpec:
+    """Parse ``path`` offline; raise ``BadInputError`` (one line) for anything not runnable.
+
+    Node-level data references are resolved here (they cannot be overridden); pipeline
+    inputs keep their location as written until ``PipelineSpec.bind``.
+    """
     yaml_path = Path(path).resolve()
     if not yaml_path.is_file():
         raise BadInputError(f"pipeline file {path} not found", code="not_found")
-    _prescan(yaml_path)
+    raw = _prescan(yaml_path)
     from azure.ai.ml import load_job
 
     # Parsing instantiates schema classes azure-ai-ml marks experimental, and it warns about
@@ -224,80 +722,41 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
     except Exception as exc:
         raise BadInputError(f"{yaml_path.name}: {_one_line(exc)}", code="invalid_pipeline") from exc
 
+    stores = datastores or Datastores(DEFAULT_ROOT / "datastores")
+    raw_inputs: dict[str, Any] = raw.doc.get("inputs") or {}
+    if not isinstance(raw_inputs, dict):
+        raw_inputs = {}
     inputs: dict[str, PipelineInput] = {}
     for name, pin in (job.inputs or {}).items():
         data = _plain(pin)
         if isinstance(data, dict):
-            kind = str(data.get("type", "string"))
-            raw_path = data.get("path")
+            kind = normalize_type(str(data.get("type", "string")))
             if kind in PATH_TYPES:
-                resolved = None
-                if raw_path is not None:
-                    if str(raw_path).startswith("azureml:"):
-                        raise BadInputError(
-                            f"pipeline input {name!r} refers to a workspace data asset "
-                            f"({raw_path}); give a local path instead",
-                            code="unsupported_input",
-                        )
-                    resolved = (yaml_path.parent / str(raw_path).removeprefix("file:")).resolve()
-                inputs[name] = PipelineInput(type=kind, path=resolved, optional=raw_path is None)
+                written = _raw_path(raw_inputs.get(name)) or data.get("path")
+                inputs[name] = PipelineInput(
+                    type=kind,
+                    raw=None if written is None else str(written),
+                    optional=written is None,
+                )
             else:
                 inputs[name] = PipelineInput(
                     type=kind, value=data.get("default", data.get("value"))
                 )
         else:
-            inputs[name] = PipelineInput(type=type(data).__name__, value=data)
-    outputs = {
-        name: str((_plain(out) or {}).get("type", "uri_folder"))
-        for name, out in (job.outputs or {}).items()
-    }
+            inputs[name] = PipelineInput(type=normalize_type(type(data).__name__), value=data)
+    outputs: dict[str, str] = {}
+    locations: dict[str, str] = {}
+    for name, out in (job.outputs or {}).items():
+        data = _plain(out) or {}
+        outputs[name] = str(data.get("type", "uri_folder"))
+        if isinstance(data.get("path"), str):
+            check_output_path(data["path"], what=f"pipeline output {name!r}")
+            locations[name] = str(data["path"])
 
+    ctx = _Context(stores, asset_resolver)
     steps: dict[str, StepSpec] = {}
-    for name, node in job.jobs.items():
-        component = node.component
-        if isinstance(component, str):
-            raise BadInputError(
-                f"node {name!r} refers to component {component!r}, which is not a local file",
-                code="unsupported_node",
-            )
-        command = getattr(component, "command", None)
-        if not command:
-            raise BadInputError(f"node {name!r} has no command", code="invalid_pipeline")
-        base = Path(str(getattr(component, "base_path", None) or yaml_path.parent))
-        code = getattr(component, "code", None)
-        code_dir = (base / str(code)).resolve() if code else base
-        if not code_dir.is_dir():
-            raise BadInputError(f"node {name!r}: code folder {code_dir.name!r} not found")
-        input_defs = {
-            iname: InputDef(
-                type=str(idef.type),
-                default=getattr(idef, "default", None),
-                optional=bool(getattr(idef, "optional", False)),
-            )
-            for iname, idef in (component.inputs or {}).items()
-        }
-        output_types = {oname: str(odef.type) for oname, odef in (component.outputs or {}).items()}
-        node_inputs = {k: _plain(v) for k, v in (node.inputs or {}).items()}
-        node_outputs = {k: _plain(v) for k, v in (node.outputs or {}).items()}
-        env_vars = {
-            str(k): str(v)
-            for k, v in {
-                **(getattr(component, "environment_variables", None) or {}),
-                **(node.environment_variables or {}),
-            }.items()
-        }
-        steps[name] = StepSpec(
-            name=name,
-            command=str(command).strip(),
-            code_dir=code_dir,
-            inputs={k: v for k, v in node_inputs.items() if v is not None},
-            outputs=node_outputs,
-            input_defs=input_defs,
-            output_types=output_types,
-            environment_variables=env_vars,
-            timeout_seconds=_timeout(node),
-            environment=_environment_name(getattr(component, "environment", None)),
-        )
+    _collect(job, raw, ctx, steps)
+    _rewrite_aliases(steps, ctx.aliases)
 
     settings = getattr(job, "settings", None)
     return PipelineSpec(
@@ -310,4 +769,8 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
         outputs=outputs,
         steps=steps,
         continue_on_step_failure=bool(getattr(settings, "continue_on_step_failure", False)),
+        output_locations=locations,
+        warnings=tuple(ctx.warnings),
+        datastores=stores,
+        asset_resolver=asset_resolver,
     )

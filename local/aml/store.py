@@ -21,6 +21,9 @@ from typing import Any
 from adapters.errors import NotFoundError
 from local.aml.status import JobStatus
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ROOT = REPO_ROOT / ".local" / "aml"
+
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -39,6 +42,9 @@ class StepRecord:
     ended_at: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
+    kind: str = "command"
+    # Parallel steps: mini-batch counts (total, succeeded, failed, retried, running, items_failed).
+    progress: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +67,8 @@ class JobRecord:
     failed_step: str = ""
     runner_pid: int | None = None
     run_id: str = ""
+    # Settings this machine ignored (also written to the job log once).
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

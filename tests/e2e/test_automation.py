@@ -81,6 +81,28 @@ def test_train_from_an_adf_call_to_champion_and_scoring(automation: Automation) 
     assert "r01-large-fast" in scoring and "No scoring run" not in scoring
 
 
+def test_a_many_models_train_runs_train_many_and_summarises_partitions(
+    automation: Automation,
+) -> None:
+    body = {
+        "segments": ["r05-large-fast"],
+        "week": "2026-11-23",
+        "score": False,
+        "many_models": True,
+        "partition_by": ["store_id"],
+    }
+    result = automation.wait_done(automation.start("train", body)["statusQueryGetUri"])
+    assert result["runtimeStatus"] == "Completed", result.get("output")
+    seg = result["output"]["segments"]["r05-large-fast"]
+    assert seg["pipeline"] == "train_many" and seg["decision"] == "champion"
+    assert seg["partitions"]["total"] == 3 and seg["partitions"]["failed"] == 1
+    assert seg["partitions"]["worst"][0]["reasons"] == ["MAPE 0.900 above the 0.45 bar"]
+    job = next(j for j in automation.jobs.submissions if j.tags.get("segment") == "r05-large-fast")
+    assert job.pipeline == "train_many"
+    assert job.inputs["partition_by"] == "store_id"
+    assert job.experiment == "forecast-train-many"
+
+
 def test_the_same_event_ten_times_starts_one_model_test(automation: Automation) -> None:
     from local.aml.events import model_registered_event
 

@@ -94,6 +94,10 @@ def _folder_files(root: Path, folder: Path) -> Iterator[str]:
 def _component(root: Path, path: Path, pipeline: str) -> dict[str, str]:
     found = {path.relative_to(root).as_posix(): f"component of {pipeline}"}
     spec: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # A command component names its code and environment at the top; a parallel component's
+    # run_function task carries them.
+    if spec.get("type") == "parallel" and isinstance(spec.get("task"), dict):
+        spec = {**spec, **spec["task"]}
     code = spec.get("code")
     if code is not None:
         folder = (path.parent / str(code)).resolve()

@@ -90,6 +90,8 @@ def data_inputs(folder: Path) -> dict[str, str]:
     return {name: str(folder / name) for name in ("shipments", "stores", "weather", "events")}
 
 
+# Whole pipelines on a shared 2-core machine: a safety net, not a speed goal.
+@pytest.mark.timeout(1200)
 def test_train_test_and_score_pipelines(
     tmp_path: Path, demo_data: Path, receiver: Receiver
 ) -> None:
@@ -173,3 +175,52 @@ def test_train_test_and_score_pipelines(
     assert (forecasts["forecast"] >= 0).all()
     assert forecasts["week_start"].min() == "2024-02-19"
     assert forecasts.groupby("segment")["week_start"].nunique().eq(13).all()
+
+
+# Whole pipelines on a shared 2-core machine: a safety net, not a speed goal.
+@pytest.mark.timeout(1200)
+def test_train_many_is_valid_azure_ml_yaml_and_its_models_score(
+    tmp_path: Path, demo_data: Path
+) -> None:
+    import logging
+
+    from azure.ai.ml import load_job
+
+    logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
+    job = load_job(str(PIPELINES / "train_many.yml"))  # what `az ml job create` parses
+    assert job.jobs["train"].type == "parallel"
+    assert job.jobs["train"].partition_keys == ["partition"]
+
+    tracking = sqlite_tracking_uri(tmp_path / "mlflow")
+    executor = LocalExecutor(tmp_path / "aml", tracking_uri=tracking)
+    inputs = {**data_inputs(demo_data), "store_format": "large", "epochs": "4"}
+    record = executor.run(executor.submit(PIPELINES / "train_many.yml", inputs).name)
+    assert record.status == "Completed", record.error
+
+    progress = record.steps["train"].progress
+    assert progress["total"] == 8 and progress["succeeded"] == 8  # 2 stores x 4 products
+    metrics = json.loads((Path(record.outputs["metrics"]) / "metrics.json").read_text())
+    assert set(metrics["segments"]) == {"north/large/fast", "north/large/slow"}
+    assert sum(s["partitions"]["total"] for s in metrics["segments"].values()) == 8
+    seg = metrics["segments"]["north/large/fast"]
+    assert set(seg["ensemble"]) >= {"mape", "rmse_zero", "rmse_all"}
+    assert seg["gate"]["verdict"] in ("pass", "fail")
+
+    registered = json.loads((Path(record.outputs["registered"]) / "registered.json").read_text())
+    names = sorted(m["name"] for m in registered["models"])
+    assert names == ["forecast-north-large-fast", "forecast-north-large-slow"]  # one per segment
+    registry = MLflowModelRegistry(tracking)
+    version = registry.get("forecast-north-large-fast", "1")
+    assert version.metrics["ensemble_mape"] == pytest.approx(seg["ensemble"]["mape"], rel=1e-5)
+
+    # The many-models version is an ordinary champion to the score pipeline.
+    registry.set_alias("forecast-north-large-fast", "champion", "1")
+    score_inputs = {
+        **data_inputs(demo_data), "scoring_date": "2024-02-19", "store_format": "large",
+        "velocity": "fast",
+    }  # fmt: skip
+    scored = executor.run(executor.submit(PIPELINES / "score.yml", score_inputs).name)
+    assert scored.status == "Completed", scored.error
+    forecasts = pd.read_csv(Path(scored.outputs["forecasts"]) / "forecasts.csv")
+    assert set(forecasts["segment"]) == {"north/large/fast"}
+    assert (forecasts["forecast"] >= 0).all() and forecasts["forecast"].nunique() > 1

@@ -1,4 +1,5 @@
-"""The local data asset index and the executor resolving ``azureml:<name>:<version>`` inputs."""
+"""The local data asset index and the executor resolving ``azureml:<name>:<version>`` inputs
+through it by default."""
 
 from __future__ import annotations
 
@@ -88,33 +89,16 @@ def test_a_path_that_does_not_exist_is_refused(tmp_path: Path) -> None:
         assets.register(tmp_path / "aml", "events", "v1", tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize(
-    ("value", "parsed"),
-    [
-        ("azureml:shipments:20240601-ab12", ("shipments", "20240601-ab12")),
-        ("azureml:shipments@latest", ("shipments", "latest")),
-        ("azureml://datastores/lake/paths/shipments/", None),
-        ("azureml:AzureML-sklearn-1.0:33", ("AzureML-sklearn-1.0", "33")),
-        ("/data/shipments", None),
-        ("r01", None),
-    ],
-)
-def test_references_are_recognised(value: str, parsed: tuple[str, str] | None) -> None:
-    assert assets.parse_reference(value) == parsed
-
-
-def test_job_inputs_naming_assets_become_their_folders(tmp_path: Path) -> None:
+def test_the_resolver_finds_registered_folders_and_nothing_else(tmp_path: Path) -> None:
     root = tmp_path / "aml"
     path = folder(tmp_path, "v1")
     assets.register(root, "shipments", "v1", path)
-    inputs = {"shipments": "azureml:shipments:v1", "region": "r01", "other": "/x"}
-    assert assets.resolve_inputs(root, inputs) == {
-        "shipments": str(path),
-        "region": "r01",
-        "other": "/x",
-    }
-    with pytest.raises(BadInputError, match="'weather' refers to data asset azureml:weather:v1"):
-        assets.resolve_inputs(root, {"weather": "azureml:weather:v1"})
+    find = assets.resolver(root)
+    assert find("shipments", "v1") == path
+    assert find("shipments", "latest") == path
+    assert find("shipments", "v2") is None
+    assert find("weather", "latest") is None
+    assert find("../escape", "v1") is None
 
 
 def test_the_executor_runs_a_job_on_the_registered_folder(tmp_path: Path) -> None:
@@ -133,7 +117,6 @@ def test_the_executor_runs_a_job_on_the_registered_folder(tmp_path: Path) -> Non
     listing = Path(record.outputs["listing"]) / "files.json"
     assert json.loads(listing.read_text()) == ["part-00000.csv", "part-00001.csv"]
 
-    unknown = executor.submit(pipeline, {"data": "azureml:shipments:v8"})
-    failed = executor.run(unknown.name)
-    assert failed.status == "Failed"
-    assert "data asset azureml:shipments:v8, which is not registered" in failed.error
+    # An asset nothing is registered under is refused at submit, naming the input.
+    with pytest.raises(BadInputError, match=r"'data' refers to data asset shipments:v8"):
+        executor.submit(pipeline, {"data": "azureml:shipments:v8"})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -7,11 +8,14 @@ import pytest
 from adapters.errors import BadInputError
 from local.aml.bindings import (
     UnresolvedBindingError,
+    command_argv,
+    needs_shell,
     output_paths,
     render_command,
     resolve_step_inputs,
     topological_order,
 )
+from local.aml.locations import Datastores
 from local.aml.spec import InputDef, PipelineInput, StepSpec
 
 
@@ -88,7 +92,8 @@ def test_command_with_unknown_placeholder_is_an_error() -> None:
 
 
 def test_file_outputs_are_files_inside_their_own_folder(tmp_path: Path) -> None:
-    paths = output_paths(step("s", {}), tmp_path / "s", tmp_path)
+    stores = Datastores(tmp_path / "datastores")
+    paths = output_paths(step("s", {}), tmp_path / "s", datastores=stores, job_name="j")
     assert paths["out"] == tmp_path / "s" / "outputs" / "out"
     assert paths["file"] == tmp_path / "s" / "outputs" / "file" / "file"
 
@@ -106,3 +111,34 @@ def test_order_follows_dependencies_and_rejects_cycles() -> None:
     }
     with pytest.raises(BadInputError, match="cycle"):
         topological_order(cyclic)
+
+
+@pytest.mark.parametrize(
+    "value", ["plain", "with space", "$HOME", "a&b", "it's", 'say "hi"', "x; rm -rf /", "`id`", ""]
+)
+def test_values_are_one_literal_word_bare_and_inside_quotes(value: str) -> None:
+    bare = render_command("python a.py ${{inputs.v}}", {"v": value}, {})
+    assert not needs_shell(bare)
+    assert command_argv(bare) == ["python", "a.py", value]
+    for template in ("printf '%s\\n' \"v=${{inputs.v}}\"", "printf '%s\\n' 'v=${{inputs.v}}'"):
+        rendered = render_command(template, {"v": value}, {})
+        run = subprocess.run(command_argv(rendered), capture_output=True, text=True, check=True)
+        assert run.stdout == f"v={value}\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "shell"),
+    [
+        ("python -m step --x 1", False),
+        ("python a.py 'quoted; not a list'", False),
+        ("python a.py && echo done", True),
+        ("python a.py > out.txt", True),
+        ("echo $HOME", True),
+        ('echo "$HOME"', True),
+        ("ls *.csv", True),
+        ("echo 'literal $HOME'", False),
+    ],
+)
+def test_only_shell_syntax_written_by_the_author_needs_bash(command: str, shell: bool) -> None:
+    assert needs_shell(command) is shell
+    assert (command_argv(command)[:2] == ["/bin/bash", "-c"]) is shell

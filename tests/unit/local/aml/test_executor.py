@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.errors import BadInputError
 from adapters.events import AzureMLEventType, RecordingEventPublisher
 from local.aml import JobStatus, LocalExecutor
 from local.aml.__main__ import main as cli
@@ -22,7 +23,8 @@ def run(
     tmp_path: Path, pipeline: Path, **kwargs: object
 ) -> tuple[LocalExecutor, RecordingEventPublisher, str]:
     events = RecordingEventPublisher()
-    executor = LocalExecutor(tmp_path / "aml", publisher=events, step_timeout=60, **kwargs)  # type: ignore[arg-type]
+    # Generous: the machine is shared; only the hang fixture's own 2 s limit is meant to hit.
+    executor = LocalExecutor(tmp_path / "aml", publisher=events, step_timeout=900, **kwargs)  # type: ignore[arg-type]
     record = executor.submit(pipeline)
     executor.run(record.name)
     return executor, events, record.name
@@ -95,14 +97,28 @@ def test_hanging_step_is_killed_at_its_timeout(tmp_path: Path) -> None:
         ("invalid.yml", "invalid YAML"),
     ],
 )
-def test_bad_pipelines_end_failed_with_one_clear_line(
+def test_bad_pipelines_are_refused_at_submit_with_one_clear_line(
     tmp_path: Path, pipeline: str, message: str
 ) -> None:
-    executor, events, name = run(tmp_path, BAD / pipeline)
-    record = executor.status(name)
-    assert record.status == "Failed"
-    assert message in record.error
-    assert statuses(events, name)[-1] == "Failed"
+    executor = LocalExecutor(tmp_path / "aml")
+    with pytest.raises(BadInputError) as caught:
+        executor.submit(BAD / pipeline)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert executor.store.names() == []  # nothing was queued
+
+
+def test_a_pipeline_that_breaks_after_submit_ends_failed_with_the_reason(tmp_path: Path) -> None:
+    executor = LocalExecutor(tmp_path / "aml")
+    pipeline = tmp_path / "pipeline.yml"
+    pipeline.write_text(
+        (BAD / "slow.yml").read_text().replace("code: ./src", f"code: {BAD / 'src'}")
+    )
+    record = executor.submit(pipeline, {"seconds": "0"})
+    pipeline.write_text("type: pipeline\njobs: [")  # edited between submit and run
+    final = executor.run(record.name)
+    assert final.status == "Failed"
+    assert "invalid YAML" in final.error
 
 
 def test_cancel_kills_the_running_step(tmp_path: Path) -> None:
@@ -154,7 +170,7 @@ def test_set_overrides_inputs_and_cli_exit_codes(
 
 
 def test_load_pipeline_reads_defaults_types_and_paths() -> None:
-    spec = load_pipeline(FIXTURES / "basic" / "pipeline.yml")
+    spec = load_pipeline(FIXTURES / "basic" / "pipeline.yml").bind()
     assert spec.experiment_name == "fixture-basic"
     assert spec.inputs["raw"].path == (FIXTURES / "basic" / "data" / "raw.csv").resolve()
     assert spec.inputs["alpha"].value == 0.05

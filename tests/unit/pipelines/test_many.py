@@ -1,0 +1,132 @@
+"""Many models: partitions written as an MLTable, per-partition gates, exact pooling, and the
+segment model that routes rows to partition forecasters."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from forecasting import features as F
+from forecasting import many, metrics, synthetic
+from forecasting.models import TrainConfig
+
+from local.aml import mltable
+
+
+@pytest.fixture(scope="module")
+def frames() -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    tables = synthetic.generate(synthetic.SyntheticSpec(regions=("north",), products=3, weeks=80))
+    frame, exog = F.join_inputs(tables["shipments"], tables["stores"], tables["weather"])
+    history, _ = F.split_holdout(frame, 8)
+    frame = frame.assign(velocity=F.assign_velocity(frame, history))
+    history, holdout = F.split_holdout(frame, 8)
+    return F.build_features(history, history, exog), F.build_features(history, holdout, exog), exog
+
+
+def test_partitions_are_an_mltable_the_executor_reads_back(
+    tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame, list[str]]
+) -> None:
+    train, holdout, _ = frames
+    names = many.write_partitions(train, holdout, ("store_id", "product_id"), tmp_path)
+    assert len(names) == train[["store_id", "product_id"]].drop_duplicates().shape[0]
+    table = mltable.to_frame(mltable.read(tmp_path))
+    assert sorted(table[many.PARTITION].unique()) == names
+    assert len(table) == len(train) + len(holdout)
+    one = table[table[many.PARTITION] == names[0]]
+    assert one["store_id"].astype(str).nunique() == 1 and set(one[many.SPLIT]) == {
+        "train",
+        "holdout",
+    }
+
+
+def test_a_coarser_key_still_stays_inside_one_segment(
+    tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame, list[str]]
+) -> None:
+    train, holdout, _ = frames
+    names = many.write_partitions(train, holdout, many.parse_keys("store_id"), tmp_path)
+    segments_per_store = train.groupby("store_id")["velocity"].nunique()
+    assert len(names) == int(segments_per_store.sum())  # fast and slow products apart
+    assert all(n.count("__") == 3 for n in names)
+
+
+def test_each_partition_is_gated_and_segments_pool_exactly(
+    frames: tuple[pd.DataFrame, pd.DataFrame, list[str]],
+) -> None:
+    train, holdout, exog = frames
+    both = pd.concat([train.assign(split="train"), holdout.assign(split="holdout")])
+    both["partition"] = many.with_partition(both, ("store_id", "product_id"))
+    config = TrainConfig(epochs=2)
+    rows = []
+    forecasts = []
+    for name, group in both.groupby("partition", sort=True):
+        forecaster, row = many.train_partition(group, str(name), exog, config, max_mape=0.45)
+        assert forecaster is not None
+        assert row["gate"]["passed"] == (
+            row["ensemble"]["mape"] <= 0.45 and row["ensemble"]["mape"] < row["baseline"]["mape"]
+        )
+        rows.append(row)
+        part = group[group["split"] == "holdout"]
+        forecasts.append((part, forecaster.predict_components(part)))
+    result = many.summarise(rows, 0.45)
+    segment = "north/large/fast"
+    seg = result["segments"][segment]
+    mine = [
+        (p, f)
+        for p, f in forecasts
+        if p["velocity"].iat[0] == "fast" and p["format"].iat[0] == "large"
+    ]
+    actual = pd.concat([p["quantity"] for p, _ in mine])
+    ensemble = pd.concat([f["ensemble"] for _, f in mine])
+    assert seg["ensemble"]["mape"] == pytest.approx(metrics.mape(actual, ensemble))
+    assert seg["ensemble"]["rmse_all"] == pytest.approx(metrics.rmse_all(actual, ensemble))
+    assert seg["partitions"]["total"] == len(mine)
+    assert seg["partitions"]["passed"] + seg["partitions"]["failed"] == len(mine)
+    assert seg["gate"]["verdict"] in ("pass", "fail")
+
+
+def test_an_untrained_partition_fails_its_gate_and_ranks_worst() -> None:
+    ok = {"partition": "a", "segment": "s/large/fast", "gate": {"passed": False, "reasons": ["x"]},
+          "ensemble": {"mape": 0.6, "sums": {"ape_sum": 6.0, "ape_n": 10.0, "se_sum": 1.0,
+                                              "n": 10.0, "zse_sum": 0.0, "zn": 0.0}},
+          "baseline": {"mape": 0.7, "sums": {"ape_sum": 7.0, "ape_n": 10.0, "se_sum": 2.0,
+                                              "n": 10.0, "zse_sum": 0.0, "zn": 0.0}}}  # fmt: skip
+    lost = {
+        "partition": "b",
+        "segment": "s/large/fast",
+        "gate": {"passed": False, "reasons": ["y"]},
+    }
+    seg = many.summarise([ok, lost], 0.45)["segments"]["s/large/fast"]
+    assert seg["partitions"]["failed"] == 2
+    assert [w["partition"] for w in seg["partitions"]["worst"]] == ["b", "a"]
+    assert seg["ensemble"]["mape"] == pytest.approx(0.6)
+    assert math.isnan(seg["ensemble"]["rmse_zero"])
+
+
+def test_the_segment_model_routes_rows_and_falls_back_to_the_baseline(
+    tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame, list[str]]
+) -> None:
+    import mlflow
+
+    train, holdout, exog = frames
+    keys = ("store_id", "product_id")
+    both = pd.concat([train.assign(split="train"), holdout.assign(split="holdout")])
+    both["partition"] = many.with_partition(both, keys)
+    first = sorted(both["partition"].unique())[0]
+    group = both[both["partition"] == first]
+    forecaster, _ = many.train_partition(group, first, exog, TrainConfig(epochs=2), 0.45)
+    assert forecaster is not None
+    many.save_forecaster(forecaster, tmp_path / "partitions" / first)
+    many.save_segment_model(tmp_path / "model", tmp_path / "partitions", keys, {"segment": "x"})
+    sys.modules.pop("forecasting.many", None)  # loading must not depend on this process's state
+    model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    known = group[group["split"] == "holdout"]
+    unknown = holdout[~holdout.index.isin(known.index)].head(3)
+    predicted = pd.DataFrame(model.predict(pd.concat([known, unknown])))
+    expected = forecaster.predict_components(known)["ensemble"].to_numpy()
+    assert np.allclose(predicted["ensemble"].to_numpy()[: len(known)], expected)
+    baseline = unknown["series_mean"].clip(lower=0).to_numpy()
+    assert np.allclose(predicted["ensemble"].to_numpy()[len(known) :], baseline)
