@@ -1,7 +1,7 @@
 """The composition root for adapters: one ``Services`` set per process, built lazily.
 
 ``MLOPS_ENVIRONMENT`` chooses the set: ``azure`` takes every adapter from ``adapters/``;
-``local`` takes the Azure ML jobs and registry adapters of the local runtime (``local/aml``),
+``local`` takes the Azure ML jobs, registry and data asset adapters of the local runtime,
 which only this module may choose (nothing in ``adapters/`` imports ``local/``, and the
 deployment package leaves ``local/`` out). Tests build their own ``Services`` with fakes and
 pass it to ``use_services``. Nothing here runs at import time, so importing the function app
@@ -18,10 +18,11 @@ from adapters.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from adapters.alerts import AlertStore
+    from adapters.data_assets import DataAssets
     from adapters.datalake import DataLake
     from adapters.datasets import ConditionedSignals, DatasetRegistry
     from adapters.job_steps import JobSteps
-    from adapters.jobs import PipelineJobs
+    from adapters.jobs import LazyMLClient, PipelineJobs
     from adapters.locator import DatasetLocator
     from adapters.notify import Notifier
     from adapters.registry import ModelRegistry
@@ -41,6 +42,7 @@ class Services:
     locator: DatasetLocator | None = None
     alert_store: AlertStore | None = None
     notifier: Notifier | None = None
+    data_assets: DataAssets | None = None
     job_steps: JobSteps | None = None
     summary: SummaryStore | None = None
 
@@ -52,17 +54,26 @@ def build_services(settings: Settings) -> Services:
     from adapters.locator import AzureMLDatastoreLocator, LocalDatasetLocator
 
     data_lake = AzureBlobDataLake.from_connection(settings.datalake)
-    pipeline_jobs, model_registry = build_ml_services(settings)
+    client = workspace_client(settings) if settings.environment == "azure" else None
+    pipeline_jobs, model_registry = build_ml_services(settings, client)
     datasets, signals = blob_dataset_ports(data_lake, settings.conditioned_container)
     alert_store, notifier = build_alert_services(settings, data_lake)
-    job_steps = build_job_steps(settings)
+    job_steps = build_job_steps(settings, client)
     locator: DatasetLocator
+    data_assets: DataAssets
     if settings.environment == "azure":
+        from adapters.data_assets import AzureMLDataAssets
+
         locator = AzureMLDatastoreLocator(settings.aml_datastore)
+        data_assets = AzureMLDataAssets(client, settings.aml_datastore)
     else:
-        locator = LocalDatasetLocator(
+        from local.data_assets import LocalDataAssets
+
+        local_locator = LocalDatasetLocator(
             data_lake, settings.conditioned_container, settings.local_root / "datasets"
         )
+        locator = local_locator
+        data_assets = LocalDataAssets(local_locator, settings.local_root / "aml")
     return Services(
         settings=settings,
         data_lake=data_lake,
@@ -73,6 +84,7 @@ def build_services(settings: Settings) -> Services:
         locator=locator,
         alert_store=alert_store,
         notifier=notifier,
+        data_assets=data_assets,
         job_steps=job_steps,
         summary=build_summary_store(settings, data_lake),
     )
@@ -86,20 +98,13 @@ def build_summary_store(settings: Settings, data_lake: DataLake) -> SummaryStore
     return DataLakeSummaryStore(data_lake, AlertSettings.from_settings(settings).container)
 
 
-def build_job_steps(settings: Settings) -> JobSteps:
-    """Steps of finished jobs: Azure ML child jobs, or the local executor's records."""
+def build_job_steps(settings: Settings, client: LazyMLClient | None = None) -> JobSteps:
+    """Steps of finished jobs: Azure ML child jobs (through ``client``, the workspace client
+    the other Azure ML adapters share), or the local executor's records."""
     if settings.environment == "azure":
         from adapters.job_steps import AzureMLJobSteps
-        from adapters.jobs import LazyMLClient
 
-        return AzureMLJobSteps(
-            LazyMLClient(
-                settings.aml_subscription_id,
-                settings.aml_resource_group,
-                settings.aml_workspace,
-                settings.storage.client_id,
-            )
-        )
+        return AzureMLJobSteps(client or workspace_client(settings))
     from local.job_steps import LocalJobSteps
 
     return LocalJobSteps(settings.local_root / "aml")
@@ -114,19 +119,29 @@ def build_alert_services(settings: Settings, data_lake: DataLake) -> tuple[Alert
     return store, build_notifier(alerts, client_id=settings.storage.client_id)
 
 
-def build_ml_services(settings: Settings) -> tuple[PipelineJobs, ModelRegistry]:
+def workspace_client(settings: Settings) -> LazyMLClient:
+    """The Azure ML workspace client the Azure adapters share (built on first use)."""
+    from adapters.jobs import LazyMLClient
+
+    return LazyMLClient(
+        settings.aml_subscription_id,
+        settings.aml_resource_group,
+        settings.aml_workspace,
+        settings.storage.client_id,
+    )
+
+
+def build_ml_services(
+    settings: Settings, client: LazyMLClient | None = None
+) -> tuple[PipelineJobs, ModelRegistry]:
     """Azure ML jobs and registry for ``settings.environment``; constructing them is cheap
-    (SDK clients are created on first use)."""
+    (SDK clients are created on first use). In Azure they share ``client`` (a new one if
+    none is given)."""
     if settings.environment == "azure":
-        from adapters.jobs import AzureMLPipelineJobs, LazyMLClient
+        from adapters.jobs import AzureMLPipelineJobs
         from adapters.registry import AzureMLModelRegistry
 
-        client = LazyMLClient(
-            settings.aml_subscription_id,
-            settings.aml_resource_group,
-            settings.aml_workspace,
-            settings.storage.client_id,
-        )
+        client = client or workspace_client(settings)
         return AzureMLPipelineJobs(client), AzureMLModelRegistry(client)
     from local.aml.jobs import LocalPipelineJobs
     from local.aml.registry import MLflowModelRegistry

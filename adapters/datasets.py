@@ -8,7 +8,7 @@ for a period (e.g. to start training once a week's required sources are all in).
 ``BlobDatasetRegistry`` and ``BlobConditionedSignals`` keep small JSON records in a container
 of the ``DataLake`` (the conditioned container by default, under ``_registry/`` and
 ``_signals/``, names no source can take). They are the local implementation and work on Azure
-Storage too; registering versions as Azure ML data assets is a separate adapter to come.
+Storage too; conditioned versions are also registered as data assets (``adapters/data_assets.py``).
 
 Both are idempotent: registering or publishing the same version twice is a no-op that returns
 ``False``.

@@ -5,6 +5,7 @@
     ├── BadInputError         the input itself is wrong; never retried, quarantined or answered 4xx
     ├── NotFoundError         a named thing (blob, job, model version) does not exist
     ├── ConflictError         the thing exists already / precondition failed (idempotency guard)
+    ├── AccessDeniedError     our identity lacks an Azure role (401/403); fix the deployment
     └── TransientError        the outside world failed in a way worth retrying
 
 Adapters translate SDK exceptions into these with ``raise ... from exc`` so callers
@@ -41,6 +42,18 @@ class NotFoundError(MlopsError):
 
 class ConflictError(MlopsError):
     """The resource exists already or changed underneath us."""
+
+
+class AccessDeniedError(MlopsError):
+    """The service refused the app's identity (401/403, or no token could be had).
+
+    A configuration error of the deployment, never retried: the message names the Azure role
+    the identity needs (``role``) and where the infrastructure assigns it.
+    """
+
+    def __init__(self, message: str, *, role: str) -> None:
+        self.role = role
+        super().__init__(message)
 
 
 class TransientError(MlopsError):

@@ -8,6 +8,7 @@ reads the local executor's job record. Both pass tests/integration/test_job_step
 Contract:
 - ``steps(job_name)`` → the job's steps in the order they started (steps that never started
   last, by name), each with an Azure ML status string and UTC start/end times when known.
+- A failed step carries an excerpt of its error (in Azure, from its run-history record).
 - Unknown jobs raise ``NotFoundError``; failures worth retrying raise ``TransientError``.
 - Azure ML does not expose a child job's start and end through the public SDK: there the
   step's creation and last-modification times stand in for them (for a finished step the
@@ -59,26 +60,33 @@ class AzureMLJobSteps:
         self._client = client
 
     def steps(self, job_name: str) -> list[JobStep]:
-        from adapters.jobs import AzureMLPipelineJobs
+        from adapters.azure_calls import call_azure
+        from adapters.jobs import AZURE_ML, status_text, step_error
 
-        children = AzureMLPipelineJobs._call(
+        children = call_azure(
             lambda: list(self._client.jobs.list(parent_job_name=job_name)),
-            f"steps of job {job_name}",
+            f"read the steps of job {job_name}",
+            AZURE_ML,
         )
         out: list[JobStep] = []
         for child in children:
             if child is None:  # the SDK yields None for a child it cannot parse
                 continue
             context = getattr(child, "creation_context", None)
-            status = str(getattr(child, "status", None) or "NotStarted")
+            status = status_text(getattr(child, "status", None)) or "NotStarted"
             ended = getattr(context, "last_modified_at", None) if status in TERMINAL else None
+            # A pipeline's child job is displayed under its node name in the YAML.
+            name = str(getattr(child, "display_name", None) or child.name)
+            failed = status == "Failed"
             out.append(
                 JobStep(
-                    # A pipeline's child job is displayed under its node name in the YAML.
-                    name=str(getattr(child, "display_name", None) or child.name),
+                    name=name,
                     status=status,
                     started_at=_when(getattr(context, "created_at", None)),
                     ended_at=_when(ended),
+                    error=step_error(self._client, str(child.name), name, job_name)
+                    if failed
+                    else "",
                 )
             )
         return ordered(out)

@@ -12,6 +12,8 @@ as the same one.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import smtplib
 import ssl
 import threading
@@ -23,6 +25,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
+from adapters.azure_calls import AzureService, RetrySettings, call_azure
 from adapters.errors import BadInputError, TransientError
 
 if TYPE_CHECKING:
@@ -175,15 +178,28 @@ class SmtpNotifier:
             raise TransientError(f"{where} unreachable: {exc}") from exc
 
 
+ACS = AzureService(
+    "Azure Communication Services",
+    role="Contributor",
+    grant="on the Communication Services resource; infra/modules/rbac.bicep assigns it",
+)
+
+
 class AcsEmailNotifier:
     """``Notifier`` over Azure Communication Services Email (``azure-communication-email``).
 
     Authenticates with ``DefaultAzureCredential`` (the app's managed identity, ``client_id``
     for a user-assigned one) unless ``credential`` is given. The SDK is imported on first
     send. The ACS operation id is derived from ``Email.message_id``, so a repeated send of the
-    same alert is recognised by the service. ``send`` waits up to ``wait_seconds`` for the
-    send operation to finish; one still running then counts as accepted (ACS has queued it).
-    ``client_options`` go to ``EmailClient`` (e.g. ``retry_total``, ``polling_interval``).
+    same alert carries the same id. ``send`` waits up to ``wait_seconds`` for the send
+    operation to finish; one still running then counts as accepted (ACS has queued it).
+
+    Throttling (429) and service errors are retried inside the call by azure-core's policy
+    (``retry``; a ``Retry-After`` is honoured up to its ceiling, never for minutes), then
+    raise ``TransientError``; so does a send operation that ends ``Failed`` (with the
+    service's error code and message). A refused identity raises ``AccessDeniedError``; a
+    message the service rejects, ``BadInputError``. ``client_options`` go to ``EmailClient``
+    (e.g. ``polling_interval``, ``connection_verify``).
     """
 
     def __init__(
@@ -195,6 +211,7 @@ class AcsEmailNotifier:
         credential: TokenCredential | AzureKeyCredential | None = None,
         client_id: str | None = None,
         wait_seconds: float = 60.0,
+        retry: RetrySettings | None = None,
         **client_options: Any,
     ) -> None:
         _check_addresses(sender, recipients)
@@ -204,6 +221,7 @@ class AcsEmailNotifier:
         self._credential = credential
         self._client_id = client_id
         self._wait_seconds = wait_seconds
+        self._retry = retry or RetrySettings()
         self._client_options = client_options
         self._client: Any = None
         self._lock = threading.Lock()
@@ -218,7 +236,12 @@ class AcsEmailNotifier:
                     from azure.identity import DefaultAzureCredential
 
                     credential = DefaultAzureCredential(managed_identity_client_id=self._client_id)
-                self._client = EmailClient(self.endpoint, credential, **self._client_options)
+                self._client = EmailClient(
+                    self.endpoint,
+                    credential,
+                    retry_policy=self._retry.policy(),
+                    **self._client_options,
+                )
             return self._client
 
     def _payload(self, email: Email) -> dict[str, Any]:
@@ -235,34 +258,41 @@ class AcsEmailNotifier:
         return payload
 
     def send(self, email: Email) -> None:
-        from azure.core.exceptions import (
-            ClientAuthenticationError,
-            HttpResponseError,
-            ServiceRequestError,
-            ServiceResponseError,
-        )
-
         operation_id = str(uuid.uuid5(ACS_OPERATION_NAMESPACE, email.message_id))
-        where = f"Azure Communication Services at {self.endpoint}"
-        try:
-            poller = self._get_client().begin_send(self._payload(email), operation_id=operation_id)
-            poller.wait(timeout=self._wait_seconds)
-            if not poller.done():
-                return
-            result = poller.result()
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise TransientError(f"{where} unreachable: {exc}") from exc
-        except ClientAuthenticationError as exc:
-            raise BadInputError(f"{where} refused our identity: {exc}", code=REFUSED) from exc
-        except HttpResponseError as exc:
-            status = exc.status_code or 0
-            if status in (408, 429) or status >= 500:
-                raise TransientError(f"{where} answered {status}: {exc.message}") from exc
-            raise BadInputError(f"{where} rejected the email: {exc.message}", code=REFUSED) from exc
-        outcome = result or {}
+        what = f"send alert {email.message_id}"
+        poller = call_azure(
+            lambda: self._get_client().begin_send(self._payload(email), operation_id=operation_id),
+            what,
+            ACS,
+        )
+        call_azure(lambda: _wait(poller, self._wait_seconds, email.message_id), what, ACS)
+        if not poller.done():
+            return
+        outcome = poller.result() or {}
         state = str(outcome.get("status", "")).lower()
         if state and state != "succeeded":
-            raise TransientError(f"{where} reports the send as {state}: {outcome.get('error')}")
+            raise TransientError(f"{ACS.name} reports the send as {state}: {outcome.get('error')}")
+
+
+def _wait(poller: Any, seconds: float, message_id: str) -> None:
+    """Wait for the send operation; one that ended Failed raises ``TransientError``.
+
+    The SDK reports such an operation as an ``HttpResponseError`` on the last poll, whose
+    answer itself was fine (200): the operation's own ``error`` says what happened.
+    """
+    from azure.core.exceptions import HttpResponseError
+
+    try:
+        poller.wait(timeout=seconds)
+    except HttpResponseError as exc:
+        if (exc.status_code or 0) >= 300:
+            raise
+        error: dict[str, Any] = {}
+        with contextlib.suppress(ValueError, AttributeError):
+            body = json.loads(exc.response.text()) if exc.response is not None else {}
+            error = dict(body.get("error") or {})
+        detail = f"{error.get('code', '')}: {error.get('message', '')}" if error else str(exc)
+        raise TransientError(f"{ACS.name} did not deliver {message_id}: {detail}") from exc
 
 
 class InMemoryNotifier:

@@ -17,10 +17,10 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from adapters.errors import BadInputError, NotFoundError
 from adapters.times import parse_utc
@@ -29,6 +29,7 @@ ROLE_TAG = "role"
 ALIASES_TAG = "aliases"
 ROLES = ("champion", "challenger")
 METRIC_SUFFIXES = ("_mape", "_rmse_zero", "_rmse_all")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ class AzureMLModelRegistry:
     """``ModelRegistry`` over an Azure ML workspace's model registry (``MLClient.models``).
 
     Azure ML models have tags but no aliases, so an alias is kept in tag ``aliases`` (comma
-    separated) and moved by rewriting the tags of the old and the new holder.
+    separated) and moved by rewriting the tags of the old and the new holder. The version
+    list is read page by page inside the error translation: a page that fails midway raises
+    ``TransientError``/``NotFoundError`` like any other call, never the SDK's own error.
     """
 
     def __init__(self, client: Any) -> None:
@@ -87,14 +90,16 @@ class AzureMLModelRegistry:
         aliases = tuple(sorted(a for a in tags.get(ALIASES_TAG, "").split(",") if a))
         return ModelVersion(str(model.name), str(model.version), tags, aliases)
 
-    def _call(self, action: Any, what: str) -> Any:
-        from adapters.jobs import AzureMLPipelineJobs
+    def _call(self, action: Callable[[], T], what: str) -> T:
+        from adapters.azure_calls import call_azure
+        from adapters.jobs import AZURE_ML
 
-        return AzureMLPipelineJobs._call(action, what)
+        return call_azure(action, what, AZURE_ML)
 
     def _model(self, name: str, version: str) -> Any:
         return self._call(
-            lambda: self._client.models.get(name=name, version=str(version)), f"{name}:{version}"
+            lambda: self._client.models.get(name=name, version=str(version)),
+            f"read model {name}:{version}",
         )
 
     def get(self, name: str, version: str) -> ModelVersion:
@@ -102,7 +107,11 @@ class AzureMLModelRegistry:
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         try:
-            models = list(self._call(lambda: self._client.models.list(name=name), name))
+            # models.list is a lazy pager: each page is requested while iterating, so the
+            # iteration itself must happen inside the translation.
+            models = self._call(
+                lambda: list(self._client.models.list(name=name)), f"list versions of {name}"
+            )
         except NotFoundError:
             return []
         return sorted((self._convert(m) for m in models), key=lambda v: int(v.version))
@@ -110,7 +119,8 @@ class AzureMLModelRegistry:
     def _write_tags(self, model: Any, tags: dict[str, str]) -> None:
         model.tags = tags
         self._call(
-            lambda: self._client.models.create_or_update(model), f"{model.name}:{model.version}"
+            lambda: self._client.models.create_or_update(model),
+            f"tag model {model.name}:{model.version}",
         )
 
     def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:

@@ -7,6 +7,7 @@ source's mappings, and publishes to the data lake:
 
 * ``conditioned/{source}/{version}/part-*.csv`` and ``manifest.json`` (written last),
 * ``quarantine/{source}/{version}/rejects.csv`` (or the whole file and a manifest when unusable),
+* for conditioned data, a data asset ``<source>:<version>`` (when given ``assets``),
 * a ``DatasetVersion`` in the registry and, for usable data, a ``DataConditioned`` signal.
 
 Idempotent: a redelivered blob (same name + etag) is recognised from the registry without being
@@ -27,6 +28,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from adapters.datalake import DataLake, RawBlob
 from adapters.datasets import ConditionedSignals, DataConditioned, DatasetRegistry, DatasetVersion
@@ -42,6 +44,9 @@ from conditioning.engine import (
 )
 from conditioning.mapping import SourceMapping, builtin_mappings
 from conditioning.publish import CONDITIONED, placements
+
+if TYPE_CHECKING:
+    from adapters.data_assets import DataAssets
 
 UNKNOWN_SOURCE = "unknown"
 _MAX_NAME = 1024
@@ -158,9 +163,10 @@ def _quarantine_unroutable(
 
 def _publish(
     lake: DataLake, result: ConditionResult, containers: Mapping[str, str]
-) -> tuple[list[str], str]:
+) -> tuple[list[str], str, str]:
+    """Write the outputs; → what was written, the manifest's name and its sha256."""
     written: list[str] = []
-    manifest = ""
+    manifest = manifest_sha = ""
     for p in placements(result):
         container = containers[p.area]
         if p.path is not None:
@@ -172,7 +178,9 @@ def _publish(
         written.append(f"{container}/{p.name}")
         if p.name.endswith("manifest.json"):
             manifest = f"{container}/{p.name}"
-    return written, manifest
+            data = p.data if p.data is not None else p.path.read_bytes() if p.path else b""
+            manifest_sha = hashlib.sha256(data).hexdigest()
+    return written, manifest, manifest_sha
 
 
 def _content_type(name: str) -> str:
@@ -191,11 +199,14 @@ def condition_blob(
     as_of: dt.date | None = None,
     options: EngineOptions | None = None,
     work_dir: Path | None = None,
+    assets: DataAssets | None = None,
 ) -> ConditioningOutcome:
     """Condition ``blob`` and publish the outputs to ``lake`` (see the module docstring).
 
     A blob deleted before it is read, or overwritten while it is read, is ``ignored``: its
-    newer version (if any) arrives as an event of its own.
+    newer version (if any) arrives as an event of its own. With ``assets``, conditioned data
+    is also registered as a data asset (before the version is recorded, so a failed
+    registration is retried with the redelivered blob).
     """
     source, problem = parse_blob_name(blob.name, blob.container)
     label = f"{blob.container}/{blob.name}"
@@ -264,8 +275,10 @@ def condition_blob(
             return ConditioningOutcome(
                 "unchanged", source, label, entry.dataset_version, reason="content seen before"
             )
-        written, manifest = _publish(lake, result, containers)
-    return _record(result, drop, source, label, written, manifest, registry, signals)
+        written, manifest, manifest_sha = _publish(lake, result, containers)
+    return _record(
+        result, drop, source, label, written, (manifest, manifest_sha), registry, signals, assets
+    )
 
 
 def _record(
@@ -274,10 +287,12 @@ def _record(
     source: str,
     label: str,
     written: list[str],
-    manifest: str,
+    published_manifest: tuple[str, str],
     registry: DatasetRegistry,
     signals: ConditionedSignals,
+    assets: DataAssets | None,
 ) -> ConditioningOutcome:
+    manifest, manifest_sha = published_manifest
     m = result.manifest
     period = m.get("period") or {}
     now = dt.datetime.now(dt.UTC).isoformat()
@@ -299,6 +314,8 @@ def _record(
         reason_code=result.reason_code,
         registered_at=now,
     )
+    if assets is not None and entry.status == "conditioned":
+        assets.register(entry, manifest_sha256=manifest_sha)
     registry.register(entry)
     if result.usable:
         signals.publish(

@@ -8,10 +8,11 @@ read right now is reported as ``Unknown`` so monitoring simply polls again.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
@@ -64,12 +65,32 @@ def _data_inputs(services: Services) -> tuple[dict[str, str], list[str], dict[st
         if not versions:
             missing.append(f"{source}: no conditioned data yet")
             continue
-        inputs[source] = services.locator.folder_for(source, versions)
+        inputs[source] = _input_for(services, source, versions)
         used[source] = {
             "versions": [v.dataset_version for v in versions],
             "period_end": max((v.period_end or "" for v in versions), default=""),
         }
     return inputs, missing, used
+
+
+def _input_for(services: Services, source: str, versions: list[DatasetVersion]) -> str:
+    """The pipeline input for ``versions`` of ``source``.
+
+    One version is named by its data asset (``azureml:<source>:<version>``), so the job's
+    lineage points at exactly that data; a version conditioned before data assets were
+    registered is registered now. Several versions cannot be one asset (an asset is one
+    folder): they are the folder the locator prepares.
+    """
+    assert services.locator is not None
+    if services.data_assets is None or len(versions) != 1:
+        return services.locator.folder_for(source, versions)
+    (version,) = versions
+    try:
+        return services.data_assets.get(source, version.dataset_version).reference
+    except NotFoundError:
+        container, _, name = version.manifest.partition("/")
+        digest = hashlib.sha256(services.data_lake.read(container, name)).hexdigest()
+        return services.data_assets.register(version, manifest_sha256=digest).reference
 
 
 @bp.activity_trigger(input_name="request")
@@ -161,11 +182,8 @@ def _registered_by(services: Services, job_name: str, segment: Segment) -> Model
     Asking the job, not "the newest version", keeps two trainings of one segment apart.
     """
     assert services.pipeline_jobs is not None and services.model_registry is not None
-    folder = services.pipeline_jobs.outputs(job_name).get("registered")
-    index = Path(folder) / "registered.json" if folder else None
-    if index is None or not index.is_file():
-        raise NotFoundError(f"job {job_name} has no registered output")
-    for entry in json.loads(index.read_text(encoding="utf-8")).get("models", []):
+    index = services.pipeline_jobs.read_output_file(job_name, "registered", "registered.json")
+    for entry in json.loads(index).get("models", []):
         if entry.get("name") == segment.model_name:
             return services.model_registry.get(segment.model_name, str(entry["version"]))
     return None
@@ -276,11 +294,10 @@ def collect_forecasts(request: dict[str, Any]) -> dict[str, Any]:
 
     services = _services()
     assert services.pipeline_jobs is not None
-    outputs = services.pipeline_jobs.outputs(request["job_name"])
-    folder = outputs.get("forecasts")
-    if not folder:
-        raise NotFoundError(f"score job {request['job_name']} has no forecasts output")
-    frame = pd.read_csv(Path(folder) / "forecasts.csv", dtype=str)
+    data = services.pipeline_jobs.read_output_file(
+        request["job_name"], "forecasts", "forecasts.csv"
+    )
+    frame = pd.read_csv(io.BytesIO(data), dtype=str)
     lake, container = services.data_lake, services.settings.forecasts_container
     lake.ensure_container(container)
     result: dict[str, Any] = {}

@@ -83,6 +83,7 @@ def _condition(raw: RawBlob) -> ConditioningOutcome:
         quarantine_container=settings.quarantine_container,
         registry=registry,
         signals=signals,
+        assets=services.data_assets,
     )
 
 

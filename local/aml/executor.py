@@ -33,6 +33,7 @@ from typing import IO, Any, Protocol
 
 from adapters.errors import BadInputError, MlopsError, NotFoundError
 from adapters.events import AzureMLEventType, EventPublisher, NullEventPublisher
+from local.aml import assets
 from local.aml import events as ev
 from local.aml.bindings import (
     check_constraints,
@@ -151,7 +152,8 @@ class LocalExecutor:
     sqlite store) enables MLflow runs per job/step and ModelRegistered events.
     ``azureml://datastores/NAME/paths/P`` locations live under ``datastore_root/NAME/P``
     (default ``root/datastores``) unless ``datastores`` maps ``NAME`` to another folder;
-    ``asset_resolver`` is the local data-asset index ``azureml:`` inputs may resolve through.
+    ``asset_resolver`` is the local data-asset index ``azureml:`` inputs may resolve through
+    (default: the one under ``root``, ``local/aml/assets.py``).
     """
 
     def __init__(
@@ -174,7 +176,9 @@ class LocalExecutor:
             Path(datastore_root).resolve() if datastore_root else self.store.root / "datastores",
             {k: Path(v).resolve() for k, v in (datastores or {}).items()},
         )
-        self.asset_resolver = asset_resolver
+        # Without another index, azureml:<name>:<version> inputs resolve through the data
+        # assets registered under this root (local/aml/assets.py), as the local runtime's are.
+        self.asset_resolver = asset_resolver or assets.resolver(self.store.root)
         self.publisher: EventPublisher = publisher or NullEventPublisher()
         self.tracking_uri = tracking_uri
         self.max_parallel = max(1, max_parallel)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.errors import NotFoundError
-from adapters.jobs import InputValue, JobInfo, find_metrics, resolve_pipeline
+from adapters.jobs import InputValue, JobInfo, find_metrics, read_output, resolve_pipeline
 from local.aml.executor import LocalExecutor
 from local.processes import stop_process
 
@@ -113,8 +113,11 @@ class LocalPipelineJobs:
             raise NotFoundError(f"job {name} has no metrics output")
         return find_metrics(Path(output))
 
-    def outputs(self, name: str) -> dict[str, str]:
-        return dict(self._executor.status(name).outputs)
+    def read_output_file(self, name: str, output: str, relative_path: str) -> bytes:
+        folder = self._executor.status(name).outputs.get(output)
+        if not folder:
+            raise NotFoundError(f"job {name} has no output {output}")
+        return read_output(Path(folder), relative_path, f"output {output} of job {name}")
 
     def close(self, timeout: float = 30.0) -> None:
         """Wait for the job processes this object started (stopping them after ``timeout``)."""

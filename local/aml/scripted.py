@@ -27,7 +27,7 @@ from typing import Any
 
 from adapters.errors import BadInputError, NotFoundError, TransientError
 from adapters.events import AzureMLEventType, EventPublisher
-from adapters.jobs import InputValue, JobInfo
+from adapters.jobs import InputValue, JobInfo, read_output
 from local.aml.events import model_registered_event, run_event
 
 
@@ -157,10 +157,12 @@ class ScriptedPipelineJobs:
             }  # fmt: skip
         return {"segments": {key: seg}}
 
-    def outputs(self, name: str) -> dict[str, str]:
+    def read_output_file(self, name: str, output: str, relative_path: str) -> bytes:
         job = self._job(name)
-        folders = {o: self._output_root / job.name / o for o in ("forecasts", "registered")}
-        return {o: str(path) for o, path in folders.items() if path.exists()}
+        folder = self._output_root / job.name / output
+        if not folder.is_dir():
+            raise NotFoundError(f"job {name} has no output {output}")
+        return read_output(folder, relative_path, f"output {output} of job {name}")
 
     # -- the script ---------------------------------------------------------------------
 

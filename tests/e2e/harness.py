@@ -197,10 +197,13 @@ def _seed_conditioned_data() -> None:
     for source in services.settings.automation.training_sources:
         blob = f"{source}/v1/part-00000.csv"
         lake.write(container, blob, b"store_id,value\n1,2\n")
+        # Conditioning writes the manifest last; its sha256 tags the version's data asset.
+        lake.write(container, f"{source}/v1/manifest.json", b'{"rows_out": 1}')
         services.datasets.register(
             DatasetVersion(
                 source=source, dataset_version="v1", status="conditioned", input_name=source,
-                input_etag="e", input_sha256="x", manifest=f"{source}/v1/manifest.json",
+                input_etag="e", input_sha256="x",
+                manifest=f"{container}/{source}/v1/manifest.json",
                 files=(f"{container}/{blob}",), rows_in=1, rows_out=1, period_end="2026-11-23",
                 registered_at="2026-11-24T00:00:00+00:00",
             )

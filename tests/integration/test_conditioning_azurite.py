@@ -1,4 +1,5 @@
-"""Conditioning against a real Azurite: drop -> outputs + manifest; redelivery -> no-op.
+"""Conditioning against a real Azurite: drop -> outputs + manifest (+ a local data asset);
+redelivery -> no-op.
 
 The blob is read the way the function app reads it: through the ``BlobClient`` the Functions
 blob extension builds from model binding data (the SDK-type binding).
@@ -17,10 +18,13 @@ from azure.storage.blob import BlobServiceClient
 
 from adapters.datalake import AzureBlobDataLake, BoundBlob
 from adapters.datasets import blob_dataset_ports
+from adapters.locator import LocalDatasetLocator
 from adapters.settings import Connection
 from conditioning.service import ConditioningOutcome, condition_blob
 from conditioning.synthetic import SyntheticSpec, write_shipments
+from local.aml import assets
 from local.azurite import Azurite
+from local.data_assets import LocalDataAssets
 
 pytestmark = pytest.mark.integration
 
@@ -233,3 +237,60 @@ def test_the_bound_blob_reads_in_ranges_pinned_to_one_version(
     client.upload_blob(content[::-1], overwrite=True)
     with pytest.raises(ConflictError, match="changed while it was being read"):
         stream.read()
+
+
+def test_conditioned_data_becomes_a_local_data_asset_once(azurite: Azurite, tmp_path: Path) -> None:
+    lake = AzureBlobDataLake.from_connection(
+        Connection(name="lake", connection_string=azurite.connection_string)
+    )
+    suffix = uuid.uuid4().hex[:8]
+    raw_c, cond_c, quar_c = f"raw{suffix}", f"conditioned{suffix}", f"quarantine{suffix}"
+    lake.ensure_container(raw_c)
+    spec = SyntheticSpec(regions=1, stores_per_region=2, products=10, weeks=2, defect_rate=0.05)
+    drop = tmp_path / "drop.csv.gz"
+    write_shipments(drop, spec, "standard")
+    name = "shipments/2024-01-22/drop.csv.gz"
+    info = lake.write(raw_c, name, drop.read_bytes())
+    registry, signals = blob_dataset_ports(lake, cond_c)
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    aml_root = tmp_path / "aml"
+    locator = LocalDatasetLocator(lake, cond_c, tmp_path / "datasets")
+    data_assets = LocalDataAssets(locator, aml_root)
+
+    def deliver(blob: str) -> ConditioningOutcome:
+        return condition_blob(
+            BoundBlob(blobs.get_blob_client(raw_c, blob)),
+            lake,
+            conditioned_container=cond_c,
+            quarantine_container=quar_c,
+            registry=registry,
+            signals=signals,
+            as_of=dt.date(2025, 6, 30),
+            assets=data_assets,
+        )
+
+    outcome = deliver(name)
+    v = outcome.dataset_version
+    assert outcome.status == "conditioned" and v
+    asset = assets.resolve(aml_root, "shipments", v)
+    manifest = lake.read(cond_c, f"shipments/{v}/manifest.json")
+    assert asset.tags["manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
+    assert asset.tags["input_blob"] == name and asset.tags["input_etag"] == info.etag
+    rows = json.loads(manifest)
+    assert asset.tags["rows_in"] == str(rows["rows_in"])
+    assert asset.tags["rows_out"] == str(rows["rows_out"])
+    assert asset.tags["rows_rejected"] == str(rows["rows_rejected"])
+    # The asset's folder holds exactly this version's data, as the data lake has it.
+    parts = sorted(Path(asset.path).rglob("*.csv"))
+    assert [p.name for p in parts] == ["part-00000.csv"]
+    assert parts[0].read_bytes() == lake.read(cond_c, f"shipments/{v}/part-00000.csv")
+    assert data_assets.get("shipments").reference == f"azureml:shipments:{v}"
+
+    assert deliver(name).status == "unchanged"
+    assert [p.name for p in (aml_root / "assets" / "data" / "shipments").iterdir()] == [f"{v}.json"]
+
+    # Unusable input is quarantined and never becomes a data asset.
+    bad = "shipments/2024-01-29/garbage.csv"
+    lake.write(raw_c, bad, b"\x00\x01 not a table")
+    assert deliver(bad).status == "quarantined"
+    assert len(list((aml_root / "assets" / "data" / "shipments").iterdir())) == 1

@@ -1,11 +1,13 @@
 """One contract for every ``JobSteps``: the local executor's records and the Azure ML adapter
-(over the recording fake, whose child jobs are built by azure-ai-ml's own translation of a
-run-history ``Run``, the type ``jobs.list(parent_job_name=...)`` returns)."""
+(through azure-ai-ml's real ``MLClient`` against the loopback stand-in, which serves the
+pipeline's child runs from run history — ``jobs.list(parent_job_name=...)`` — and each run's
+record with its error)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,20 +17,34 @@ from adapters.jobs import AzureMLPipelineJobs, PipelineJobs
 from local.aml.jobs import LocalPipelineJobs
 from local.aml.status import JobStatus
 from local.job_steps import LocalJobSteps
-from tests.integration.azure_fakes import RecordingMLClient
-from tests.integration.test_jobs_contract import CONTRACT, FIXTURES, wait_terminal
+from tests.integration.azure_standin.azureml import Plan
+from tests.integration.test_jobs_contract import AZURE, CONTRACT, FIXTURES, wait_terminal
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["local", "azure-fake"])
+def play_fixture_steps(job: dict[str, Any]) -> Plan:
+    """What the fixture pipelines' steps do, as the stand-in plays them: ``boom`` (crash.yml)
+    exits 3 after printing the error the local run shows; the rest complete."""
+    if "boom" in (job.get("jobs") or {}):
+        return Plan(
+            "Failed",
+            "boom",
+            "User process 'python' exited with status code 3: something went badly wrong",
+        )
+    return Plan()
+
+
+@pytest.fixture(params=["local", AZURE])
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[PipelineJobs, JobSteps]]:
     if request.param == "local":
-        jobs = LocalPipelineJobs(tmp_path / "aml", tracking_uri=None, step_timeout=120)
+        jobs = LocalPipelineJobs(tmp_path / "aml", tracking_uri=None, step_timeout=240)
         yield jobs, LocalJobSteps(tmp_path / "aml")
         jobs.close(timeout=60)
     else:
-        client = RecordingMLClient()
+        workspace = request.getfixturevalue("azureml")
+        workspace.app.planner = play_fixture_steps
+        client = workspace.client()
         yield AzureMLPipelineJobs(client), AzureMLJobSteps(client)
 
 
@@ -53,14 +69,11 @@ def test_an_unknown_job_is_not_found(pair: tuple[PipelineJobs, JobSteps]) -> Non
         steps.steps("no_such_job_123")
 
 
-def test_a_failed_step_is_reported_with_its_error(tmp_path: Path) -> None:
-    """Local only: the fake service has no failing pipelines."""
-    jobs = LocalPipelineJobs(tmp_path / "aml", tracking_uri=None, step_timeout=120)
-    try:
-        name = jobs.submit(str(FIXTURES / "bad" / "crash.yml"), {}, experiment_name="contract")
-        assert wait_terminal(jobs, name, []).status == "Failed"
-    finally:
-        jobs.close(timeout=60)
-    found = LocalJobSteps(tmp_path / "aml").steps(name)
+def test_a_failed_step_is_reported_with_its_error(pair: tuple[PipelineJobs, JobSteps]) -> None:
+    jobs, steps = pair
+    name = jobs.submit(str(FIXTURES / "bad" / "crash.yml"), {}, experiment_name="contract")
+    assert wait_terminal(jobs, name, []).status == "Failed"
+    found = steps.steps(name)
     failed = [s for s in found if s.status == "Failed"]
-    assert failed and failed[0].error
+    assert [s.name for s in failed] == ["boom"]
+    assert "something went badly wrong" in failed[0].error

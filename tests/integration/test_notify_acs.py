@@ -1,97 +1,25 @@
-"""AcsEmailNotifier against a loopback server that speaks the ACS Email send API."""
+"""AcsEmailNotifier through the real ``azure-communication-email`` client and azure-core
+pipeline, against a loopback stand-in of the ACS Email REST API (``azure_standin/acs.py``):
+HTTPS, a bearer token for the ACS audience (what a managed identity gets in Azure), the send
+operation and its long-running-operation polling through ``Operation-Location``."""
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
-from azure.core.credentials import AzureKeyCredential
 
-from adapters.errors import BadInputError, TransientError
-from adapters.notify import AcsEmailNotifier, Email
+from adapters.azure_calls import RetrySettings
+from adapters.errors import AccessDeniedError, BadInputError, TransientError
+from adapters.notify import ACS_OPERATION_NAMESPACE, AcsEmailNotifier, Email
+from tests.integration.azure_standin.acs import API_VERSION, AcsStandIn
+from tests.integration.azure_standin.credentials import StaticTokenCredential
+from tests.integration.azure_standin.http import StandInServer
+from tests.integration.azure_standin.tls import StandInCertificate
+from tests.integration.conftest import FAST_RETRY
 
-pytestmark = pytest.mark.integration
-
-
-class FakeAcs(ThreadingHTTPServer):
-    """Accepts POST /emails:send (202 + Operation-Location), answers operation polls."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[dict[str, Any]] = []
-        self.answer = 202
-        self.final_status = "Succeeded"
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeAcs
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _json(
-        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        body = json.loads(self.rfile.read(length))
-        self.server.requests.append(
-            {"path": self.path, "headers": dict(self.headers), "body": body}
-        )
-        if not self.path.startswith("/emails:send?api-version="):
-            self._json(404, {"error": {"code": "NotFound", "message": self.path}})
-        elif self.server.answer != 202:
-            self._json(self.server.answer, {"error": {"code": "Nope", "message": "refused"}})
-        else:
-            op = self.headers.get("Operation-Id") or str(uuid.uuid4())
-            where = f"{self.server.endpoint}/emails/operations/{op}?api-version=2025-09-01"
-            self._json(202, {"id": op, "status": "Running"}, {"Operation-Location": where})
-
-    def do_GET(self) -> None:
-        op = self.path.split("/emails/operations/")[1].split("?")[0]
-        self._json(200, {"id": op, "status": self.server.final_status})
-
-
-@pytest.fixture
-def acs() -> Iterator[FakeAcs]:
-    server = FakeAcs()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-def notifier(acs: FakeAcs) -> AcsEmailNotifier:
-    return AcsEmailNotifier(
-        acs.endpoint,
-        sender="DoNotReply@mlops.example.com",
-        recipients=["ops@example.com", "oncall@example.com"],
-        credential=AzureKeyCredential("c2VjcmV0LWtleQ=="),
-        wait_seconds=10,
-        polling_interval=0.05,
-        retry_total=0,
-    )
-
+pytestmark = [pytest.mark.integration, pytest.mark.azure_http]
 
 EMAIL = Email(
     "alert-evt-1",
@@ -102,10 +30,43 @@ EMAIL = Email(
 )
 
 
-def test_send_posts_the_message_and_waits_for_success(acs: FakeAcs) -> None:
-    notifier(acs).send(EMAIL)
-    (request,) = acs.requests
-    body = request["body"]
+@pytest.fixture
+def acs(standin_certificate: StandInCertificate) -> Iterator[AcsStandIn]:
+    app = AcsStandIn()
+    server = StandInServer(app, context=standin_certificate.server_context()).start()
+    app.url = server.url
+    try:
+        yield app
+    finally:
+        server.stop()
+    assert not app.unrouted, app.unrouted
+
+
+def notifier(
+    acs: AcsStandIn, cert: StandInCertificate, *, wait_seconds: float = 10
+) -> AcsEmailNotifier:
+    return AcsEmailNotifier(
+        acs.url,
+        sender="DoNotReply@mlops.example.com",
+        recipients=["ops@example.com", "oncall@example.com"],
+        credential=StaticTokenCredential(),
+        wait_seconds=wait_seconds,
+        retry=FAST_RETRY,
+        polling_interval=0.05,
+        connection_verify=str(cert.cert_file),
+    )
+
+
+def test_send_posts_the_message_and_polls_its_operation_to_success(
+    acs: AcsStandIn, standin_certificate: StandInCertificate
+) -> None:
+    acs.polls_until_done = 2
+    notifier(acs, standin_certificate).send(EMAIL)
+    assert acs.operations() == ["emails.send", "emails.getSendResult", "emails.getSendResult"]
+    assert {s.api_version for s in acs.served} == {API_VERSION}
+    assert not acs.auth_failures  # every request carried a token for the ACS audience
+    (request,) = acs.sends
+    body = request.json()
     assert body["senderAddress"] == "DoNotReply@mlops.example.com"
     assert [r["address"] for r in body["recipients"]["to"]] == [
         "ops@example.com",
@@ -117,43 +78,106 @@ def test_send_posts_the_message_and_waits_for_success(acs: FakeAcs) -> None:
         "html": "<p>html</p>",
     }
     assert body["headers"] == {"X-MLOps-Alert-Id": "evt-1"}
-    assert request["headers"]["Authorization"].startswith("HMAC-SHA256")
+    expected_id = str(uuid.uuid5(ACS_OPERATION_NAMESPACE, EMAIL.message_id))
+    assert request.header("Operation-Id") == expected_id
+    assert acs.operations_by_id[expected_id].status == "Succeeded"
 
 
-def test_the_same_email_reuses_its_operation_id(acs: FakeAcs) -> None:
-    n = notifier(acs)
+def test_the_same_email_reuses_its_operation_id(
+    acs: AcsStandIn, standin_certificate: StandInCertificate
+) -> None:
+    n = notifier(acs, standin_certificate)
     n.send(EMAIL)
     n.send(EMAIL)
     n.send(Email("alert-evt-2", "s", "t"))
-    ids = [r["headers"]["Operation-Id"] for r in acs.requests]
+    ids = [r.header("Operation-Id") for r in acs.sends]
     assert ids[0] == ids[1] != ids[2]
 
 
-@pytest.mark.parametrize(
-    ("answer", "error"), [(503, TransientError), (429, TransientError), (400, BadInputError)]
-)
-def test_service_errors_are_translated(acs: FakeAcs, answer: int, error: type[Exception]) -> None:
-    acs.answer = answer
-    with pytest.raises(error):
-        notifier(acs).send(EMAIL)
+@pytest.mark.parametrize("status", [429, 503])
+def test_throttling_and_outages_are_retried_then_transient(
+    acs: AcsStandIn, standin_certificate: StandInCertificate, status: int
+) -> None:
+    # A minute's Retry-After: honoured only up to the policy's (test-sized) ceiling.
+    acs.fail("emails.send", status, times=3, headers={"Retry-After": "60"})
+    with pytest.raises(TransientError, match=str(status)):
+        notifier(acs, standin_certificate).send(EMAIL)
+    assert acs.count("emails.send") == 3  # the first try and two retries
+    acs.fail("emails.send", status, times=1, headers={"Retry-After": "60"})
+    notifier(acs, standin_certificate).send(EMAIL)  # one hiccup is absorbed
 
 
-def test_a_failed_send_operation_is_not_reported_as_delivered(acs: FakeAcs) -> None:
-    acs.final_status = "Failed"
-    with pytest.raises((TransientError, BadInputError)):
-        notifier(acs).send(EMAIL)
+def test_a_rejected_message_is_bad_input_and_not_retried(
+    acs: AcsStandIn, standin_certificate: StandInCertificate
+) -> None:
+    acs.fail("emails.send", 400)
+    with pytest.raises(BadInputError, match="rejected"):
+        notifier(acs, standin_certificate).send(EMAIL)
+    assert acs.count("emails.send") == 1
 
 
-def test_unreachable_service_is_transient(acs: FakeAcs) -> None:
-    endpoint = acs.endpoint
-    acs.shutdown()
-    acs.server_close()
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_identity_names_the_role_it_needs(
+    acs: AcsStandIn, standin_certificate: StandInCertificate, status: int
+) -> None:
+    acs.fail("emails.send", status)
+    with pytest.raises(AccessDeniedError, match="Contributor") as caught:
+        notifier(acs, standin_certificate).send(EMAIL)
+    assert "Communication Services" in str(caught.value)
+
+
+def test_a_token_for_another_audience_is_refused(
+    acs: AcsStandIn, standin_certificate: StandInCertificate
+) -> None:
+    class WrongAudience(StaticTokenCredential):
+        def get_token(self, *scopes: str, **kwargs: object) -> object:  # type: ignore[override]
+            return super().get_token("https://management.azure.com/.default")
+
     n = AcsEmailNotifier(
-        endpoint,
+        acs.url,
         sender="a@example.com",
         recipients=["b@example.com"],
-        credential=AzureKeyCredential("c2VjcmV0"),
-        retry_total=0,
+        credential=WrongAudience(),  # type: ignore[arg-type]
+        retry=FAST_RETRY,
+        connection_verify=str(standin_certificate.cert_file),
+    )
+    with pytest.raises(AccessDeniedError):
+        n.send(EMAIL)
+    assert acs.auth_failures
+    acs.auth_failures.clear()
+
+
+def test_a_failed_send_operation_is_not_reported_as_delivered(
+    acs: AcsStandIn, standin_certificate: StandInCertificate
+) -> None:
+    acs.outcome = "Failed"
+    acs.error = {"code": "EmailDropped", "message": "Email was dropped after several attempts."}
+    with pytest.raises(TransientError, match="EmailDropped: Email was dropped"):
+        notifier(acs, standin_certificate).send(EMAIL)
+
+
+def test_a_send_still_running_after_the_wait_counts_as_accepted(
+    acs: AcsStandIn, standin_certificate: StandInCertificate
+) -> None:
+    acs.retry_after = 30  # the service asks for patience; the adapter does not wait that long
+    acs.polls_until_done = 100
+    notifier(acs, standin_certificate, wait_seconds=0.2).send(EMAIL)
+    assert acs.operations()[0] == "emails.send"
+
+
+def test_unreachable_service_is_transient(
+    acs: AcsStandIn, standin_certificate: StandInCertificate
+) -> None:
+    server = StandInServer(AcsStandIn(), context=standin_certificate.server_context())
+    url = server.url
+    server.server_close()  # nothing listens there any more
+    n = AcsEmailNotifier(
+        url,
+        sender="a@example.com",
+        recipients=["b@example.com"],
+        credential=StaticTokenCredential(),
+        retry=RetrySettings(total=0),
+        connection_verify=str(standin_certificate.cert_file),
     )
     with pytest.raises(TransientError, match="unreachable"):
         n.send(EMAIL)

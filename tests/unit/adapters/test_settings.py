@@ -83,6 +83,28 @@ def test_azure_services_share_one_lazy_workspace_client() -> None:
     assert jobs._client is registry._client  # one MLClient (and one token cache) per process
 
 
+def test_azure_data_assets_and_job_steps_share_the_workspace_client() -> None:
+    from adapters.data_assets import AzureMLDataAssets
+    from composition import build_services
+
+    settings = load_settings(
+        {
+            "MLOPS_ENVIRONMENT": "azure",
+            "AzureWebJobsStorage__accountName": "appstore",
+            "AzureWebJobsStorage__clientId": "client-1",
+            "MLOPS_DATALAKE__blobServiceUri": "https://lake.blob.core.windows.net",
+            "MLOPS_AML_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
+            "MLOPS_AML_RESOURCE_GROUP": "rg",
+            "MLOPS_AML_WORKSPACE": "ws",
+        }
+    )
+    services = build_services(settings)
+    assert isinstance(services.data_assets, AzureMLDataAssets)
+    client = services.pipeline_jobs._client  # type: ignore[union-attr]
+    assert services.data_assets._client is client
+    assert services.job_steps._client is client  # type: ignore[union-attr]
+
+
 def test_the_model_name_prefix_defaults_to_the_pipelines_names_and_is_validated() -> None:
     assert load_settings(
         {"AzureWebJobsStorage": CONN, "MLOPS_DATALAKE": CONN}
