@@ -137,7 +137,7 @@ def check_value(step: str, name: str, idef: InputDef, value: Any) -> None:
     ``min`` or ``max`` (paths and missing optional values are not checked here)."""
     if value is None or idef.type in PATH_TYPES:
         return
-    what = f"step {step!r}: input {name!r}"
+    what = f"node {step!r} input {name!r}"
     number: float | None = None
     if idef.type == "integer":
         text = str(value).strip()
@@ -158,7 +158,8 @@ def check_value(step: str, name: str, idef: InputDef, value: Any) -> None:
         raise BadInputError(f"{what} is {value!r}, not true or false", code="bad_value")
     if idef.enum and render_value(value) not in idef.enum:
         raise BadInputError(
-            f"{what} is {render_value(value)!r}, not one of {', '.join(idef.enum)}",
+            f"{what} is {render_value(value)!r}, not one of "
+            + ", ".join(repr(choice) for choice in idef.enum),
             code="bad_value",
         )
     if number is not None and idef.min is not None and number < idef.min:

@@ -105,9 +105,14 @@ def resolve_asset_input(
         if found is not None:
             return Path(found).resolve()
     shown = f"{name}:{version}" if match else text
+    where = (
+        "is not in the local asset index and lives in a workspace"
+        if resolver is not None
+        else "lives in a workspace"
+    )
     raise BadInputError(
-        f"{what} refers to data asset {shown} ({text}) in a workspace, which the local executor "
-        f"cannot fetch; {hint}",
+        f"{what} refers to data asset {shown} ({text}), which {where} the local executor "
+        f"cannot fetch from; {hint}",
         code="unsupported_input",
     )
 

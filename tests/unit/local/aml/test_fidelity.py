@@ -385,9 +385,9 @@ command: python echo.py ${{inputs.mode}} ${{inputs.weeks}} ${{outputs.out}}/args
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        ({"mode": "predict"}, "step 'use': input 'mode' is 'predict', not one of train, score"),
-        ({"weeks": "0"}, "step 'use': input 'weeks' is 0, below its min 1"),
-        ({"weeks": "53"}, "step 'use': input 'weeks' is 53, above its max 52"),
+        ({"mode": "predict"}, "node 'use' input 'mode' is 'predict', not one of 'train', 'score'"),
+        ({"weeks": "0"}, "node 'use' input 'weeks' is 0, below its min 1"),
+        ({"weeks": "53"}, "node 'use' input 'weeks' is 53, above its max 52"),
     ],
 )
 def test_declared_constraints_are_enforced_at_submit(
