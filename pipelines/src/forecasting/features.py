@@ -67,7 +67,7 @@ def require(frame: pd.DataFrame, columns: Iterable[str], table: str) -> None:
 
 def _week_of(day: pd.Series, anchor: int) -> pd.Series:
     """The week start (weekday ``anchor``, Monday = 0) of the week containing each day."""
-    back = (day.dt.dayofweek - anchor) % 7
+    back = (day.dt.day_of_week - anchor) % 7
     return day - pd.to_timedelta(back, unit="D")
 
 
@@ -176,7 +176,7 @@ def join_inputs(
     # the lower-case form whatever a vendor's store master spells.
     master["region"] = master["region"].str.lower()
     frame = ship.merge(master, on="store_id", how="inner")
-    anchor = int(frame["week_start"].dt.dayofweek.mode().iat[0]) if len(frame) else 0
+    anchor = int(frame["week_start"].dt.day_of_week.mode().iat[0]) if len(frame) else 0
     exog: list[str] = []
     if weather is not None and len(weather):
         weekly, exog = _weekly_weather(standard_weather(weather, master), anchor)

@@ -24,7 +24,7 @@ def walmart_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("walmart")
     rng = np.random.default_rng(3)
     fridays = pd.date_range("2010-02-05", periods=90, freq="7D")
-    season = 1 + 0.4 * np.sin(2 * np.pi * fridays.dayofyear.to_numpy() / 365.25)
+    season = 1 + 0.4 * np.sin(2 * np.pi * fridays.day_of_year.to_numpy() / 365.25)
     holiday = fridays.month.isin([11, 12]) & (fridays.day >= 20)
     rows = []
     for store, kind in zip((1, 2, 3, 4), "AABC", strict=True):
