@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import azure.durable_functions as df
 
 from adapters.errors import BadInputError, ConflictError, NotFoundError, TransientError
+from orchestrators.aml_events import experiment_for
 from orchestrators.policies import Segment
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def submit_pipeline_job(request: dict[str, Any]) -> dict[str, Any]:
         name = services.pipeline_jobs.submit(
             PIPELINES[pipeline],
             inputs,
-            experiment_name=f"forecast-{pipeline.replace('_', '-')}",
+            experiment_name=experiment_for(pipeline),
             tags=tags,
             display_name=f"{pipeline}-{request.get('segment') or 'all'}",
         )

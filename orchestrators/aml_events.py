@@ -32,6 +32,20 @@ BREACH_TEXT = "has failed due to one or more features violating metric threshold
 SEGMENT_TAG = "segment"
 STEP_RUN = "azureml.steprun"
 PIPELINE_TAG = "pipeline"
+# The app's Azure ML pipelines (``pipeline`` tag on every job it submits) and the experiment
+# names they run under. A failed run in neither is another team's, and not Ops' to answer for.
+APP_PIPELINES = frozenset({"train", "score", "model_test", "train_many"})
+EXPERIMENT_PREFIX = "forecast-"
+
+
+def experiment_for(pipeline: str) -> str:
+    """The experiment the app's ``pipeline`` jobs run under (``forecast-model-test``, …)."""
+    return EXPERIMENT_PREFIX + pipeline.replace("_", "-")
+
+
+def _is_apps_run(experiment: str, tags: Mapping[str, str]) -> bool:
+    return experiment.startswith(EXPERIMENT_PREFIX) or tags.get(PIPELINE_TAG) in APP_PIPELINES
+
 
 # Names as Azure ML spells them: an asset name is letters, digits, '-', '_' and '.', starting
 # with a letter or digit (at most 255); a job/run name the same without '.', so no '..'
@@ -228,7 +242,9 @@ def plan_reaction(event: AmlEvent, model_prefix: str = "forecast-") -> Reaction:
     """What to do about ``event``. Pure: no I/O, and total over every input.
 
     ``model_prefix`` is how the app's models are named (``MLOPS_MODEL_NAME_PREFIX``): a
-    registration of any other model is someone else's and is ignored.
+    registration of any other model is someone else's and is ignored. Likewise a failed run
+    alerts only when it is the app's (its experiment or its ``pipeline`` tag); monitor breaches
+    name their segment and are judged by that.
     """
     kind = event.known_type
     d = event.data
@@ -258,10 +274,17 @@ def plan_reaction(event: AmlEvent, model_prefix: str = "forecast-") -> Reaction:
                 return Ignore(f"step run {_text(run_id)} {status}: reported by its pipeline")
             if not _RUN_ID.match(run_id):
                 return Ignore(f"run status {_text(status)} for an unusable run id {run_id[:80]!r}")
+            experiment = d.text("experimentName")
+            if not _is_apps_run(experiment, tags):
+                return Ignore(
+                    f"run {run_id} {_text(status)} in experiment {_text(experiment)!r} is not "
+                    f"this app's (experiments start {EXPERIMENT_PREFIX!r}, or a '{PIPELINE_TAG}' "
+                    "tag names one of its pipelines)"
+                )
             raw_segment = tags.get(SEGMENT_TAG, "")
             return SendAlert(
                 run_id=run_id,
-                experiment=_text(d.text("experimentName")),
+                experiment=_text(experiment),
                 status=_text(status),
                 pipeline=_text(tags.get(PIPELINE_TAG, d.text("experimentName"))),
                 # A bad tag must not reach the alert's signature; the alert still goes out.

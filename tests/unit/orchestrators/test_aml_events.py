@@ -10,11 +10,14 @@ import pytest
 from adapters.errors import BadInputError
 from adapters.times import parse_utc
 from orchestrators.aml_events import (
+    APP_PIPELINES,
+    EXPERIMENT_PREFIX,
     Ignore,
     RecordTelemetry,
     SendAlert,
     StartModelTest,
     StartRetrain,
+    experiment_for,
     parse_event,
     plan_reaction,
 )
@@ -132,7 +135,7 @@ def test_every_terminal_failure_alerts(status: str) -> None:
         {
             "id": "x",
             "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
-            "data": {"runStatus": status, "runId": "r", "experimentName": "e"},
+            "data": {"runStatus": status, "runId": "r", "experimentName": "forecast-train"},
         }
     )
     assert isinstance(plan_reaction(event), SendAlert)
@@ -239,7 +242,11 @@ def test_real_run_status_captures(shared_data: Path) -> None:
         shared_data
         / "events/docs-eventgrid-schema/Microsoft.MachineLearningServices.RunStatusChanged.json"
     )[0]
-    assert isinstance(plan_reaction(parse_event(docs)), SendAlert)  # runStatus "failed"
+    # runStatus "failed", but experiment automl-local-regression with no tags: another team's.
+    ignored = plan_reaction(parse_event(docs))
+    assert isinstance(ignored, Ignore) and "automl-local-regression" in ignored.reason
+    docs["data"]["experimentName"] = "forecast-score"
+    assert isinstance(plan_reaction(parse_event(docs)), SendAlert)
 
 
 def _run_status(data: dict[str, Any]) -> Any:
@@ -257,11 +264,21 @@ def test_a_failed_run_with_an_unusable_id_is_ignored(run_id: str) -> None:
 def test_a_failed_run_keeps_its_alert_but_drops_a_bad_segment_tag() -> None:
     good = plan_reaction(
         _run_status(
-            {"runStatus": "Failed", "runId": "train_1", "runTags": {"segment": "r01/large/fast"}}
+            {
+                "runStatus": "Failed",
+                "runId": "train_1",
+                "runTags": {"segment": "r01/large/fast", "pipeline": "train"},
+            }
         )
     )
     bad = plan_reaction(
-        _run_status({"runStatus": "Failed", "runId": "train_2", "runTags": {"segment": "../x"}})
+        _run_status(
+            {
+                "runStatus": "Failed",
+                "runId": "train_2",
+                "runTags": {"segment": "../x", "pipeline": "train"},
+            }
+        )
     )
     assert isinstance(good, SendAlert) and good.segment == "r01-large-fast"
     assert isinstance(bad, SendAlert) and bad.segment == ""
@@ -276,7 +293,9 @@ def test_a_monitor_breach_naming_a_bad_segment_retrains_nothing(segment: str) ->
 
 def test_free_text_from_an_event_loses_its_control_characters() -> None:
     reaction = plan_reaction(
-        _run_status({"runStatus": "Failed", "runId": "r1", "experimentName": "exp\nFAKE LOG LINE"})
+        _run_status(
+            {"runStatus": "Failed", "runId": "r1", "experimentName": "forecast-x\nFAKE LOG LINE"}
+        )
     )
     assert isinstance(reaction, SendAlert) and "\n" not in reaction.experiment
 
@@ -291,8 +310,44 @@ def test_a_failed_step_run_is_left_to_its_pipeline_run() -> None:
     step = {
         "id": "s",
         "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
-        "data": {"runStatus": "Failed", "runType": "azureml.StepRun", "runId": "r_prep"},
+        "data": {
+            "runStatus": "Failed",
+            "runType": "azureml.StepRun",
+            "runId": "r_prep",
+            "experimentName": "forecast-train",
+        },
     }
     assert isinstance(plan_reaction(parse_event(step)), Ignore)
     step["data"]["runType"] = "azureml.PipelineRun"
     assert isinstance(plan_reaction(parse_event(step)), SendAlert)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "tags", "alerts"),
+    [
+        ("forecast-train", {}, True),
+        ("forecast-model-test", {}, True),
+        ("demand-train", {"pipeline": "train"}, True),
+        ("demand-train", {"pipeline": "train_many"}, True),
+        ("automl-local-regression", {}, False),
+        ("team-b-train", {"pipeline": "etl"}, False),
+        ("", {}, False),
+    ],
+)
+def test_only_the_apps_failed_runs_alert(
+    experiment: str, tags: dict[str, str], alerts: bool
+) -> None:
+    data = {"runStatus": "Failed", "runId": "r1", "experimentName": experiment, "runTags": tags}
+    reaction = plan_reaction(_run_status(data))
+    if alerts:
+        assert isinstance(reaction, SendAlert)
+    else:
+        assert isinstance(reaction, Ignore) and "is not this app's" in reaction.reason
+
+
+def test_the_apps_pipelines_are_the_ones_it_submits_under_its_experiments() -> None:
+    from orchestrators.activities import PIPELINES
+
+    assert set(PIPELINES) == APP_PIPELINES
+    assert all(experiment_for(p).startswith(EXPERIMENT_PREFIX) for p in PIPELINES)
+    assert experiment_for("model_test") == "forecast-model-test"
