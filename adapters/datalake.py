@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from adapters.azure_calls import AzureService, access_denied
 from adapters.errors import ConflictError, NotFoundError, SettingsError, TransientError
 
 if TYPE_CHECKING:
@@ -228,6 +229,13 @@ def blob_service_client(connection: Connection) -> BlobServiceClient:
     return BlobServiceClient(connection.blob_service_uri, credential=credential)
 
 
+STORAGE = AzureService(
+    "the data lake storage account",
+    role="Storage Blob Data Contributor",
+    grant="infra/modules/rbac.bicep assigns it to the app's managed identity",
+)
+
+
 class AzureBlobDataLake:
     """``DataLake`` over Azure Blob Storage (or Azurite).
 
@@ -244,6 +252,7 @@ class AzureBlobDataLake:
     @staticmethod
     def _translate(exc: Exception, what: str) -> Exception:
         from azure.core.exceptions import (
+            ClientAuthenticationError,
             ResourceExistsError,
             ResourceModifiedError,
             ResourceNotFoundError,
@@ -258,6 +267,9 @@ class AzureBlobDataLake:
         if isinstance(exc, ServiceRequestError | ServiceResponseError):
             return TransientError(f"storage unreachable while accessing {what}: {exc}")
         status = getattr(exc, "status_code", None)
+        if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+            # A missing role assignment: say which, as the other Azure adapters do.
+            return access_denied(STORAGE, f"access {what}", exc)
         if status in (408, 429, 500, 502, 503, 504):
             return TransientError(f"storage answered {status} for {what}")
         return exc

@@ -102,3 +102,28 @@ def test_delete_removes(lake: tuple[DataLake, str]) -> None:
     impl.write(c, "d.txt", b"x")
     impl.delete(c, "d.txt")
     assert not impl.exists(c, "d.txt")
+
+
+def test_a_refused_identity_names_the_role_it_lacks(azurite: Azurite) -> None:
+    # Azurite checks the shared-key signature as Azure Storage does: a wrong key is a real
+    # 403 AuthenticationFailed from the service, not an exception made up by the test.
+    import base64
+
+    from adapters.errors import AccessDeniedError
+
+    good = azurite.connection_string
+    key = good.split("AccountKey=", 1)[1].split(";", 1)[0]
+    wrong = base64.b64encode(b"not the account key" * 3).decode()
+    lake = AzureBlobDataLake.from_connection(
+        Connection(name="lake", connection_string=good.replace(key, wrong))
+    )
+    container = f"c{uuid.uuid4().hex[:20]}"
+    for op in (
+        lambda: lake.ensure_container(container),
+        lambda: lake.write(container, "x.txt", b"x"),
+        lambda: lake.read(container, "x.txt"),
+        lambda: list(lake.list(container)),
+    ):
+        with pytest.raises(AccessDeniedError, match="Storage Blob Data Contributor") as caught:
+            op()
+        assert "403" in str(caught.value)
