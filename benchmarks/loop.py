@@ -62,16 +62,12 @@ def _call(url: str, body: Any = None, method: str = "GET") -> tuple[int, Any]:
 
 
 def _environment(state: Path, connection: str) -> dict[str, str]:
-    from adapters.settings import SETTINGS
+    from local.runtime import isolated_environment
 
-    env = {s.key: s.default for s in SETTINGS if s.default is not None}
-    env.update(
+    return isolated_environment(
+        state,
+        connection,
         {
-            "AzureWebJobsStorage": connection,
-            "MLOPS_DATALAKE": connection,
-            "MLOPS_ENVIRONMENT": "local",
-            "MLOPS_LOCAL_DIR": str(state),
-            "MLOPS_MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
             "MLOPS_TASK_HUB": "benchloop",
             "MLOPS_SMTP_PORT": "1",  # nothing fails in this run, so nothing is mailed
             "MLOPS_POLL_FIRST_SECONDS": "1",
@@ -81,9 +77,8 @@ def _environment(state: Path, connection: str) -> dict[str, str]:
             "MLOPS_WEEKLY_RETRAIN_SCHEDULE": "0 0 0 1 1 *",  # no timer run during the bench
             "MLOPS_STALENESS_SCHEDULE": "0 0 0 1 1 *",
             "MLOPS_DRIFT_SCHEDULE": "0 0 0 1 1 *",
-        }
+        },
     )
-    return env
 
 
 def _seed_conditioned_data() -> None:

@@ -37,6 +37,29 @@ APP_CONTAINERS = ("MLOPS_RAW_CONTAINER", "MLOPS_CONDITIONED_CONTAINER",
                   "MLOPS_QUARANTINE_CONTAINER", "MLOPS_FORECASTS_CONTAINER")  # fmt: skip
 
 
+def isolated_environment(
+    state_dir: Path, storage: str, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """App settings for a local app that ignores this shell's ``MLOPS_*`` variables (tests,
+    benchmarks): every setting's default, storage and the data lake on ``storage`` (an
+    Azurite connection string), state and the MLflow store in ``state_dir``, then
+    ``overrides``."""
+    from adapters.settings import SETTINGS
+
+    env = {s.key: s.default for s in SETTINGS if s.default is not None}
+    env.update(
+        {
+            "AzureWebJobsStorage": storage,
+            "MLOPS_DATALAKE": storage,
+            "MLOPS_ENVIRONMENT": "local",
+            "MLOPS_LOCAL_DIR": str(state_dir),
+            "MLOPS_MLFLOW_TRACKING_URI": f"sqlite:///{state_dir / 'mlflow.db'}",
+        }
+    )
+    env.update(overrides or {})
+    return env
+
+
 def read_local_settings(path: Path) -> dict[str, str]:
     """``Values`` of a Core Tools ``local.settings.json``; missing file means no values."""
     if not path.exists():

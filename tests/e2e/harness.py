@@ -101,22 +101,18 @@ def running_automation(
     azurite: Azurite, state: Path, jobs_factory: JobsFactory = ScriptedPipelineJobs
 ) -> Iterator[Automation]:
     """The app on the local host against ``azurite``, with its state in ``state``."""
-    from adapters.settings import SETTINGS, load_settings
+    from adapters.settings import load_settings
     from composition import build_services, use_services
+    from local.runtime import isolated_environment
     from triggers.aml_events import SUBSCRIPTIONS
 
     smtp = LocalSmtpServer(state).start()
     keys = HostKeys.load_or_create(state / "host-keys.json")
     port = free_port()
-    tracking_uri = f"sqlite:///{state / 'mlflow.db'}"
-    env = {s.key: s.default for s in SETTINGS if s.default is not None}
-    env.update(
+    env = isolated_environment(
+        state,
+        azurite.connection_string,
         {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "MLOPS_DATALAKE": azurite.connection_string,
-            "MLOPS_ENVIRONMENT": "local",
-            "MLOPS_LOCAL_DIR": str(state),
-            "MLOPS_MLFLOW_TRACKING_URI": tracking_uri,
             "MLOPS_TASK_HUB": "e2ehub",
             "MLOPS_CONDITIONED_CONTAINER": f"cond{uuid.uuid4().hex[:8]}",
             "MLOPS_RAW_CONTAINER": f"raw{uuid.uuid4().hex[:8]}",
@@ -131,8 +127,9 @@ def running_automation(
             "MLOPS_POLL_MAX_SECONDS": "2",
             "MLOPS_REGIONS": "r01,r02",
             "MLOPS_ALERT_MAX_PER_WINDOW": "10",
-        }
+        },
     )
+    tracking_uri = env["MLOPS_MLFLOW_TRACKING_URI"]
     saved = dict(os.environ)
     os.environ.update(env)
     settings = load_settings()

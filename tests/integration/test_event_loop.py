@@ -104,23 +104,20 @@ def _seed(services: Any) -> None:
 def worker(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     from aiosmtpd.controller import Controller
 
-    from adapters.settings import SETTINGS, load_settings
+    from adapters.settings import load_settings
     from composition import build_services, use_services
     from function_app import make_app
+    from local.runtime import isolated_environment
 
     state = tmp_path_factory.mktemp("loop")
     relay = _SlowRelay()
     smtp = Controller(relay, hostname="127.0.0.1", port=free_port(), ready_timeout=10.0)
     smtp.start()
     run = uuid.uuid4().hex[:8]
-    env = {s.key: s.default for s in SETTINGS if s.default is not None}
-    env.update(
+    env = isolated_environment(
+        state,
+        azurite.connection_string,
         {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "MLOPS_DATALAKE": azurite.connection_string,
-            "MLOPS_ENVIRONMENT": "local",
-            "MLOPS_LOCAL_DIR": str(state),
-            "MLOPS_MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
             "MLOPS_TASK_HUB": "loophub",
             "MLOPS_RAW_CONTAINER": f"raw{run}",
             "MLOPS_CONDITIONED_CONTAINER": f"cond{run}",
@@ -137,7 +134,7 @@ def worker(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 f"MLOPS_{name}_SCHEDULE": "0 0 0 1 1 *"
                 for name in ("DRIFT", "STALENESS", "WEEKLY_RETRAIN", "ALERT_FLUSH")
             },
-        }
+        },
     )
     saved = dict(os.environ)
     os.environ.update(env)
