@@ -67,7 +67,7 @@ def build_services(settings: Settings) -> Services:
         locator = AzureMLDatastoreLocator(settings.aml_datastore)
         data_assets = AzureMLDataAssets(client, settings.aml_datastore)
     else:
-        from local.data_assets import LocalDataAssets
+        from local.aml.data_assets import LocalDataAssets
 
         local_locator = LocalDatasetLocator(
             data_lake, settings.conditioned_container, settings.local_root / "datasets"
@@ -105,7 +105,7 @@ def build_job_steps(settings: Settings, client: LazyMLClient | None = None) -> J
         from adapters.job_steps import AzureMLJobSteps
 
         return AzureMLJobSteps(client or workspace_client(settings))
-    from local.job_steps import LocalJobSteps
+    from local.aml.job_steps import LocalJobSteps
 
     return LocalJobSteps(settings.local_root / "aml")
 

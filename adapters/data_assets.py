@@ -7,7 +7,7 @@ takes ``azureml:<source>:<version>`` as input then names the exact data in its l
 
 ``AzureMLDataAssets`` registers into the workspace (``MLClient.data``), pointing at the
 version's folder in the conditioned container through the workspace's datastore over it; the
-local runtime's ``LocalDataAssets`` (``local/data_assets.py``) registers into the local
+local runtime's ``LocalDataAssets`` (``local/aml/data_assets.py``) registers into the local
 executor's asset index, which resolves the same references to local folders.
 
 Contract:

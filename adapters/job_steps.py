@@ -2,7 +2,7 @@
 
 ``JobSteps`` is read once per job, when its monitor sees it finish, to keep the dashboard's
 job summary; it never lists jobs. ``AzureMLJobSteps`` reads a pipeline job's child jobs
-through ``azure-ai-ml`` (``jobs.list(parent_job_name=...)``); ``local.job_steps.LocalJobSteps``
+through ``azure-ai-ml`` (``jobs.list(parent_job_name=...)``); ``local.aml.job_steps.LocalJobSteps``
 reads the local executor's job record. Both pass tests/integration/test_job_steps_contract.py.
 
 Contract:

@@ -109,7 +109,7 @@ def _input_stream_app() -> Any:
 
 def _serve(method: str, state: Path, timeout: float) -> dict[str, Any]:
     from composition import get_services, use_services
-    from local.host import HostConfig, LocalFunctionsHost
+    from local.hosting.host import HostConfig, LocalFunctionsHost
 
     use_services(None)
     if method == "inputstream":
@@ -240,7 +240,7 @@ def _run_all(args: argparse.Namespace, methods: list[str], tmp: Path) -> list[Me
 
     from adapters.settings import SETTINGS
     from conditioning.synthetic import write_large_shipments
-    from local.azurite import Azurite
+    from local.hosting.azurite import Azurite
 
     measured: list[Measured] = []
     with Azurite(location=tmp / "azurite") as azurite:

@@ -119,7 +119,7 @@ def data_lake(in_memory: bool) -> Iterator[Any]:
         yield InMemoryDataLake()
         return
     from adapters.settings import Connection
-    from local.azurite import Azurite
+    from local.hosting.azurite import Azurite
 
     with Azurite() as azurite:
         yield AzureBlobDataLake.from_connection(

@@ -62,7 +62,7 @@ def _call(url: str, body: Any = None, method: str = "GET") -> tuple[int, Any]:
 
 
 def _environment(state: Path, connection: str) -> dict[str, str]:
-    from local.runtime import isolated_environment
+    from local.hosting.runtime import isolated_environment
 
     return isolated_environment(
         state,
@@ -139,8 +139,8 @@ def run_once(segments: int, job_seconds: float) -> dict[str, Any]:
     """Train ``segments`` segments on a fresh runtime in this process; return the measures."""
     from adapters.events import NullEventPublisher
     from local.aml.scripted import Script, ScriptedPipelineJobs
-    from local.azurite import Azurite
-    from local.host import HostConfig, LocalFunctionsHost
+    from local.hosting.azurite import Azurite
+    from local.hosting.host import HostConfig, LocalFunctionsHost
     from local.processes import free_port
 
     if segments % 4:

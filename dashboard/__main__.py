@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     azurite = None
     try:
         if args.azurite:
-            from local.azurite import Azurite
+            from local.hosting.azurite import Azurite
 
             env.setdefault("MLOPS_DATALAKE", "UseDevelopmentStorage=true")
             probe = load_settings(env)

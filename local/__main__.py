@@ -20,9 +20,9 @@ from pathlib import Path
 from types import FrameType
 
 from adapters.errors import SettingsError
-from local.azurite import AzuriteError
-from local.functions import AppIndexError
-from local.runtime import DEFAULT_STATE_DIR, LocalRuntime
+from local.hosting.azurite import AzuriteError
+from local.hosting.functions import AppIndexError
+from local.hosting.runtime import DEFAULT_STATE_DIR, LocalRuntime
 
 
 def _print_summary(info: dict[str, object]) -> None:
@@ -51,7 +51,7 @@ def _configure_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     # The storage SDK logs every request at INFO.
-    for noisy in ("azure", "urllib3", "durabletask", "local.durable.worker"):
+    for noisy in ("azure", "urllib3", "durabletask", "local.hosting.durable.worker"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # azure-ai-ml announces its experimental schema classes whenever a pipeline is parsed.
     logging.getLogger("azure.ai.ml").setLevel(logging.ERROR)
@@ -99,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _print_summary(info)
         if args.command == "run" and not args.no_demo:
-            if importlib.util.find_spec("local.demo") is None:
+            if importlib.util.find_spec("local.hosting.demo") is None:
                 print("No demo scenario is installed yet; the runtime is serving the app.")
             else:
-                importlib.import_module("local.demo").run(runtime, stop)
+                importlib.import_module("local.hosting.demo").run(runtime, stop)
         print("Serving. Press Ctrl-C to stop everything.", flush=True)
         while not stop.wait(0.5):
             pass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local.azurite import Azurite
+from local.hosting.azurite import Azurite
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -23,11 +23,11 @@ from typing import Any
 
 from adapters.events import EventGridWebhookPublisher, EventPublisher
 from local.aml.scripted import ScriptedPipelineJobs
-from local.azurite import Azurite
-from local.host import HostConfig, LocalFunctionsHost, read_function_timeout
-from local.keys import HostKeys
+from local.hosting.azurite import Azurite
+from local.hosting.host import HostConfig, LocalFunctionsHost, read_function_timeout
+from local.hosting.keys import HostKeys
+from local.hosting.smtp import LocalSmtpServer
 from local.processes import free_port
-from local.smtp import LocalSmtpServer
 from tests.e2e.adf import ActivityFailed, Http, Request
 from tests.support import wait_until as _wait_until
 
@@ -103,7 +103,7 @@ def running_automation(
     """The app on the local host against ``azurite``, with its state in ``state``."""
     from adapters.settings import load_settings
     from composition import build_services, use_services
-    from local.runtime import isolated_environment
+    from local.hosting.runtime import isolated_environment
     from triggers.aml_events import SUBSCRIPTIONS
 
     smtp = LocalSmtpServer(state).start()

@@ -62,7 +62,7 @@ def run(report_path: Path) -> None:
 
     from adapters.events import EventPublisher
     from local.aml.scripted import ScriptedPipelineJobs
-    from local.azurite import Azurite
+    from local.hosting.azurite import Azurite
     from tests.e2e.adf import PipelineFailed, replay
     from tests.e2e.harness import ADF_PIPELINE, adf_http, adf_parameters, running_automation
     from tests.support import wait_until

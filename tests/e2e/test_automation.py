@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from local.azurite import Azurite
+from local.hosting.azurite import Azurite
 from tests.e2e.harness import (
     ADF_PIPELINE,
     Automation,

@@ -15,7 +15,7 @@ from tests.infra.bicep import REPO_ROOT
 _SCRIPT = r"""
 import json, sys
 import function_app
-from local.functions import AppIndexError, index_functions
+from local.hosting.functions import AppIndexError, index_functions
 
 environ = json.load(sys.stdin)
 functions = function_app.app.get_functions()

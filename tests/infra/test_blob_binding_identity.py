@@ -22,7 +22,7 @@ import azurefunctions.extensions.bindings.blob as blob_sdk
 import pytest
 
 from adapters.settings import DATALAKE_CONNECTION
-from local.invoke import blob_binding_datum
+from local.hosting.invoke import blob_binding_datum
 from tests.infra.bicep import INFRA, Expr, load
 
 SAMPLE_OUTPUTS = {

@@ -70,7 +70,7 @@ def _variant(edit: str) -> set[str]:
     [
         ("-/tests", "holds tests/infra/test_package.py, which the app never reads"),
         ("-/docs", "holds docs/operator-guide.md"),
-        ("-/local", "holds local/host.py"),
+        ("-/local", "holds local/hosting/host.py"),
         ("-/benchmarks", "holds benchmarks/startup.py"),
         ("-/conditioning/synthetic.py", "holds conditioning/synthetic.py"),
         # The deployment that failed every Azure ML submission: pipelines/ left out.

@@ -20,7 +20,7 @@ import pytest
 
 from adapters.azure_calls import RetrySettings
 from adapters.jobs import LazyMLClient
-from local.azurite import Azurite
+from local.hosting.azurite import Azurite
 from tests.integration.azure_standin.azureml import AzureMLStandIn
 from tests.integration.azure_standin.credentials import StaticTokenCredential
 from tests.integration.azure_standin.http import StandInServer

@@ -16,8 +16,8 @@ from adapters.alerts import AlertStore, DataLakeAlertStore, DeliveryStatus, InMe
 from adapters.datalake import AzureBlobDataLake
 from adapters.notify import SmtpNotifier
 from adapters.settings import Connection
-from local.azurite import Azurite
-from local.smtp import LocalSmtpServer
+from local.hosting.azurite import Azurite
+from local.hosting.smtp import LocalSmtpServer
 from orchestrators.alert_content import studio_run_url
 from orchestrators.alert_policy import Alert, AlertPolicy, FailureKind
 from orchestrators.alerting import flush_pending, raise_alert

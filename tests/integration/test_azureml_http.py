@@ -26,7 +26,7 @@ from adapters.errors import (
 )
 from adapters.jobs import ERROR_EXCERPT_CHARS, AzureMLPipelineJobs, JobInfo
 from adapters.registry import AzureMLModelRegistry
-from local.azurite import ACCOUNT_KEY, Azurite
+from local.hosting.azurite import ACCOUNT_KEY, Azurite
 from tests.integration.azure_standin.azureml import JobView, Plan
 from tests.integration.azure_standin.credentials import verify_jwt
 from tests.integration.conftest import AzureMLWorkspace

@@ -23,8 +23,8 @@ from adapters.settings import Connection
 from conditioning.service import ConditioningOutcome, condition_blob
 from conditioning.synthetic import SyntheticSpec, write_shipments
 from local.aml import assets
-from local.azurite import Azurite
-from local.data_assets import LocalDataAssets
+from local.aml.data_assets import LocalDataAssets
+from local.hosting.azurite import Azurite
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +164,7 @@ def test_the_blob_trigger_conditions_through_the_client_the_extension_builds(
 
     from adapters.settings import load_settings
     from composition import Services, use_services
-    from local.invoke import blob_binding_datum
+    from local.hosting.invoke import blob_binding_datum
     from triggers.conditioning import on_raw_blob_created as registered
 
     lake, raw_c, cond_c, quar_c = lake_containers

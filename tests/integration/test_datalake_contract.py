@@ -11,7 +11,7 @@ import pytest
 from adapters.datalake import AzureBlobDataLake, DataLake, InMemoryDataLake
 from adapters.errors import ConflictError, NotFoundError
 from adapters.settings import Connection
-from local.azurite import Azurite
+from local.hosting.azurite import Azurite
 
 
 @pytest.fixture(params=["in-memory", "azurite"])

@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from adapters.errors import TransientError
-from local.durable import LocalDurableEngine
+from local.hosting.durable import LocalDurableEngine
 
 pytestmark = pytest.mark.integration
 
@@ -638,7 +638,7 @@ def test_backend_requeues_work_a_dead_worker_never_finished() -> None:
     from durabletask.internal import orchestrator_service_pb2 as pb
     from durabletask.internal import orchestrator_service_pb2_grpc as stubs
 
-    from local.durable import LoopbackBackend
+    from local.hosting.durable import LoopbackBackend
 
     def greet(ctx: Any, name: str) -> Any:
         return (yield ctx.call_activity("shout", input=name))

@@ -17,7 +17,7 @@ import pytest
 
 from adapters.durable_limits import CUSTOM_STATUS_FAIL_BYTES, LARGE_MESSAGE_BYTES
 from adapters.errors import BadInputError
-from local.durable import LocalDurableEngine
+from local.hosting.durable import LocalDurableEngine
 
 pytestmark = pytest.mark.integration
 
@@ -154,7 +154,7 @@ def test_the_longest_id_azure_accepts_starts(engine: LocalDurableEngine) -> None
 def test_payloads_over_45_kb_complete_with_a_warning(
     engine: LocalDurableEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="local.durable.limits")
+    caplog.set_level(logging.WARNING, logger="local.hosting.durable.limits")
     small = _run(engine, "run_big_output", {"bytes": LARGE_MESSAGE_BYTES - 100})
     assert small.runtime_status == "Completed"
     assert not [r for r in caplog.records if small.instance_id in r.getMessage()]

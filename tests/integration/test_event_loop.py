@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from local.azurite import Azurite
-from local.host import HostConfig, LocalFunctionsHost
+from local.hosting.azurite import Azurite
+from local.hosting.host import HostConfig, LocalFunctionsHost
 from local.processes import free_port
 from tests.support import wait_until
 
@@ -107,7 +107,7 @@ def worker(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     from adapters.settings import load_settings
     from composition import build_services, use_services
     from function_app import make_app
-    from local.runtime import isolated_environment
+    from local.hosting.runtime import isolated_environment
 
     state = tmp_path_factory.mktemp("loop")
     relay = _SlowRelay()

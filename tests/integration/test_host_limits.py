@@ -31,7 +31,7 @@ from adapters.events import (
     EventGridWebhookPublisher,
     event_bytes,
 )
-from local.host import (
+from local.hosting.host import (
     FLEX_DEFAULT_TIMEOUT,
     HTTP_RESPONSE_LIMIT,
     HostConfig,

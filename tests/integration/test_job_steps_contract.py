@@ -14,9 +14,9 @@ import pytest
 from adapters.errors import NotFoundError
 from adapters.job_steps import AzureMLJobSteps, JobSteps
 from adapters.jobs import AzureMLPipelineJobs, PipelineJobs
+from local.aml.job_steps import LocalJobSteps
 from local.aml.jobs import LocalPipelineJobs
 from local.aml.status import JobStatus
-from local.job_steps import LocalJobSteps
 from tests.integration.azure_standin.azureml import Plan
 from tests.integration.test_jobs_contract import AZURE, CONTRACT, FIXTURES, wait_terminal
 

@@ -16,8 +16,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from local.azurite import Azurite
-from local.host import POISON_QUEUE, HostConfig, LocalFunctionsHost
+from local.hosting.azurite import Azurite
+from local.hosting.host import POISON_QUEUE, HostConfig, LocalFunctionsHost
 from tests.integration.apps import every_binding as app_module
 from tests.support import wait_until
 

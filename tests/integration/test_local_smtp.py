@@ -13,8 +13,8 @@ from aiosmtpd.controller import Controller
 
 from adapters.errors import BadInputError, TransientError
 from adapters.notify import Email, SmtpNotifier
+from local.hosting.smtp import LocalSmtpServer
 from local.processes import free_port, stop_process, wait_for_port
-from local.smtp import LocalSmtpServer
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ def test_permanent_refusals_are_bad_input_and_temporary_ones_transient(
 def test_runs_as_a_standalone_process(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "local.smtp", "--dir", str(tmp_path), "--port", str(port)],
+        [sys.executable, "-m", "local.hosting.smtp", "--dir", str(tmp_path), "--port", str(port)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         start_new_session=True,

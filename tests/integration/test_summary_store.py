@@ -14,7 +14,7 @@ from adapters.datalake import AzureBlobDataLake, InMemoryDataLake
 from adapters.errors import BadInputError, TransientError
 from adapters.settings import Connection
 from adapters.summary import DataLakeSummaryStore, InMemorySummaryStore, SummaryStore
-from local.azurite import Azurite
+from local.hosting.azurite import Azurite
 
 
 @pytest.fixture(params=["fake", "lake-in-memory", "lake-azurite"])

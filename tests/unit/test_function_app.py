@@ -56,7 +56,7 @@ def _indexed() -> dict[str, str]:
     code = (
         "import json, function_app\n"
         "from adapters.settings import SETTINGS\n"
-        "from local.functions import index_functions\n"
+        "from local.hosting.functions import index_functions\n"
         "env = {s.key: s.default for s in SETTINGS if s.default is not None}\n"
         "print(json.dumps({s.name: s.trigger_type "
         "for s in index_functions(function_app.app.get_functions(), env)}))\n"

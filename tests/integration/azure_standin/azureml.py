@@ -32,7 +32,7 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
-from local.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
+from local.hosting.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from tests.integration.azure_standin.credentials import verify_jwt
 from tests.integration.azure_standin.http import App, Request, Response
 from tests.integration.azure_standin.shapes import MODEL_RECORDING, PIPELINE_RECORDING, RestShapes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from local.demo import _progress
+from local.hosting.demo import _progress
 from orchestrators.progress import TrainingProgress
 
 

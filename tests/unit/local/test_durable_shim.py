@@ -24,10 +24,10 @@ from durabletask import task as dt_task
 from durabletask.internal import helpers
 
 from adapters.errors import BadInputError
-from local.durable.codec import DurableFunctionsDataConverter, df_input
-from local.durable.context import DurableContextShim, df_task_failure, retry_policy_from
-from local.durable.driver import drive
-from local.durable.http import (
+from local.hosting.durable.codec import DurableFunctionsDataConverter, df_input
+from local.hosting.durable.context import DurableContextShim, df_task_failure, retry_policy_from
+from local.hosting.durable.driver import drive
+from local.hosting.durable.http import (
     INSTANCE_PLACEHOLDER,
     client_binding_json,
     format_time,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import azure.functions as func
 import pytest
 
-from local.functions import ALL_METHODS, AppIndexError, index_functions
+from local.hosting.functions import ALL_METHODS, AppIndexError, index_functions
 from tests.integration.apps.every_binding import make_app
 
 

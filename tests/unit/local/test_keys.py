@@ -4,7 +4,7 @@ import json
 import stat
 from pathlib import Path
 
-from local.keys import HostKeys
+from local.hosting.keys import HostKeys
 
 
 def test_keys_are_generated_once_and_reused(tmp_path: Path) -> None:

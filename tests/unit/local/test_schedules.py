@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from local.schedules import Schedule
-from local.templates import TemplateError
+from local.hosting.schedules import Schedule
+from local.hosting.templates import TemplateError
 
 T0 = datetime(2026, 11, 26, 10, 3, 7, tzinfo=UTC)  # a Thursday
 

@@ -18,9 +18,14 @@ import pytest
 from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobClient
 
-from local.functions import AppIndexError, index_functions
-from local.host import HostConfig, LocalFunctionsHost
-from local.invoke import BLOB_BINDING_SOURCE, Invocation, blob_binding_datum, build_arguments
+from local.hosting.functions import AppIndexError, index_functions
+from local.hosting.host import HostConfig, LocalFunctionsHost
+from local.hosting.invoke import (
+    BLOB_BINDING_SOURCE,
+    Invocation,
+    blob_binding_datum,
+    build_arguments,
+)
 
 AZURITE_STYLE = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="

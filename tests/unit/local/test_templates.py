@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from local.templates import BlobPathTemplate, RouteTemplate, TemplateError
+from local.hosting.templates import BlobPathTemplate, RouteTemplate, TemplateError
 
 
 @pytest.mark.parametrize(

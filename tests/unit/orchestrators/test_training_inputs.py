@@ -14,7 +14,7 @@ from adapters.settings import load_settings
 from composition import Services
 from conditioning.service import condition_blob
 from local.aml import assets
-from local.data_assets import LocalDataAssets
+from local.aml.data_assets import LocalDataAssets
 from orchestrators.activities import _data_inputs
 
 HEADER = "week_start,store_id,product_id,quantity,quantity_unit,returned_quantity,is_holiday_week\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from local.processes import stop_process, wait_for_port
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # The well-known development account; Azurite accepts only this key by default.
 ACCOUNT = "devstoreaccount1"

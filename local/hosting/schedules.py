@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from croniter import croniter
 
-from local.templates import TemplateError
+from local.hosting.templates import TemplateError
 
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$")
 

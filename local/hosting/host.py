@@ -14,8 +14,8 @@ What it serves (see docs/local-runtime.md for every known difference from Azure)
   azurefunctions extension turns into the real client, as the worker does;
 * timer triggers on their NCRONTAB schedule, and on demand through the admin API
   ``POST /admin/functions/{name}`` (master key), as the real host offers;
-* orchestrations and activities on the Durable Task engine (``local.durable``), the durable client
-  binding, and the Durable HTTP management API.
+* orchestrations and activities on the Durable Task engine (``local.hosting.durable``), the durable
+  client binding, and the Durable HTTP management API.
 
 Azure's limits apply here too, so a local run fails where Azure would: every invocation is
 bounded by host.json ``functionTimeout`` (and an HTTP response by the load balancer's 230 s);
@@ -48,21 +48,21 @@ from aiohttp import web
 
 from adapters.events import event_grid_batch_problem
 from adapters.settings import Connection
-from local import invoke
-from local.functions import FunctionSpec, index_functions
-from local.keys import HostKeys
+from local.hosting import invoke
+from local.hosting.functions import FunctionSpec, index_functions
+from local.hosting.keys import HostKeys
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
-    from local.durable import LocalDurableEngine
+    from local.hosting.durable import LocalDurableEngine
 
-log = logging.getLogger("local.host")
+log = logging.getLogger("local.hosting.host")
 
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 POISON_QUEUE = "webjobs-blobtrigger-poison"
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
-DEFAULT_HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+DEFAULT_HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 # Function timeouts (learn.microsoft.com, Azure Functions "Function app timeout duration"):
 # host.json functionTimeout bounds every execution; without it the Flex Consumption plan the
 # app deploys to uses 30 minutes. "-1" means unbounded (Flex, Premium, Dedicated). Whatever
@@ -281,7 +281,7 @@ class LocalFunctionsHost:
         needs_client = any(b.type == "durableClient" for s in self.specs for b in s.extra_inputs)
         if not (orchestrators or activities or needs_client):
             return
-        from local.durable import LocalDurableEngine
+        from local.hosting.durable import LocalDurableEngine
 
         self._durable = LocalDurableEngine(
             task_hub=self.config.task_hub,

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.azurite import REPO_ROOT, Azurite
-from local.host import HostConfig, LocalFunctionsHost, read_function_timeout
-from local.keys import HostKeys
+from local.hosting.azurite import REPO_ROOT, Azurite
+from local.hosting.host import HostConfig, LocalFunctionsHost, read_function_timeout
+from local.hosting.keys import HostKeys
+from local.hosting.smtp import LocalSmtpServer
 from local.processes import free_port
-from local.smtp import LocalSmtpServer
 
-log = logging.getLogger("local.runtime")
+log = logging.getLogger("local.hosting.runtime")
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
 AML_TOPIC = "aml"

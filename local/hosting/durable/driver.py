@@ -16,9 +16,9 @@ from azure.durable_functions.models.utils.df_serialization import df_dumps
 from durabletask import task as dt_task
 
 from adapters.durable_limits import large_payload_note, payload_bytes
-from local.durable.context import DurableContextShim, DurableTask
+from local.hosting.durable.context import DurableContextShim, DurableTask
 
-_limits_log = logging.getLogger("local.durable.limits")
+_limits_log = logging.getLogger("local.hosting.durable.limits")
 
 
 class AzureLimitError(Exception):

@@ -13,7 +13,7 @@ Replay and non-determinism detection are the Durable Task engine's own; this pac
 * binds the backend to 127.0.0.1 on a free port with enough server threads for streaming
   calls, and recovers work that a stopped worker received but never ran, so that
   :meth:`LocalDurableEngine.restart_worker` loses nothing;
-* serves the Durable HTTP API (:mod:`local.durable.http`).
+* serves the Durable HTTP API (:mod:`local.hosting.durable.http`).
 
 Differences from Azure are listed in ``docs/local-durable.md``.
 
@@ -24,7 +24,7 @@ loopback backend), ``engine`` (lifecycle and management) and ``http`` (the HTTP 
 
 from __future__ import annotations
 
-from local.durable.backend import LoopbackBackend
-from local.durable.engine import LocalDurableEngine
+from local.hosting.durable.backend import LoopbackBackend
+from local.hosting.durable.engine import LocalDurableEngine
 
 __all__ = ["LocalDurableEngine", "LoopbackBackend"]

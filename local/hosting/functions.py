@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.schedules import Schedule
-from local.templates import BlobPathTemplate, RouteTemplate, TemplateError
+from local.hosting.schedules import Schedule
+from local.hosting.templates import BlobPathTemplate, RouteTemplate, TemplateError
 
 TRIGGERS = {
     "httpTrigger",

@@ -27,9 +27,9 @@ from adapters.durable_limits import (
     payload_bytes,
 )
 from adapters.errors import BadInputError
-from local.durable.codec import df_input
+from local.hosting.durable.codec import df_input
 
-_limits_log = logging.getLogger("local.durable.limits")
+_limits_log = logging.getLogger("local.hosting.durable.limits")
 
 # Same namespace and name layout as azure-functions-durable, so ids match Azure for the same
 # instance, replay time and call count.
@@ -252,7 +252,7 @@ class DurableContextShim:
     """The ``DurableOrchestrationContext`` surface, backed by a Durable Task orchestration context.
 
     Every scheduling call returns a :class:`DurableTask` the orchestrator yields; the driver
-    (:func:`local.durable.driver.drive`) waits for it on the engine and sends its value (or
+    (:func:`local.hosting.durable.driver.drive`) waits for it on the engine and sends its value (or
     throws its exception) back into the generator.
     """
 

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from composition import Services
-    from local.host import LocalFunctionsHost
-    from local.runtime import LocalRuntime
+    from local.hosting.host import LocalFunctionsHost
+    from local.hosting.runtime import LocalRuntime
 
 REGIONS = ("r01", "r02", "r03")
 MISSING_REGION = "r99"

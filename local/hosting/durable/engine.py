@@ -16,10 +16,15 @@ from durabletask import worker as dt_worker
 
 from adapters.durable_limits import check_instance_id, large_payload_note, payload_bytes
 from adapters.errors import BadInputError, ConflictError, NotFoundError
-from local.durable.backend import LoopbackBackend
-from local.durable.codec import DurableFunctionsDataConverter
-from local.durable.driver import ActivityFn, OrchestratorFn, activity_entry, orchestrator_entry
-from local.durable.http import (
+from local.hosting.durable.backend import LoopbackBackend
+from local.hosting.durable.codec import DurableFunctionsDataConverter
+from local.hosting.durable.driver import (
+    ActivityFn,
+    OrchestratorFn,
+    activity_entry,
+    orchestrator_entry,
+)
+from local.hosting.durable.http import (
     InstanceView,
     add_durable_routes,
     client_binding_json,
@@ -44,7 +49,7 @@ class _StreamCancelledOnStop(logging.Filter):
 
 
 # Stable names (not __name__): operators and `python -m local` tune these loggers.
-_worker_log = logging.getLogger("local.durable.worker")
+_worker_log = logging.getLogger("local.hosting.durable.worker")
 _worker_log.addFilter(_StreamCancelledOnStop())
 
 # Statuses a start request may replace (the Functions host's default, NonRunningStates).
@@ -116,7 +121,7 @@ class LocalDurableEngine:
                 self._client = dt_client.TaskHubGrpcClient(
                     channel=self._client_channel,
                     data_converter=self._converter,
-                    logger=logging.getLogger("local.durable.client"),
+                    logger=logging.getLogger("local.hosting.durable.client"),
                 )
             except Exception:
                 self.stop()
@@ -198,7 +203,7 @@ class LocalDurableEngine:
     def add_routes(
         self, app: web.Application, *, base_url: Callable[[], str], system_key: str
     ) -> None:
-        """Serve the Durable HTTP API on ``app`` (see :mod:`local.durable.http`)."""
+        """Serve the Durable HTTP API on ``app`` (see :mod:`local.hosting.durable.http`)."""
         add_durable_routes(app, self, base_url=base_url, system_key=system_key)
 
     def client_binding(self, base_url: str, system_key: str) -> str:

@@ -35,9 +35,9 @@ import azure.functions.http
 import azure.functions.timer
 from azure.functions import meta
 
-from local.functions import Binding, FunctionSpec
+from local.hosting.functions import Binding, FunctionSpec
 
-log = logging.getLogger("local.host")
+log = logging.getLogger("local.hosting.host")
 
 
 class FunctionTimeoutError(Exception):

@@ -3,7 +3,7 @@
 Runs in a background thread of the calling process, on 127.0.0.1 and a free port unless one
 is given. ``stop()`` followed by ``start()`` reuses the same port, which is how tests play
 "the mail server was down and came back". Also runnable on its own:
-``python -m local.smtp --dir .local --port 0`` prints the port and serves until interrupted.
+``python -m local.hosting.smtp --dir .local --port 0`` prints the port and serves until interrupted.
 """
 
 from __future__ import annotations
