@@ -123,25 +123,34 @@ def _safe_suffix(name: str) -> str:
     return "".join(s for s in suffixes if s[1:].isalnum() and len(s) <= 8)
 
 
-def _download(blob: RawBlob, target: Path) -> str:
+def _download(blob: RawBlob, target: Path, limit: int) -> tuple[str, bool]:
+    """Copy the blob to ``target``: (sha256 of what was copied, whether it was all of it).
+
+    Stops once more than ``limit`` bytes arrived: such a blob is refused, never stored whole.
+    """
     digest = hashlib.sha256()
+    copied = 0
     with blob.open() as src, target.open("wb") as dst:
         while chunk := src.read(1 << 20):
+            copied += len(chunk)
+            if copied > limit:
+                return digest.hexdigest(), False
             digest.update(chunk)
             dst.write(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), True
 
 
 def _quarantine_unroutable(
-    downloaded: Path, sha: str, drop: BlobDrop, source: str, code: str, staging: Path
+    downloaded: Path, sha: str, drop: BlobDrop, source: str, code: str, staging: Path, limit: int
 ) -> ConditionResult:
     message = {
         "unsafe_name": "the blob name is not a safe {source}/{batch}/{file} path",
         "unknown_source": f"no source named by the blob path; known: {sorted(CONTRACTS)}",
+        "too_large": f"the blob is over {limit:,} bytes, the most conditioned; it stays in "
+        "the raw container and is not copied",
     }[code]
     version = hashlib.sha256(f"{sha}|{source}|{code}|{ENGINE_VERSION}".encode()).hexdigest()[:20]
-    kept = staging / "input"
-    shutil.copyfile(downloaded, kept)
+    keep = code != "too_large"
     manifest = {
         "schema": "conditioning-manifest/1",
         "status": "quarantined",
@@ -152,12 +161,16 @@ def _quarantine_unroutable(
             "name": drop.name,
             "etag": drop.etag,
             "sha256": sha,
-            "bytes": kept.stat().st_size,
+            "bytes": downloaded.stat().st_size if keep else None,
         },
         "engine_version": ENGINE_VERSION,
-        "quarantined_file": safe_file_name(drop.name),
+        "quarantined_file": safe_file_name(drop.name) if keep else None,
     }
-    files = [StagedFile("input", safe_file_name(drop.name), kept, sha, kept.stat().st_size)]
+    files = []
+    if keep:
+        kept = staging / "input"
+        shutil.copyfile(downloaded, kept)
+        files.append(StagedFile("input", safe_file_name(drop.name), kept, sha, kept.stat().st_size))
     return ConditionResult("quarantined", source, version, manifest, files, code, message)
 
 
@@ -227,15 +240,16 @@ def condition_blob(
     with tempfile.TemporaryDirectory(prefix="conditioning-", dir=work_dir) as tmp:
         # Keep the blob's extension: some readers (openpyxl) go by it.
         raw = Path(tmp) / f"raw{_safe_suffix(drop.name)}"
+        limit = (options or EngineOptions()).limits.max_input_bytes
         try:
-            sha = _download(blob, raw)
+            sha, whole = _download(blob, raw, limit)
         except NotFoundError:
             return ConditioningOutcome("ignored", source, label, reason="the blob no longer exists")
         except ConflictError:
             return ConditioningOutcome(
                 "ignored", source, label, reason="the blob changed while it was being read"
             )
-        if raw.stat().st_size == 0:
+        if whole and raw.stat().st_size == 0:
             # A zero-byte create is often the first half of create + append; the real content
             # fires its own event. An empty file from the CLI is quarantined instead.
             return ConditioningOutcome("ignored", source, label, reason="empty blob")
@@ -249,9 +263,13 @@ def condition_blob(
                 existing.append(entry)
             return entry is not None
 
+        if not whole:
+            # Identified by name and etag: the bytes read so far are no identity of the blob.
+            sha = hashlib.sha256(f"{drop.name}|{drop.etag}".encode()).hexdigest()
+            problem = "too_large"
         if problem is not None:
             result: ConditionResult | None = _quarantine_unroutable(
-                raw, sha, drop, source, problem, staging
+                raw, sha, drop, source, problem, staging, limit
             )
             if result is not None and seen(result.dataset_version):
                 result = None
