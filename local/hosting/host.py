@@ -692,12 +692,13 @@ class LocalFunctionsHost:
             await asyncio.sleep(self.config.blob_poll_interval)
 
     def scan_now(self, name: str) -> None:
-        """Run one blob scan for function ``name`` synchronously (tests, demos)."""
-        self._scan_blobs(self.by_name[name])
+        """Run one blob scan for function ``name`` synchronously (tests, demos), after the
+        polling loop's scan if one is running."""
+        self._scan_blobs(self.by_name[name], wait=True)
 
-    def _scan_blobs(self, spec: FunctionSpec) -> None:
+    def _scan_blobs(self, spec: FunctionSpec, *, wait: bool = False) -> None:
         lock = self._blob_locks.setdefault(spec.name, threading.Lock())
-        if not lock.acquire(blocking=False):
+        if not lock.acquire(blocking=wait):
             return
         try:
             assert spec.blob_path is not None

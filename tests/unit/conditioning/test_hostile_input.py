@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import openpyxl
@@ -19,11 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from adapters.datalake import InMemoryDataLake
+from adapters.datasets import blob_dataset_ports
+from adapters.errors import SettingsError
 from benchmarks import hostile
 from conditioning.engine import ConditionResult, EngineOptions, condition_file
 from conditioning.mapping import builtin_mappings
 from conditioning.readers import ReadLimits
-from conditioning.service import ConditioningOutcome
+from conditioning.service import ConditioningOutcome, condition_blob
 from tests.unit.conditioning.conftest import CliRun, RunCli, drop_and_condition
 
 AS_OF = dt.date(2025, 6, 30)
@@ -198,6 +200,34 @@ def test_a_blob_over_the_input_limit_is_refused_while_it_downloads() -> None:
     assert (outcome.status, outcome.reason_code) == ("quarantined", "too_large")
     assert "4,096 bytes" in str(outcome.reason)
     assert not [w for w in outcome.written if not w.endswith("manifest.json")], outcome.written
+
+
+class _MangledName:
+    """A blob storage cannot serve under its own name (it addresses another path, refused)."""
+
+    container = "raw"
+    name = "events/b1/..\\..\\x6.csv"
+
+    def etag(self) -> str | None:
+        raise SettingsError(["HTTP 403: the signature does not match the path"])
+
+    def open(self) -> IO[bytes]:
+        raise AssertionError("an unreadable blob is not opened")
+
+
+def test_an_unsafe_name_storage_cannot_read_is_quarantined_not_retried() -> None:
+    lake = InMemoryDataLake()
+    registry, signals = blob_dataset_ports(lake, "conditioned")
+    outcome = condition_blob(
+        _MangledName(),
+        lake,
+        conditioned_container="conditioned",
+        quarantine_container="quarantine",
+        registry=registry,
+        signals=signals,
+    )
+    assert (outcome.status, outcome.reason_code) == ("quarantined", "unsafe_name")
+    assert "cannot be read under that name" in str(outcome.reason)
 
 
 # --- finding 2: a very wide header -------------------------------------------------------------
