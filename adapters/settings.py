@@ -294,7 +294,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "conditioned sources a training run needs",
     ),
     SettingSpec(
-        "MLOPS_REGIONS", _parse_text, "", "regions the weekly retrain covers (comma-separated)"
+        "MLOPS_REGIONS",
+        _parse_text,
+        "",
+        "regions scheduled work covers (comma-separated); empty: every region the conditioned "
+        "store master names",
     ),
     SettingSpec(
         "MLOPS_TRAIN_ON_ARRIVAL",

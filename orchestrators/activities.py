@@ -354,10 +354,13 @@ def read_model_test_verdict(request: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="request")
 def list_champion_segments(request: dict[str, Any]) -> list[str]:
-    """Segments of the configured regions that have a champion (what a blanket retrain covers)."""
+    """Segments of the covered regions (``covered_regions``) that have a champion (what a
+    blanket retrain covers)."""
+    from orchestrators.regions import covered_regions
+
     services = _services()
     assert services.model_registry is not None
-    segments = Segment.for_regions(services.settings.automation.regions)
+    segments = Segment.for_regions(covered_regions(services))
     return [s.id for s in segments if services.model_registry.get_by_alias(s.model_name, CHAMPION)]
 
 
