@@ -325,6 +325,7 @@ class LocalFunctionsHost:
                 app,
                 base_url=lambda: self.base_url,
                 system_key=self.keys.system_keys["durabletask_extension"],
+                master_key=self.keys.master,
             )
         app.router.add_route("*", "/{tail:.*}", self._handle_not_found)
         runner = web.AppRunner(app, access_log=None)
