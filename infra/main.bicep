@@ -233,6 +233,9 @@ var appSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  // host.json sets telemetryMode OpenTelemetry; with this the worker says it exports its own
+  // logs and traces (adapters/telemetry.py), so the host does not ship them a second time.
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   MLOPS_ENVIRONMENT: 'azure'
   MLOPS_TASK_HUB: taskHubName
   MLOPS_RAW_CONTAINER: rawContainerName

@@ -42,6 +42,9 @@ READ_BY_THE_PLATFORM = {
     "Services email) picks the user-assigned identity from it",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "the Functions host and the Azure Monitor "
     "exporter authenticate to Application Insights with Entra ID (local auth is disabled)",
+    "PYTHON_ENABLE_OPENTELEMETRY": "the Python worker tells the host it exports its own "
+    "OpenTelemetry logs and traces, so the host (telemetryMode OpenTelemetry) does not ship "
+    "them a second time",
 }
 # Identity-based connection settings (``<connection>__<suffix>``) that only the Functions host
 # and its extensions read; the app's settings module reads the others (see _app_connection_keys).
@@ -178,6 +181,25 @@ def test_connections_are_identity_based(app_settings: Mapping[str, Any]) -> None
     auth = app_settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
     assert isinstance(auth, Expr)
     assert "Authorization=AAD" in auth.text
+
+
+def test_telemetry_is_exported_once(app_settings: Mapping[str, Any]) -> None:
+    """The Functions OpenTelemetry guidance: the host in OpenTelemetry mode, the Python worker
+    streaming its own telemetry, the app configuring the Azure Monitor exporter once."""
+    host = json.loads((REPO_ROOT / "host.json").read_text(encoding="utf-8"))
+    assert host.get("telemetryMode") == "OpenTelemetry"
+    assert app_settings.get("PYTHON_ENABLE_OPENTELEMETRY") == "true"
+    # This one makes the worker call configure_azure_monitor itself, without the app's
+    # credential (Application Insights refuses keyless ingestion) and on top of the app's own.
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in app_settings
+    configurers = [
+        path.relative_to(REPO_ROOT).as_posix()
+        for package in ("adapters", "conditioning", "orchestrators", "triggers", "dashboard")
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+        if "configure_azure_monitor(" in path.read_text(encoding="utf-8")
+    ]
+    root = (REPO_ROOT / "function_app.py").read_text(encoding="utf-8")
+    assert configurers == ["adapters/telemetry.py"] and "configure_azure_monitor" not in root
 
 
 def test_flex_consumption_runtime_is_not_in_app_settings(
