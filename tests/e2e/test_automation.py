@@ -331,6 +331,8 @@ def test_the_adf_pipeline_replays_against_the_local_host(automation: Automation)
     run = replay(pipeline, adf_parameters(automation, body), adf_http(automation))
     assert run.variables["runtimeStatus"] == "Completed"
     assert run.calls[0] == ("POST", f"orchestrations/train?idempotencyKey={run.run_id}")
+    # The start answered at once, so ADF's async pattern (202 + Location) followed nothing.
+    assert [c for c in run.calls if c[0] == "POST"] == [run.calls[0]]
     instance = run.outputs["Start orchestration"]["id"]
     assert instance == f"train-{run.run_id}"
     # The poll goes to the app's own function-key endpoint, never to the Durable system-key URIs.

@@ -376,7 +376,7 @@ def test_adf_pipeline_starts_polls_and_fails_unless_completed(app: AppIndex) -> 
     assert "'orchestrations/'" in function
     # The pipeline run id is the idempotency key: a retry finds its run, a new run starts one.
     assert "'?idempotencyKey='" in function and "pipeline().RunId" in function
-    # The 202 payload carries Durable URIs with a system key: never into run history.
+    # The start's payload carries Durable URIs with a system key: never into run history.
     assert start["policy"]["secureOutput"] is True
 
     (until,) = by_type["Until"]
