@@ -386,7 +386,9 @@ def claim_retrain_slot(request: dict[str, Any]) -> bool:
 
 @bp.activity_trigger(input_name="request")
 def send_job_failure_alert(request: dict[str, Any]) -> dict[str, Any]:
-    """Alert Ops that a job failed (deduplicated with the Event Grid path by signature)."""
+    """Record the alert that a job failed (deduplicated with the Event Grid path by id and
+    signature); the outbox timer completes and sends it. The name stays what in-flight
+    orchestrations' histories call."""
     from orchestrators.failure_alerts import alert_for_job_failure
 
     return alert_for_job_failure(_services(), request)

@@ -6,7 +6,8 @@ delivers at least once and out of order:
 
 * orchestrations start under ids derived from the event (model + version, event id), so a
   redelivery finds the instance that already exists;
-* alerts are keyed by the event id in the alert outbox.
+* alerts are keyed by the failed job in the alert outbox, which only records them here: the
+  outbox timer reads the job and sends the email.
 
 They return quickly (start work, never do it inline) and never fail on an event they do not
 understand, on malformed data or on a model that is not the app's: that is logged and
@@ -122,7 +123,8 @@ async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
         from composition import get_services
         from orchestrators.failure_alerts import alert_for_failed_run
 
-        # Reading the job and sending mail block: off the loop, which every handler shares.
+        # Only recorded in the outbox (a blob write, off the loop every handler shares): the
+        # outbox timer reads the job and sends the email, which would not fit in a delivery.
         outcome = await asyncio.to_thread(alert_for_failed_run, get_services(), reaction, event)
         return f"alert for run {reaction.run_id}: {outcome}"
     if isinstance(reaction, RecordTelemetry):
