@@ -44,11 +44,13 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 # Which event types each function subscribes to. The Bicep's Event Grid subscriptions and
-# the local runtime's event router are both checked against this table.
+# the local runtime's event router are both checked against this table. DatasetDriftDetected
+# is not among them: its source (v1 dataset monitors) was retired on 2025-09-01, and drift
+# comes as a RunStatusChanged with the model-monitor tag; one that still arrives is
+# acknowledged with a log line.
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "on_model_registered": (AzureMLEventType.MODEL_REGISTERED,),
     "on_run_status_changed": (AzureMLEventType.RUN_STATUS_CHANGED,),
-    "on_dataset_drift_detected": (AzureMLEventType.DATASET_DRIFT_DETECTED,),
     "on_run_completed": (AzureMLEventType.RUN_COMPLETED,),
 }
 
@@ -171,14 +173,6 @@ async def on_run_status_changed(
     event: func.EventGridEvent, client: df.DurableOrchestrationClient
 ) -> None:
     await _handle("on_run_status_changed", event, client)
-
-
-@bp.event_grid_trigger(arg_name="event")
-@bp.durable_client_input(client_name="client")
-async def on_dataset_drift_detected(
-    event: func.EventGridEvent, client: df.DurableOrchestrationClient
-) -> None:
-    await _handle("on_dataset_drift_detected", event, client)
 
 
 @bp.event_grid_trigger(arg_name="event")

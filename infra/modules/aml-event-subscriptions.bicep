@@ -58,13 +58,6 @@ var subscriptions = [
     ]
   }
   {
-    name: 'aml-dataset-drift-detected'
-    functionName: 'on_dataset_drift_detected'
-    eventTypes: ['Microsoft.MachineLearningServices.DatasetDriftDetected']
-    subjectBeginsWith: ''
-    advancedFilters: []
-  }
-  {
     name: 'aml-run-completed'
     functionName: 'on_run_completed'
     eventTypes: ['Microsoft.MachineLearningServices.RunCompleted']

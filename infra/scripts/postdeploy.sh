@@ -33,8 +33,7 @@ rg="$AZURE_RESOURCE_GROUP"
 app="$AZURE_FUNCTION_APP_NAME"
 # The functions the subscriptions in infra/event-subscriptions.bicep point at.
 expected_functions=(
-  on_raw_blob_created on_model_registered on_run_status_changed
-  on_dataset_drift_detected on_run_completed
+  on_raw_blob_created on_model_registered on_run_status_changed on_run_completed
 )
 
 echo "Waiting for ${app} to list its functions..."

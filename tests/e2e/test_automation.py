@@ -529,24 +529,24 @@ def test_the_real_azure_ml_payloads_still_behave(automation: Automation, shared_
         body = json.loads(path.read_text(encoding="utf-8"))
         events = body if isinstance(body, list) else [body]
         kind = events[0].get("eventType") or events[0].get("type")
-        status, _ = call(automation.host.url_for(handler[kind]), events, "POST")
+        # DatasetDriftDetected (retired v1 monitors) has no subscription; should one still
+        # arrive at a workspace handler, it is acknowledged.
+        target = handler.get(kind, "on_run_status_changed")
+        status, _ = call(automation.host.url_for(target), events, "POST")
         assert status == 200, path.name
         if kind.endswith("DatasetDriftDetected"):
             drift_ids.extend(e["id"] for e in events)
     # Other teams' models (sklearn_regression_model, ncd-sklearn-model) start no model test.
     assert not [i for i in _instance_ids(automation) if "sklearn" in i]
     # The documented failed AutoML run is another team's (its experiment is not the app's and
-    # it has no pipeline tag): no alert. Drift starts a (debounced) retrain.
+    # it has no pipeline tag): no alert. A retired v1 drift event starts nothing.
     store = get_services().alert_store
     assert store is not None
     assert store.get("job-AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5-failed") is None
     durable = automation.host.durable
     assert durable is not None
-    for event_id in drift_ids:
-        view = durable.get_instance(f"retrain-{event_id}")
-        assert view is not None
-        if view.runtime_status in ("Running", "Pending"):
-            durable.terminate(view.instance_id, "the test only checks that it started")
+    assert drift_ids
+    assert [i for i in drift_ids if durable.get_instance(f"retrain-{i}") is not None] == []
 
 
 def test_a_start_that_fails_for_a_reason_a_retry_can_fix_is_a_500(automation: Automation) -> None:

@@ -55,10 +55,11 @@ READ_BY_THE_HOST = {
     "in tables of the host storage",
 }
 AML_EVENT = "Microsoft.MachineLearningServices."
+# DatasetDriftDetected came from v1 dataset monitors, retired on 2025-09-01; drift arrives as a
+# RunStatusChanged with the model-monitor tag.
 F4_EVENT_TYPES = {
     AML_EVENT + "ModelRegistered",
     AML_EVENT + "RunStatusChanged",
-    AML_EVENT + "DatasetDriftDetected",
     AML_EVENT + "RunCompleted",
 }
 

@@ -154,7 +154,8 @@ def test_real_workspace_events_are_routed_as_their_shape_says(shared_data: Path)
         elif kind == "RunCompleted":
             assert targets == {"on_run_completed"}
         elif kind == "DatasetDriftDetected":
-            assert targets == {"on_dataset_drift_detected"}
+            # Its source, v1 dataset monitors, was retired on 2025-09-01: not subscribed.
+            assert targets == set()
 
 
 @pytest.mark.parametrize("subject", ["models/forecast-r01-large-fast:1", "MODELS/FORECAST-x:2"])

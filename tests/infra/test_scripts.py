@@ -29,8 +29,7 @@ esac
 """
 
 FUNCTIONS = (
-    "on_raw_blob_created on_model_registered on_run_status_changed "
-    "on_dataset_drift_detected on_run_completed on_health_get"
+    "on_raw_blob_created on_model_registered on_run_status_changed on_run_completed on_health_get"
 )
 
 
