@@ -98,6 +98,16 @@ class Automation:
     def emails(self) -> list[email.message.Message]:
         return [email.message_from_bytes(p.read_bytes()) for p in self.smtp.messages()]
 
+    def settled_email_count(self) -> int:
+        """How many emails were sent, once the alert outbox has nothing left to send (the
+        outbox timer sends alerts after the handlers and activities recorded them)."""
+        from composition import get_services
+
+        store = get_services().alert_store
+        assert store is not None
+        wait_until(lambda: not store.pending(), timeout=60)
+        return len(self.emails())
+
     def publish(self, events: list[dict[str, Any]]) -> None:
         EventGridWebhookPublisher(self.host.topic_url("aml")).publish(events)
 

@@ -126,7 +126,7 @@ def test_the_same_event_ten_times_starts_one_model_test(automation: Automation) 
 
 def test_a_failing_job_names_its_segment_and_sends_one_alert(automation: Automation) -> None:
     automation.jobs.script.failing_segments = {"r02-small-fast"}
-    before = len(automation.emails())
+    before = automation.settled_email_count()
     started = automation.start(
         "train", {"segments": ["r02-small-fast", "r02-large-slow"], "week": "2026-11-23"}
     )
@@ -200,7 +200,7 @@ def test_a_storm_of_failures_sends_one_email_per_signature_and_one_digest(
     from orchestrators.alerting import flush_pending
     from orchestrators.failure_alerts import _policy
 
-    before = len(automation.emails())
+    before = automation.settled_email_count()
     signatures = [
         ("r09-large-fast", "score"),
         ("r09-small-fast", "score"),
@@ -229,7 +229,7 @@ def test_a_storm_of_failures_sends_one_email_per_signature_and_one_digest(
 
 
 def test_an_alert_survives_the_mail_server_being_down(automation: Automation) -> None:
-    before = len(automation.emails())
+    before = automation.settled_email_count()
     automation.smtp.stop()
     try:
         event = _failure_event(f"down-{uuid.uuid4().hex[:8]}", "r08-large-fast", "train")
@@ -410,7 +410,7 @@ def test_retrain_on_a_monitor_breach_is_debounced_per_segment_and_window(
         )
 
     first, second = breach(), breach()  # two breaches (two event ids) in the same window
-    emails_before = len(automation.emails())
+    emails_before = automation.settled_email_count()
     assert automation.deliver("on_run_status_changed", [first]) == 200
     assert automation.deliver("on_run_status_changed", [second]) == 200
     key = automation.host.keys.system_keys["durabletask_extension"]
@@ -429,7 +429,8 @@ def test_retrain_on_a_monitor_breach_is_debounced_per_segment_and_window(
     retrained = results[1]
     assert retrained["segments"] == ["r01-small-fast"] and retrained["reason"] == "monitor_breach"
     assert retrained["train"]["segments"]["r01-small-fast"]["status"] == "completed"
-    assert len(automation.emails()) == emails_before  # a breach retrains; it is not a failure alert
+    # A breach retrains; it is not a failure alert.
+    assert automation.settled_email_count() == emails_before
 
 
 # ------------------------------------------------------------------ Event Grid hygiene
@@ -503,7 +504,7 @@ def test_malformed_event_data_is_acknowledged_and_starts_nothing(automation: Aut
 
     store = get_services().alert_store
     assert store is not None
-    emails = len(automation.emails())
+    emails = automation.settled_email_count()
     before = _instance_ids(automation)
     for function, events in cases.items():
         for event in events:
@@ -513,7 +514,7 @@ def test_malformed_event_data_is_acknowledged_and_starts_nothing(automation: Aut
     assert store.get("job-../../etc/passwd-Failed") is None
     assert not _jobs_mentioning(automation, "../r01")
     time.sleep(0.5)
-    assert len(automation.emails()) == emails
+    assert automation.settled_email_count() == emails
 
 
 def test_the_real_azure_ml_payloads_still_behave(automation: Automation, shared_data: Path) -> None:
