@@ -1,14 +1,18 @@
 """One worker process of a local parallel job (run as a script, in the step's snapshot).
 
-    python parallel_worker.py ENTRY_SCRIPT TASK_FD RESULT_FD [PROGRAM ARGUMENTS ...]
+    python parallel_worker.py ENTRY_SCRIPT TASK_FD RESULT_FD NEEDS [PROGRAM ARGUMENTS ...]
 
 Like an Azure ML parallel worker it imports the entry script with ``sys.argv`` set to the
 task's program arguments, calls ``init()`` once, then ``run(mini_batch)`` — or
 ``run(mini_batch, mini_batch_context)`` when ``run`` takes two parameters — for each
 mini-batch it is handed, and ``shutdown()`` (when defined) at the end. Mini-batches arrive and
 results leave as length-prefixed pickles on the two inherited pipes, so the entry script's own
-prints go to the step log untouched. Deliberately standard library only: it runs with the
-step's interpreter and imports nothing of the project.
+prints go to the step log untouched; a table arrives as Arrow IPC bytes and becomes a pandas
+DataFrame here, with the environment's own pyarrow and pandas. ``NEEDS`` names the modules
+(comma separated, or ``-``) the environment must provide before ``init()``: ``mltable`` for an
+mltable input, as Azure ML's runner reads those with it, and pandas and pyarrow for a table.
+Deliberately standard library only: it runs with the step's interpreter and imports nothing of
+the project.
 """
 
 from __future__ import annotations
@@ -85,6 +89,19 @@ def _rows(result: Any) -> tuple[str, int]:
     return "".join(f"{item}\n" for item in items), len(items)
 
 
+ARROW_PAYLOAD = "__arrow_ipc__"
+
+
+def _table(payload: Any) -> Any:
+    """The mini-batch as ``run()`` receives it: a DataFrame for a table, else as sent."""
+    if isinstance(payload, dict) and ARROW_PAYLOAD in payload:
+        import pyarrow as pa
+
+        with pa.ipc.open_stream(pa.py_buffer(payload[ARROW_PAYLOAD])) as reader:
+            return reader.read_all().to_pandas()
+    return payload
+
+
 def _load(entry: Path) -> Any:
     sys.path.insert(0, str(entry.parent))
     spec = importlib.util.spec_from_file_location(entry.stem, entry)
@@ -97,13 +114,18 @@ def _load(entry: Path) -> Any:
 
 
 def main(argv: list[str]) -> int:
-    entry, task_fd, result_fd = Path(argv[0]), int(argv[1]), int(argv[2])
+    entry, task_fd, result_fd, needs = Path(argv[0]), int(argv[1]), int(argv[2]), argv[3]
     # Python put this file's folder first on sys.path; the entry script must not see the
     # executor's modules (a user module named like one of them would be shadowed).
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [p for p in sys.path if p and str(Path(p).resolve()) != here]
-    sys.argv = [str(entry), *argv[3:]]
+    sys.argv = [str(entry), *argv[4:]]
     try:
+        # What the environment must provide, imported before init() as Azure ML's runner
+        # does (and so a table's pandas and pyarrow load now, not inside the first batch).
+        for module_name in filter(None, needs.split(",")):
+            if module_name != "-":
+                importlib.import_module(module_name)
         module = _load(entry)
         if callable(getattr(module, "init", None)):
             module.init()
@@ -118,12 +140,14 @@ def main(argv: list[str]) -> int:
         if task is None:
             break
         index, payload, partition = task
+        try:
+            batch = _table(payload)
+        except Exception:  # noqa: BLE001 - reported like a failed run(), never a crash
+            send(result_fd, ("error", index, traceback.format_exc(), 0.0))
+            continue
         started = time.perf_counter()
         try:
-            if with_context:
-                result = run(payload, MiniBatchContext(index, partition))
-            else:
-                result = run(payload)
+            result = run(batch, MiniBatchContext(index, partition)) if with_context else run(batch)
             text, count = _rows(result)
             send(result_fd, ("ok", index, text, count, time.perf_counter() - started))
         except Exception:  # noqa: BLE001 - a failed mini-batch is reported and retried

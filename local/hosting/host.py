@@ -12,7 +12,8 @@ What it serves (see docs/local-runtime.md for every known difference from Azure)
   function and blob ETag so each blob version runs once, and after 5 failed tries a message on
   the ``webjobs-blobtrigger-poison`` queue. A function taking ``func.InputStream`` gets the
   blob's bytes; one taking an SDK type (``BlobClient``…) gets model binding data that the
-  azurefunctions extension turns into the real client, as the worker does;
+  azurefunctions extension turns into the real client, as the worker does. At most host.json
+  ``extensions.blobs.maxDegreeOfParallelism`` blob invocations run at once, across the app;
 * timer triggers on their NCRONTAB schedule, and on demand through the admin API
   ``POST /admin/functions/{name}`` (master key), as the real host offers;
 * orchestrations and activities on the Durable Task engine (``local.hosting.durable``), the durable
@@ -47,6 +48,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,19 +92,28 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _TIME_SPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
 
 
+def _host_json(host_json: Path) -> dict[str, Any] | None:
+    """host.json as a dict; ``None`` when the file is missing. A file that is not a JSON
+    object raises ``ValueError``, as the real host refuses to start on a bad host.json."""
+    try:
+        config = json.loads(host_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{host_json.name} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"{host_json.name} must be a JSON object")
+    return config
+
+
 def read_function_timeout(host_json: Path) -> timedelta | None:
     """host.json ``functionTimeout`` as a ``timedelta``; ``None`` for unbounded (``-1``).
 
     A missing file or setting gives the Flex Consumption default; a malformed value raises
     ``ValueError`` naming it, as the real host refuses to start on a bad host.json.
     """
-    try:
-        config = json.loads(host_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return FLEX_DEFAULT_TIMEOUT
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{host_json.name} is not valid JSON: {exc}") from exc
-    raw = config.get("functionTimeout") if isinstance(config, dict) else None
+    config = _host_json(host_json)
+    raw = None if config is None else config.get("functionTimeout")
     if raw is None:
         return FLEX_DEFAULT_TIMEOUT
     text = str(raw).strip()
@@ -118,6 +129,32 @@ def read_function_timeout(host_json: Path) -> timedelta | None:
     if limit <= timedelta(0):
         raise ValueError(f"{host_json.name}: functionTimeout must be positive, got {raw!r}")
     return limit
+
+
+def read_blob_parallelism(host_json: Path) -> int:
+    """host.json ``extensions.blobs.maxDegreeOfParallelism``: how many blob-triggered
+    invocations run at once across the app (the blobs extension's default, 8 x the cores,
+    when it is not set). A value below 1 or not an integer raises ``ValueError``."""
+    config = _host_json(host_json) or {}
+    extensions = config.get("extensions") or {}
+    blobs = extensions.get("blobs") if isinstance(extensions, dict) else None
+    raw = blobs.get("maxDegreeOfParallelism") if isinstance(blobs, dict) else None
+    if raw is None:
+        return 8 * (os.cpu_count() or 1)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError(
+            f"{host_json.name}: extensions.blobs.maxDegreeOfParallelism must be an integer "
+            f">= 1, got {raw!r}"
+        )
+    return raw
+
+
+def host_json_settings(host_json: Path) -> dict[str, Any]:
+    """What ``HostConfig`` takes from an app's host.json, as keyword arguments."""
+    return {
+        "function_timeout": read_function_timeout(host_json),
+        "blob_parallelism": read_blob_parallelism(host_json),
+    }
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -146,6 +183,8 @@ class HostConfig:
     function_timeout: timedelta | None = field(
         default_factory=lambda: read_function_timeout(DEFAULT_HOST_JSON)
     )
+    # host.json extensions.blobs.maxDegreeOfParallelism: blob invocations at once, app-wide.
+    blob_parallelism: int = field(default_factory=lambda: read_blob_parallelism(DEFAULT_HOST_JSON))
     # When set, the host's event loop runs in asyncio debug mode and logs every callback that
     # holds the loop longer than this many seconds ("Executing <Handle ...> took X seconds").
     slow_callback_seconds: float | None = None
@@ -157,6 +196,12 @@ class BlobTriggerStats:
     completed: int = 0
     failures: int = 0
     poisoned: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, what: str) -> None:
+        """Add one to counter ``what`` (blob invocations may run on several threads)."""
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
 
 
 @dataclass
@@ -186,6 +231,9 @@ class LocalFunctionsHost:
         self._tasks: list[asyncio.Task[None]] = []
         self._blob_clients: dict[str, BlobServiceClient] = {}
         self._blob_locks: dict[str, threading.Lock] = {}
+        # Every blob-triggered invocation takes a slot, whichever function it is for.
+        self._blob_slots = threading.BoundedSemaphore(config.blob_parallelism)
+        self._blob_pool: ThreadPoolExecutor | None = None
         self._durable: LocalDurableEngine | None = None
         self._port = 0
         self._started = threading.Event()
@@ -194,6 +242,7 @@ class LocalFunctionsHost:
         self._sdk_objects: dict[tuple[Any, ...], Any] = {}
         self._exported: dict[str, str] = {}
         self._host_failures: dict[tuple[str, str, str], int] = {}
+        self._host_failures_lock = threading.Lock()
         self._unlistable: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -208,6 +257,10 @@ class LocalFunctionsHost:
 
     def start(self, timeout: float = 30.0) -> LocalFunctionsHost:
         self._export_sdk_connections()
+        if self.blob_stats:
+            self._blob_pool = ThreadPoolExecutor(
+                max_workers=self.config.blob_parallelism, thread_name_prefix="blob-trigger"
+            )
         self._start_durable()
         self._thread = threading.Thread(target=self._run_loop, name="functions-host", daemon=True)
         self._thread.start()
@@ -236,6 +289,9 @@ class LocalFunctionsHost:
             with contextlib.suppress(Exception):
                 client.close()
         self._blob_clients.clear()
+        if self._blob_pool is not None:
+            self._blob_pool.shutdown(wait=True, cancel_futures=True)
+            self._blob_pool = None
         self._sdk_objects.clear()
         for key, value in self._exported.items():
             if os.environ.get(key) == value:
@@ -344,7 +400,7 @@ class LocalFunctionsHost:
                 app,
                 base_url=lambda: self.base_url,
                 system_key=self.keys.system_keys["durabletask_extension"],
-                authorise=lambda key: self.keys.allows_system("durabletask_extension", key),
+                master_key=self.keys.master,
             )
         app.router.add_route("*", "/{tail:.*}", self._handle_not_found)
         runner = web.AppRunner(app, access_log=None)
@@ -704,32 +760,60 @@ class LocalFunctionsHost:
             assert spec.blob_path is not None
             client = self._blob_client(spec.blob_connection)
             container = client.get_container_client(spec.blob_path.container)
+            running = []
             for props in self._list_blobs(container, spec.blob_path.prefix):
                 params = spec.blob_path.match(spec.blob_path.container, props.name)
                 if params is None:
                     continue
-                # One blob the host cannot handle (a name storage mangles, a receipt it cannot
-                # read) must not hold up the others: it is set aside after a few tries.
-                attempt = (spec.name, props.name, str(props.etag))
-                if self._host_failures.get(attempt, 0) >= self.config.max_blob_attempts:
+                # A blob the host itself cannot handle is set aside after a few tries.
+                if self._host_failures.get(self._attempt(spec, props), 0) >= (
+                    self.config.max_blob_attempts
+                ):
                     continue
+                # As the blobs extension: at most maxDegreeOfParallelism invocations at once.
+                self._blob_slots.acquire()
                 try:
-                    self._process_blob(spec, props, params)
-                except Exception:
-                    failures = self._host_failures.get(attempt, 0) + 1
-                    self._host_failures[attempt] = failures
-                    log.exception(
-                        "the host could not handle blob %r for %s (try %d of %d)%s",
-                        props.name,
-                        spec.name,
-                        failures,
-                        self.config.max_blob_attempts,
-                        "; it is skipped from now on"
-                        if failures >= self.config.max_blob_attempts
-                        else "",
-                    )
+                    running.append(self._blob_invoker().submit(self._process_in_slot, spec,
+                                                                props, params))  # fmt: skip
+                except BaseException:
+                    self._blob_slots.release()
+                    raise
+            for future in running:
+                future.result()
         finally:
             lock.release()
+
+    def _blob_invoker(self) -> ThreadPoolExecutor:
+        if self._blob_pool is None:  # scan_now on a host that was not started
+            self._blob_pool = ThreadPoolExecutor(
+                max_workers=self.config.blob_parallelism, thread_name_prefix="blob-trigger"
+            )
+        return self._blob_pool
+
+    @staticmethod
+    def _attempt(spec: FunctionSpec, props: Any) -> tuple[str, str, str]:
+        return spec.name, str(props.name), str(props.etag)
+
+    def _process_in_slot(self, spec: FunctionSpec, props: Any, params: dict[str, str]) -> None:
+        """One blob; whatever the host meets handling it (a name storage mangles, a receipt it
+        cannot read) is logged and counted, and never holds up the other blobs."""
+        try:
+            self._process_blob(spec, props, params)
+        except Exception:
+            attempt = self._attempt(spec, props)
+            with self._host_failures_lock:
+                failures = self._host_failures.get(attempt, 0) + 1
+                self._host_failures[attempt] = failures
+            log.exception(
+                "the host could not handle blob %r for %s (try %d of %d)%s",
+                props.name,
+                spec.name,
+                failures,
+                self.config.max_blob_attempts,
+                "; it is skipped from now on" if failures >= self.config.max_blob_attempts else "",
+            )
+        finally:
+            self._blob_slots.release()
 
     def _list_blobs(self, container: Any, prefix: str) -> list[Any]:
         """Every blob under ``prefix``; when the listing fails, every blob that can be listed.
@@ -872,7 +956,7 @@ class LocalFunctionsHost:
                 inputs=self._extra_inputs(spec),
                 sdk_objects=self._sdk_objects,
             )
-            stats.invocations += 1
+            stats.count("invocations")
             invoke.call(spec, inv, self._loop, self.config.function_timeout)
         except Exception as exc:
             from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
@@ -881,7 +965,7 @@ class LocalFunctionsHost:
                 # The blob changed or vanished since listing: the next scan sees its new version.
                 hosts.get_blob_client(receipt_name).delete_blob()
                 return
-            stats.failures += 1
+            stats.count("failures")
             log.exception(
                 "function %s failed on blob %s/%s (attempt %d of %d)",
                 spec.name,
@@ -893,12 +977,12 @@ class LocalFunctionsHost:
             if attempts >= self.config.max_blob_attempts:
                 self._poison(spec, container_name, props.name, etag)
                 self._write_receipt(hosts, receipt_name, _Receipt(attempts, "poisoned"))
-                stats.poisoned += 1
+                stats.count("poisoned")
             else:
                 self._write_receipt(hosts, receipt_name, _Receipt(attempts, "failed"))
             return
         self._write_receipt(hosts, receipt_name, _Receipt(attempts, "completed"))
-        stats.completed += 1
+        stats.count("completed")
         log.info(
             "function %s processed blob %s/%s in %.2fs",
             spec.name,

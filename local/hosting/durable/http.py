@@ -1,7 +1,8 @@
 """The Durable Functions HTTP API of the local host, over a :class:`DurableManagement`.
 
 Two route sets serve the same operations, and both need the ``durabletask_extension`` system
-key or the master key (``code=`` or the ``x-functions-key`` header; 401 otherwise):
+key or the host's master key, which Azure accepts on every endpoint (``code=``, the
+``x-functions-key`` header or a Basic password; 401 otherwise):
 
 * ``/durabletask/...`` — the internal RPC API that ``DurableOrchestrationClient`` calls at the
   binding's ``rpcBaseUrl``. The Functions host serves it on a port only the worker reaches; here
@@ -379,16 +380,16 @@ class _DurableApi:
         engine: DurableManagement,
         base_url: Callable[[], str],
         system_key: str,
-        authorise: Callable[[str | None], bool],
+        master_key: str | None = None,
     ) -> None:
         self._engine = engine
         self._base_url = base_url
         self._system_key = system_key
-        self._authorise = authorise
+        self._accepted = tuple(_key_bytes(k) for k in (system_key, master_key) if k)
 
     def guarded(self, handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
-            if not self._authorise(presented_key(request.query, request.headers)):
+            if not self._authorised(request):
                 return _error(401, "A valid 'code' query parameter (system key) is required.")
             try:
                 return await handler(request)
@@ -396,6 +397,12 @@ class _DurableApi:
                 return self._error_for(exc, request)
 
         return run
+
+    def _authorised(self, request: web.Request) -> bool:
+        supplied = _key_bytes(presented_key(request.query, request.headers) or "")
+        # Compare with every accepted key, so the time taken does not say which one matched.
+        matches = [secrets.compare_digest(supplied, key) for key in self._accepted]
+        return any(matches)
 
     @classmethod
     def _error_for(cls, exc: Exception, request: web.Request) -> web.Response:
@@ -556,28 +563,28 @@ class _DurableApi:
         return web.json_response({"instancesDeleted": deleted}, status=200 if deleted else 404)
 
 
+def _key_bytes(key: str) -> bytes:
+    # A header may carry any bytes; aiohttp hands undecodable ones over as surrogates.
+    return key.encode("utf-8", "surrogatepass")
+
+
 def add_durable_routes(
     app: web.Application,
     engine: DurableManagement,
     *,
     base_url: Callable[[], str],
     system_key: str,
-    authorise: Callable[[str | None], bool] | None = None,
+    master_key: str | None = None,
 ) -> None:
-    """Register the RPC routes and the public webhooks on ``app``; both need a key.
+    """Register the RPC routes and the public webhooks on ``app``; both need ``system_key`` or
+    the host's ``master_key`` (Azure accepts the master key on every endpoint).
 
-    ``authorise(key)`` says whether a presented key opens them (the host accepts the
-    ``durabletask_extension`` system key or its master key); by default only ``system_key``
-    does. ``base_url`` returns the host's public origin (``http://127.0.0.1:<port>``); it is
-    called per request because the port is known only once the site is bound.
+    ``base_url`` returns the host's public origin (``http://127.0.0.1:<port>``); it is called
+    per request because the port is known only once the site is bound.
     """
     if not system_key:
         raise BadInputError("The durable system key must not be empty")
-
-    def only_the_system_key(key: str | None) -> bool:
-        return key is not None and secrets.compare_digest(key.encode(), system_key.encode())
-
-    api = _DurableApi(engine, base_url, system_key, authorise or only_the_system_key)
+    api = _DurableApi(engine, base_url, system_key, master_key)
     route = api.guarded
     for prefix in (RPC_PREFIX, PUBLIC_PREFIX):
         instance = f"{prefix}/instances/{{instance_id}}"
