@@ -7,9 +7,13 @@ import pytest
 from forecasting import gate, metrics
 
 
-def test_mape_ignores_rows_below_the_threshold() -> None:
-    assert metrics.mape([100, 200, 5], [110, 180, 50], min_actual=100) == pytest.approx(0.1)
-    assert math.isnan(metrics.mape([1, 2], [1, 2], min_actual=100))
+def test_mape_counts_the_rows_of_at_least_one_unit_and_only_those() -> None:
+    assert metrics.MIN_ACTUAL == 1.0
+    # 0 and 0.5 are left out whatever was forecast; -4 (a net return) counts by its size
+    value = metrics.mape([100, 200, 0, 0.5, -4], [110, 180, 50, 9, -2])
+    assert value == pytest.approx((0.1 + 0.1 + 0.5) / 3)
+    assert math.isnan(metrics.mape([0, 0.2], [1, 2]))
+    assert list(metrics.mape_rows([0.99, 1.0, -1.0])) == [False, True, True]
 
 
 def test_rmse_zero_only_looks_at_zero_actuals() -> None:
@@ -28,7 +32,13 @@ def test_wape_weighs_errors_by_volume_and_is_nan_without_volume() -> None:
     assert metrics.wape([0, 10, 10], [2, 10, 7]) == pytest.approx(0.25)
     assert math.isnan(metrics.wape([0, 0], [1, 1]))
     summary = metrics.summarize([0, 10, 10], [2, 10, 7])
-    assert set(summary) == {"mape", "wape", "rmse_zero", "rmse_all", "rows"}
+    assert set(summary) == {*metrics.MEASURES, "rows"}
+
+
+def test_summary_weighs_holiday_weeks_five_times_in_wmae() -> None:
+    summary = metrics.summarize([10, 10], [20, 12], holiday=[True, False])
+    assert summary["wmae"] == pytest.approx(52 / 6)
+    assert metrics.summarize([10, 10], [20, 12])["wmae"] == pytest.approx(6.0)
 
 
 def test_mismatched_lengths_are_rejected() -> None:
