@@ -74,3 +74,22 @@ def test_gate_records_beating_seasonal_naive_but_does_not_require_it() -> None:
 def test_stale_after_sixty_days() -> None:
     assert not gate.is_stale(date(2024, 1, 1), date(2024, 3, 1))  # 60 days
     assert gate.is_stale(date(2024, 1, 1), date(2024, 3, 2))  # 61 days
+
+
+def test_the_dashboard_measures_forecasts_with_the_pipelines_definition() -> None:
+    """The app may not import pipeline code, so the dashboard restates the MAPE row filter:
+    on the same weekly totals both must give the same figures."""
+    from dataclasses import replace
+
+    from dashboard.model import MIN_ACTUAL, ForecastSeries
+
+    weeks = [date(2024, 1, 1) + (date(2024, 1, 8) - date(2024, 1, 1)) * k for k in range(5)]
+    actual = [40.0, 0.0, 0.5, -3.0, 12.0]
+    forecast = [50.0, 10.0, 2.0, -1.0, 12.0]
+    series = ForecastSeries("s", "2024-01-01", "m", "1", False,
+                            forecast=dict(zip(weeks, forecast, strict=True)),
+                            actual=dict(zip(weeks, actual, strict=True)))  # fmt: skip
+    assert MIN_ACTUAL == metrics.MIN_ACTUAL
+    assert series.overlap_mape() == pytest.approx(metrics.mape(actual, forecast))
+    assert series.overlap_wape() == pytest.approx(metrics.wape(actual, forecast))
+    assert replace(series, actual={weeks[1]: 0.0}).overlap_mape() is None
