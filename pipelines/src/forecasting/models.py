@@ -17,8 +17,8 @@ Members (each a quantity forecast per row of a feature frame, see ``MEMBERS``):
   origins, so they are no longer trained by default; models registered with them still load.
 
 Validation matches use: the ensemble is judged on several origins inside the history (every
-``validation_spacing`` weeks, the latest leaving a quarter of targets), with the learned
-members fitted on the examples whose targets lie before the first of them. Each segment's
+``validation_spacing`` weeks, the latest 13 weeks before its end), each forecast by a learned
+member fitted on the examples whose targets lie up to that origin. Each segment's
 weights are chosen on its rows of those origins, pooled (greedy forward selection with
 replacement, which starts from the best member and only accepts steps that lower the MAPE),
 so on validation the ensemble is never worse than its best member. Learned members with
@@ -740,12 +740,6 @@ class OriginPlan:
     validation: tuple[int, ...]  # origins the ensemble is validated on (may be empty)
     step: int
 
-    @property
-    def cutoff(self) -> int:
-        """Examples fitted before validation have targets up to here (the first validation
-        origin): the validated model knew nothing after it."""
-        return min(self.validation) if self.validation else self.last
-
 
 def plan_origins(last: int, series: int, config: TrainConfig) -> OriginPlan:
     """Validation origins every ``validation_spacing`` weeks back from ``last − min(horizon,
@@ -786,10 +780,11 @@ def train_segments(
     """One forecaster per segment key (region, format, velocity) — or one for everything
     (key ``ALL``) — from the raw ``history`` rows of every series (the context).
 
-    The learned members are trained once, across all the series; each segment gets its own
+    The learned members are trained across all the series: once per validation origin (on
+    the examples known by then) and, if they earn weight anywhere, once more on every origin
+    with the inputs and iterations the latest validation fit chose. Each segment gets its own
     ensemble weights, fitted on its rows of the validation origins (pooled), and its own
-    divergence checks. Learned members with weight anywhere are then refitted on every
-    origin with the inputs and iterations validation chose.
+    divergence checks.
     """
     config = config or TrainConfig()
     panel = Panel(history, exog, known_ahead)
@@ -800,38 +795,31 @@ def train_segments(
     if "baseline" not in names:
         names.insert(0, "baseline")  # the gate and the divergence check measure against it
     stack = stack_origins(panel, config.horizon, plan.training, config.max_examples, config.seed)
-    check = stack_origins(panel, config.horizon, plan.validation) if plan.validation else None
-    if check is not None and not check.empty and plan.last >= YEAR - 1 and "has_lag52" in check:
-        # Every week forecast from this origin has last year's week behind it: validate on
-        # the weeks that do too, not on first-year weeks where seasonal naive cannot work.
-        seasonal = check[check["has_lag52"] > 0]
-        check = seasonal if not seasonal.empty else check
-    validated = check is not None and not check.empty and not stack.empty
+    folds = _folds(panel, plan, config)
     forecasters = {k: SegmentForecaster(exog, config, known_ahead) for k in keys}
     for forecaster in forecasters.values():
         forecaster.horizon = config.horizon
         forecaster.origin_plan = {"step": plan.step, "training_origins": len(plan.training),
-                                  "validation_origins": len(plan.validation)}  # fmt: skip
+                                  "validation_origins": len(folds)}  # fmt: skip
         forecaster.trained_rows = len(stack)
-    if not validated:
+    if not folds or stack.empty:
         _train_unvalidated(forecasters, stack, names, numeric, config)
         return forecasters
-    assert check is not None
-    fit = stack[stack["week_start"] <= panel.first + pd.Timedelta(weeks=plan.cutoff)]
+    check = pd.concat([rows for _, rows in folds], ignore_index=True)
     members: dict[str, Member] = {}
     trouble: dict[str, str] = {}
     seconds: dict[str, float] = {}
     settings: dict[str, dict[str, Any]] = {}
     predictions: dict[str, np.ndarray] = {}
     for name in names:
-        member = _make(name, numeric, config)
         started = time.perf_counter()
-        trouble[name] = _fit_member(member, fit, check)
+        member, trouble[name], forecast = _validate_member(name, folds, stack, panel.first,
+                                                           numeric, config)  # fmt: skip
         seconds[name] = time.perf_counter() - started
         settings[name] = member.settings()
         if not trouble[name]:
             members[name] = member
-            predictions[name] = bounded(member.predict(check), check)
+            predictions[name] = forecast
     weighted: set[str] = set()
     for key, forecaster in forecasters.items():
         rows = _segment_mask(check, key)
@@ -843,6 +831,47 @@ def train_segments(
         forecaster.members = {n: refits.get(n, m) for n, m in members.items()}
         forecaster.validated = True
     return forecasters
+
+
+def _folds(panel: Panel, plan: OriginPlan, config: TrainConfig) -> list[tuple[int, pd.DataFrame]]:
+    """Each validation origin's examples (every series, ``h = 1..horizon`` inside the
+    history). When every week forecast from the end of the history has last year's week
+    behind it, only validation weeks that do too are kept: first-year weeks, where seasonal
+    naive cannot work, would judge the members on a task they will not face."""
+    seasonal_only = plan.last >= YEAR - 1
+    folds = []
+    for origin in plan.validation:
+        rows = stack_origins(panel, config.horizon, [origin])
+        if seasonal_only and not rows.empty:
+            rows = rows[rows["has_lag52"] > 0].reset_index(drop=True)
+        if not rows.empty:
+            folds.append((origin, rows))
+    return folds
+
+
+def _validate_member(
+    name: str,
+    folds: Sequence[tuple[int, pd.DataFrame]],
+    stack: pd.DataFrame,
+    first: pd.Timestamp,
+    numeric: Sequence[str],
+    config: TrainConfig,
+) -> tuple[Member, str, np.ndarray]:
+    """A member's forecasts of every validation origin, each made the way it is used: a
+    learned member is fitted on the examples whose targets lie up to that origin (stopping
+    early on its weeks). Returns the member of the latest origin, why it failed ('' if it
+    did not) and the forecasts, fold after fold."""
+    parts: list[np.ndarray] = []
+    member = _make(name, numeric, config)
+    for origin, rows in folds:
+        if name in LEARNED:
+            member = _make(name, numeric, config)
+            known = stack[stack["week_start"] <= first + pd.Timedelta(weeks=origin)]
+            reason = _fit_member(member, known, rows)
+            if reason:
+                return member, reason, np.zeros(0)
+        parts.append(bounded(member.predict(rows), rows))
+    return member, "", np.concatenate(parts)
 
 
 def _refit(
