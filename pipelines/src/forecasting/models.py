@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,10 +49,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Lasso
-from torch import nn
 
 from . import metrics
 from .features import (
@@ -89,32 +88,10 @@ def single_threaded() -> None:
     """
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")  # the network member imports it only when it trains
+    if torch is not None:
+        torch.set_num_threads(1)
     threadpool_limits(1)
-
-
-class EmbeddingNet(nn.Module):
-    """One ``nn.Embedding`` per categorical column, concatenated with the numeric features,
-    then a small MLP to one output."""
-
-    def __init__(self, cardinalities: Sequence[int], n_numeric: int, hidden: int = 64) -> None:
-        super().__init__()
-        dims = [min(16, (c + 1) // 2 + 1) for c in cardinalities]
-        # Index 0 of every embedding is "unseen in training".
-        self.embeddings = nn.ModuleList(
-            nn.Embedding(c + 1, d) for c, d in zip(cardinalities, dims, strict=True)
-        )
-        self.mlp = nn.Sequential(
-            nn.Linear(sum(dims) + n_numeric, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden // 2),
-            nn.ReLU(),
-            nn.Linear(hidden // 2, 1),
-        )
-
-    def forward(self, cats: torch.Tensor, nums: torch.Tensor) -> torch.Tensor:
-        parts = [emb(cats[:, i]) for i, emb in enumerate(self.embeddings)]
-        return self.mlp(torch.cat([*parts, nums], dim=1)).squeeze(1)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -366,103 +343,6 @@ class _CountMember:
         return {"iterations": self.iterations, "dropped_inputs": self.guard.dropped}
 
 
-class _NetMember:
-    name = "nn"
-
-    def __init__(self, numeric: Sequence[str], config: TrainConfig) -> None:
-        self.guard = InputGuard(numeric)
-        self.config = config
-        self.vocab: dict[str, dict[str, int]] = {}
-        self.net: EmbeddingNet | None = None
-        self.epochs = 0
-        self.fixed_epochs: int | None = None
-        self.validation_curve: list[float] = []
-
-    def _cats(self, frame: pd.DataFrame) -> torch.Tensor:
-        columns = [
-            frame[name].astype(str).map(self.vocab[name]).fillna(0).astype(np.int64).to_numpy()
-            for name in CATEGORICAL
-        ]
-        return torch.from_numpy(np.stack(columns, axis=1))
-
-    def _nums(self, frame: pd.DataFrame) -> torch.Tensor:
-        return torch.from_numpy(self.guard.transform(frame).astype(np.float32))
-
-    def _forward(self, net: EmbeddingNet, frame: pd.DataFrame) -> np.ndarray:
-        net.eval()
-        with torch.no_grad():
-            ratio = net(self._cats(frame), self._nums(frame)).numpy().astype(np.float64)
-        net.train()
-        values: np.ndarray = np.clip(ratio, *RATIO_CLIP) * scale_of(frame)
-        return values
-
-    def fit(self, train: pd.DataFrame, validation: pd.DataFrame | None) -> None:
-        config = self.config
-        self.guard.fit(train)
-        self.vocab = {
-            name: {v: i + 1 for i, v in enumerate(sorted(train[name].astype(str).unique()))}
-            for name in CATEGORICAL
-        }
-        torch.manual_seed(config.seed)
-        generator = torch.Generator().manual_seed(config.seed)
-        net = EmbeddingNet(
-            [len(self.vocab[n]) for n in CATEGORICAL], len(self.guard.used), config.hidden
-        )
-        cats, nums = self._cats(train), self._nums(train)
-        y = torch.from_numpy(train["target_ratio"].to_numpy(dtype=np.float32))
-        optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-        loss_fn = nn.L1Loss()  # median-seeking: what percentage errors reward
-        rows = len(train)
-        epochs = self.fixed_epochs or config.epochs_for(rows)
-        watch = validation is not None and self.fixed_epochs is None and len(validation) > 0
-        best, best_state, best_epoch, waited = math.inf, None, 0, 0
-        self.validation_curve = []
-        for epoch in range(1, epochs + 1):
-            order = torch.randperm(rows, generator=generator)
-            for start in range(0, rows, config.batch_size):
-                idx = order[start : start + config.batch_size]
-                optimiser.zero_grad()
-                loss = loss_fn(net(cats[idx], nums[idx]), y[idx])
-                if not torch.isfinite(loss):
-                    raise Diverged(f"training loss is not finite in epoch {epoch}")
-                loss.backward()
-                # Bounded steps: one batch of extreme ratios cannot throw the weights away.
-                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                optimiser.step()
-            if not watch:
-                continue
-            assert validation is not None
-            forecast = bounded(self._forward(net, validation), validation)
-            score = metrics.mape(validation["quantity"], forecast)
-            score = score if math.isfinite(score) else math.inf
-            self.validation_curve.append(score)
-            if score < best - 1e-6:
-                best, best_epoch, waited = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= config.patience:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-            self.epochs = best_epoch
-        else:
-            self.epochs = epochs
-        net.eval()
-        self.net = net
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        assert self.net is not None
-        return self._forward(self.net, frame)
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "epochs": self.epochs,
-            "validation_curve": [round(v, 4) for v in self.validation_curve],
-            "dropped_inputs": self.guard.dropped,
-        }
-
-
 def mape_weights(quantity: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Sample weights that make an absolute error on ``quantity / scale`` the row's
     percentage error: ``scale / quantity`` on the rows MAPE counts (at most ``1 /
@@ -647,6 +527,8 @@ def _make(name: str, numeric: Sequence[str], config: TrainConfig) -> Member:
     if name == "count":
         return _CountMember(numeric, config)
     if name == "nn":
+        from .network import _NetMember
+
         return _NetMember(numeric, config)
     raise ValueError(f"unknown ensemble member {name!r}; use some of {', '.join(MEMBERS)}")
 
@@ -655,8 +537,8 @@ def _refit_like(member: Member, numeric: Sequence[str], config: TrainConfig) -> 
     """A fresh member with the settings validation chose (inputs, epochs, iterations), no
     stopping."""
     fresh = _make(member.name, numeric, config)
-    if isinstance(member, _NetMember) and isinstance(fresh, _NetMember):
-        fresh.fixed_epochs = max(1, member.epochs)
+    if member.name == "nn" and hasattr(fresh, "fixed_epochs"):
+        fresh.fixed_epochs = max(1, getattr(member, "epochs", 1))
     if isinstance(member, _CountMember) and isinstance(fresh, _CountMember):
         fresh.iterations = max(1, member.iterations)
     if isinstance(member, _DirectMember) and isinstance(fresh, _DirectMember):
@@ -1111,27 +993,20 @@ class _LegacyLasso:
         return {"format": 1}
 
 
-class _LegacyNet(_LegacyLasso):
-    name = "nn"
+def _legacy_net(state: dict[str, Any]) -> Member:
+    from .network import _LegacyNet
 
-    def __init__(self, state: dict[str, Any]) -> None:
-        super().__init__(None, state["numeric"])
-        self.net, self.vocab = state["net"], state["vocab"]
-        self.mean, self.std = state["num_mean"], state["num_std"]
+    return _LegacyNet(state)
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        cats = np.stack(
-            [
-                frame[n].astype(str).map(self.vocab[n]).fillna(0).astype(np.int64).to_numpy()
-                for n in CATEGORICAL
-            ],
-            axis=1,
-        )
-        x = (frame[self.numeric].to_numpy(dtype=np.float64) - self.mean) / self.std
-        with torch.no_grad():
-            ratio = self.net(torch.from_numpy(cats), torch.from_numpy(x.astype(np.float32)))
-        values: np.ndarray = np.clip(ratio.numpy(), *RATIO_CLIP) * scale_of(frame)
-        return values
+
+def __getattr__(name: str) -> Any:
+    """The network lives in ``network`` (it needs torch, which nothing else does); models
+    pickled when it lived here still find it under this module's name."""
+    if name in ("EmbeddingNet", "_NetMember", "_LegacyNet"):
+        from . import network
+
+        return getattr(network, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _upgrade_format_1(state: dict[str, Any]) -> dict[str, Any]:
@@ -1141,7 +1016,7 @@ def _upgrade_format_1(state: dict[str, Any]) -> dict[str, Any]:
     members: dict[str, Member] = {
         "baseline": _Fixed("baseline", _historical_average),
         "lasso": _LegacyLasso(state["lasso"], numeric),
-        "nn": _LegacyNet(state),
+        "nn": _legacy_net(state),
     }
     return {
         "exog": state.get("exog", []),
