@@ -170,7 +170,8 @@ def _event_counts(frame: pd.DataFrame, events: pd.DataFrame, anchor: int) -> pd.
     e = events.copy()
     e["week_start"] = _week_of(pd.to_datetime(e["date"]).dt.normalize(), anchor)
     for column in ("store_id", "region"):
-        text = e[column].astype(str) if column in e else pd.Series("", index=e.index)
+        # fillna first: a blank CSV cell reads as missing, which astype(str) keeps missing
+        text = e[column].fillna("").astype(str) if column in e else pd.Series("", index=e.index)
         e[column] = text.replace({"nan": "", "None": ""}).str.strip()
     e["region"] = e["region"].str.lower()  # region ids are case-insensitive (see join_inputs)
     total = pd.Series(0.0, index=frame.index)
