@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
-from . import gate, metrics
+from . import gate, metrics, mlflow_model
 from .models import COMPONENTS, SegmentForecaster, TrainConfig
 from .schema import SEGMENT, segment_name
 
@@ -326,4 +326,5 @@ def save_segment_model(
         artifacts={"partitions": str(partitions)},
         code_paths=[str(package)],
         metadata=dict(metadata),
+        pip_requirements=mlflow_model.requirements(network=True),
     )
