@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
 
 .PHONY: help setup envs browser run test lint typecheck unit integration e2e dashboard clean package \
-	bench-startup bench-conditioning bench-forecast bench-polling bench-dashboard bench-loop bench-blob bench-executor
+	bench-startup bench-conditioning bench-forecast bench-polling bench-dashboard bench-loop bench-blob bench-executor \
+	bench-hostile
 
 help:
 	@echo "make run            set up, start the local runtime and run the demo (Ctrl-C stops everything)"
@@ -16,7 +17,7 @@ help:
 	@echo "make dashboard      build the model-health dashboard into .local/dashboard"
 	@echo "make package        build the deployment package: dist/api.zip and dist/api/ (unpacked)"
 	@echo "make bench-startup  median import time of function_app against the SDK floor"
-	@echo "make bench-conditioning / bench-forecast / bench-polling / bench-dashboard / bench-loop / bench-blob / bench-executor   the other benchmarks"
+	@echo "make bench-conditioning / bench-forecast / bench-polling / bench-dashboard / bench-loop / bench-blob / bench-executor / bench-hostile   the other benchmarks"
 
 $(VENV)/.installed: $(REQS)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
@@ -98,6 +99,9 @@ bench-blob: setup
 
 bench-executor: setup
 	$(PY) -m benchmarks.executor
+
+bench-hostile: setup
+	$(PY) -m benchmarks.hostile
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache dist

@@ -38,7 +38,15 @@ def _sent_bytes(event: Any) -> int:
 
 
 def event_grid_batch_problem(body_bytes: int, events: Sequence[Any]) -> str | None:
-    """Why Event Grid would refuse this batch (it answers 413), or ``None``."""
+    """Why Event Grid would refuse this batch (it answers 413), or ``None``.
+
+    The count is checked before any event is measured, so a huge batch costs nothing more.
+    """
+    if len(events) > EVENT_GRID_MAX_EVENTS_PER_BATCH:
+        return (
+            f"the batch has {len(events):,} events; Event Grid takes at most "
+            f"{EVENT_GRID_MAX_EVENTS_PER_BATCH:,} per request"
+        )
     for index, event in enumerate(events):
         size = event_bytes(event)
         if size > EVENT_GRID_MAX_EVENT_BYTES:
@@ -47,11 +55,6 @@ def event_grid_batch_problem(body_bytes: int, events: Sequence[Any]) -> str | No
                 f"event {index} (id {event_id!r}) is {size:,} bytes; Event Grid accepts events of "
                 f"at most {EVENT_GRID_MAX_EVENT_BYTES:,} bytes (1 MB)"
             )
-    if len(events) > EVENT_GRID_MAX_EVENTS_PER_BATCH:
-        return (
-            f"the batch has {len(events):,} events; Event Grid takes at most "
-            f"{EVENT_GRID_MAX_EVENTS_PER_BATCH:,} per request"
-        )
     if body_bytes > EVENT_GRID_MAX_BATCH_BYTES:
         return (
             f"the batch is {body_bytes:,} bytes; Event Grid takes at most "

@@ -16,9 +16,11 @@ result with ``status == "quarantined"`` and a reason; the caller keeps the whole
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections import deque
@@ -26,14 +28,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from adapters.errors import BadInputError
+from adapters.errors import BadInputError, MlopsError
 from conditioning.contracts import Contract, contract_for
 from conditioning.dedupe import DuplicateFinder, key_hashes
 from conditioning.mapping import SourceMapping, choose_mapping
@@ -46,10 +48,10 @@ from conditioning.normalize import (
 )
 from conditioning.readers import (
     DEFAULT_BLOCK_BYTES,
-    MAX_FIELD_BYTES,
     FastPathUnsuitable,
     FileProfile,
     RawBatch,
+    ReadLimits,
     csv_strategies,
     iter_batches,
     profile_file,
@@ -62,19 +64,26 @@ from conditioning.readers import (
 # user, so it chooses the process's default pool.
 pa.set_memory_pool(pa.system_memory_pool())
 
+log = logging.getLogger(__name__)
+
 ENGINE_VERSION = "1"
 MANIFEST_SCHEMA = "conditioning-manifest/1"
 DEFAULT_PART_BYTES = 256 << 20
+# A file refused as too large is copied into quarantine only up to this size (bombs are small;
+# a file too big to condition is too big to copy).
+_KEEP_REFUSED_BYTES = 256 << 20
 _MAX_PENDING = 2
+_T = TypeVar("_T")
 REJECT_COLUMNS = ("row_number", "reason_code", "column", "message", "original_row")
 
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Tuning knobs; defaults suit files from kilobytes to many gigabytes."""
+    """Tuning knobs; defaults suit files from kilobytes to many gigabytes. ``limits`` bound
+    what one input may cost (bytes, expansion, record and header sizes)."""
 
     block_bytes: int = DEFAULT_BLOCK_BYTES
-    max_field_bytes: int = MAX_FIELD_BYTES
+    limits: ReadLimits = field(default_factory=ReadLimits)
     part_bytes: int = DEFAULT_PART_BYTES
     dedupe_partition_bytes: int = 32 << 20
 
@@ -362,14 +371,15 @@ def _quarantine(
     started: float,
     mapping: SourceMapping | None = None,
 ) -> ConditionResult:
+    """The whole file set aside with a manifest giving the reason; a file refused for its size
+    is not copied (the manifest names it, and it stays where it was)."""
     version = dataset_version(input_meta["sha256"], source, mapping.sha256 if mapping else None)
     for child in staging.iterdir():
         if child.is_dir():
             shutil.rmtree(child)
         else:
             child.unlink()
-    kept = staging / "input"
-    shutil.copyfile(input_path, kept)
+    keep = code != "too_large" or input_meta["bytes"] <= _KEEP_REFUSED_BYTES
     manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
         "status": "quarantined",
@@ -380,14 +390,18 @@ def _quarantine(
         "mapping": {"name": mapping.name, "sha256": mapping.sha256} if mapping else None,
         "contract": {"source": source, "version": contract_for(source).version},
         "engine_version": ENGINE_VERSION,
-        "quarantined_file": safe_file_name(input_name),
+        "quarantined_file": safe_file_name(input_name) if keep else None,
         "timings_s": {"total": round(time.perf_counter() - started, 4)},
     }
-    files = [
-        StagedFile(
-            "input", safe_file_name(input_name), kept, input_meta["sha256"], kept.stat().st_size
+    files = []
+    if keep:
+        kept = staging / "input"
+        shutil.copyfile(input_path, kept)
+        files.append(
+            StagedFile(
+                "input", safe_file_name(input_name), kept, input_meta["sha256"], input_meta["bytes"]
+            )
         )
-    ]
     return ConditionResult("quarantined", source, version, manifest, files, code, message)
 
 
@@ -396,17 +410,12 @@ def _strategies(
 ) -> list[tuple[str, Callable[[], Iterator[RawBatch]]]]:
     if profile.format == "csv":
         return csv_strategies(
-            input_path,
-            profile,
-            block_bytes=options.block_bytes,
-            max_field_bytes=options.max_field_bytes,
+            input_path, profile, block_bytes=options.block_bytes, limits=options.limits
         )
     return [
         (
             profile.format,
-            lambda: iter_batches(
-                input_path, profile, max_field_bytes=options.max_field_bytes, sheet=sheet
-            ),
+            lambda: iter_batches(input_path, profile, sheet=sheet, limits=options.limits),
         )
     ]
 
@@ -416,8 +425,10 @@ def choose_and_profile(
     source: str,
     mapping: SourceMapping | None,
     candidates: Sequence[SourceMapping],
+    limits: ReadLimits | None = None,
 ) -> tuple[FileProfile, SourceMapping]:
     """Sniff the file and pick the mapping; ``BadInputError`` when none fits."""
+    limits = limits or ReadLimits()
     if mapping is not None:
         read = mapping.read
         profile = profile_file(
@@ -426,10 +437,11 @@ def choose_and_profile(
             delimiter=read.delimiter,
             encoding=read.encoding,
             sheet=read.sheet,
+            limits=limits,
         )
         chosen = mapping
     else:
-        profile = profile_file(input_path)
+        profile = profile_file(input_path, limits=limits)
         try:
             chosen = choose_mapping(candidates, profile.header)
         except KeyError as exc:
@@ -445,6 +457,7 @@ def choose_and_profile(
                 delimiter=read.delimiter,
                 encoding=read.encoding,
                 sheet=read.sheet,
+                limits=limits,
             )
     missing = chosen.missing_columns(profile.header)
     if missing:
@@ -509,7 +522,7 @@ def _stream(
                         chosen,
                         contract,
                         as_of,
-                        options.max_field_bytes,
+                        options.limits.max_field_bytes,
                     )
                     out.add_rejects(result.rejects)
                     out.add_records(result.table, result.record_rows)
@@ -520,12 +533,34 @@ def _stream(
             out.finish_stream()
             out.close_rejects()
             continue
-        except BadInputError:
-            out.finish_stream()
+        except Exception:
+            with contextlib.suppress(Exception):
+                out.finish_stream()
             out.close_rejects()
             raise
         return _Streamed(out, reader_name, rows_in, rows_accepted)
     raise AssertionError("the careful reader never gives up; this is unreachable")
+
+
+def _guarded(step: Callable[[], _T]) -> _T:
+    """Run a reading step; an error no reader named is still the input's fault, not a reason
+    to retry: it becomes ``BadInputError`` (``unreadable_input``) and is logged with its trace.
+
+    Failures of the outside world (``OSError`` of the staging disk, ``MemoryError``, the
+    project's other errors) propagate so the platform retries.
+    """
+    try:
+        return step()
+    except (BadInputError, OSError, MemoryError):
+        raise
+    except MlopsError:
+        raise
+    except Exception as exc:
+        log.exception("conditioning failed on an error no reader names; the file is refused")
+        raise BadInputError(
+            f"the file could not be read: {type(exc).__name__}: {str(exc)[:300]}",
+            code="unreadable_input",
+        ) from exc
 
 
 def condition_file(
@@ -556,21 +591,27 @@ def condition_file(
     contract = contract_for(source)
     staging.mkdir(parents=True, exist_ok=True)
     name = input_name or input_path.name
-    input_meta: dict[str, Any] = {
-        "name": name,
-        "etag": etag,
-        "sha256": input_sha256 or sha256_file(input_path),
-        "bytes": input_path.stat().st_size,
-    }
+    size = input_path.stat().st_size
+    input_meta: dict[str, Any] = {"name": name, "etag": etag, "sha256": input_sha256, "bytes": size}
+
+    def refuse(exc: BadInputError, chosen: SourceMapping | None) -> ConditionResult:
+        return _quarantine(
+            input_path, name, source, staging, input_meta, exc.code, str(exc), started, chosen
+        )
+
+    if size > options.limits.max_input_bytes and input_sha256 is None:
+        # Hashing a file this size would take minutes; its identity is its name and size.
+        input_meta["sha256"] = hashlib.sha256(f"{name}|{size}|{etag}".encode()).hexdigest()
+    input_meta["sha256"] = input_meta["sha256"] or sha256_file(input_path)
     try:
-        profile, chosen = choose_and_profile(input_path, source, mapping, candidates)
+        profile, chosen = _guarded(
+            lambda: choose_and_profile(input_path, source, mapping, candidates, options.limits)
+        )
     except BadInputError as exc:
         version = dataset_version(input_meta["sha256"], source, mapping.sha256 if mapping else None)
         if skip_if is not None and skip_if(version):
             return None
-        return _quarantine(
-            input_path, name, source, staging, input_meta, exc.code, str(exc), started, mapping
-        )
+        return refuse(exc, mapping)
     input_meta.update(
         format=profile.format,
         compression=profile.compression,
@@ -582,11 +623,11 @@ def condition_file(
         return None
     timings = {"profile": time.perf_counter() - started}
     try:
-        streamed = _stream(input_path, profile, chosen, contract, staging, as_of, options)
-    except BadInputError as exc:
-        return _quarantine(
-            input_path, name, source, staging, input_meta, exc.code, str(exc), started, chosen
+        streamed = _guarded(
+            lambda: _stream(input_path, profile, chosen, contract, staging, as_of, options)
         )
+    except BadInputError as exc:
+        return refuse(exc, chosen)
     out = streamed.out
     timings["stream"] = time.perf_counter() - started - timings["profile"]
     duplicates = _resolve_duplicates(out)

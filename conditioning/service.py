@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from adapters.datalake import DataLake, RawBlob
 from adapters.datasets import ConditionedSignals, DataConditioned, DatasetRegistry, DatasetVersion
-from adapters.errors import ConflictError, NotFoundError
+from adapters.errors import AccessDeniedError, ConflictError, NotFoundError, SettingsError
 from conditioning.contracts import CONTRACTS
 from conditioning.engine import (
     ENGINE_VERSION,
@@ -123,25 +123,40 @@ def _safe_suffix(name: str) -> str:
     return "".join(s for s in suffixes if s[1:].isalnum() and len(s) <= 8)
 
 
-def _download(blob: RawBlob, target: Path) -> str:
+def _download(blob: RawBlob, target: Path, limit: int) -> tuple[str, bool]:
+    """Copy the blob to ``target``: (sha256 of what was copied, whether it was all of it).
+
+    Stops once more than ``limit`` bytes arrived: such a blob is refused, never stored whole.
+    """
     digest = hashlib.sha256()
+    copied = 0
     with blob.open() as src, target.open("wb") as dst:
         while chunk := src.read(1 << 20):
+            copied += len(chunk)
+            if copied > limit:
+                return digest.hexdigest(), False
             digest.update(chunk)
             dst.write(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), True
 
 
 def _quarantine_unroutable(
-    downloaded: Path, sha: str, drop: BlobDrop, source: str, code: str, staging: Path
+    kept_from: Path | None,
+    sha: str,
+    drop: BlobDrop,
+    source: str,
+    code: str,
+    staging: Path,
+    note: str = "",
 ) -> ConditionResult:
+    """A quarantine decided by the blob's name or size; ``kept_from`` is the downloaded copy to
+    keep (``None``: the blob stays where it is and only the manifest is written)."""
     message = {
         "unsafe_name": "the blob name is not a safe {source}/{batch}/{file} path",
         "unknown_source": f"no source named by the blob path; known: {sorted(CONTRACTS)}",
-    }[code]
+        "too_large": "the blob is too large to condition",
+    }[code] + note
     version = hashlib.sha256(f"{sha}|{source}|{code}|{ENGINE_VERSION}".encode()).hexdigest()[:20]
-    kept = staging / "input"
-    shutil.copyfile(downloaded, kept)
     manifest = {
         "schema": "conditioning-manifest/1",
         "status": "quarantined",
@@ -152,13 +167,64 @@ def _quarantine_unroutable(
             "name": drop.name,
             "etag": drop.etag,
             "sha256": sha,
-            "bytes": kept.stat().st_size,
+            "bytes": kept_from.stat().st_size if kept_from else None,
         },
         "engine_version": ENGINE_VERSION,
-        "quarantined_file": safe_file_name(drop.name),
+        "quarantined_file": safe_file_name(drop.name) if kept_from else None,
     }
-    files = [StagedFile("input", safe_file_name(drop.name), kept, sha, kept.stat().st_size)]
+    files = []
+    if kept_from is not None:
+        kept = staging / "input"
+        shutil.copyfile(kept_from, kept)
+        files.append(StagedFile("input", safe_file_name(drop.name), kept, sha, kept.stat().st_size))
     return ConditionResult("quarantined", source, version, manifest, files, code, message)
+
+
+# What reading a blob under a name storage mangles ends in (it addresses another path).
+_NAME_TROUBLE = (NotFoundError, SettingsError, AccessDeniedError)
+
+
+def _pin(blob: RawBlob, problem: str | None) -> tuple[BlobDrop, bool] | None:
+    """(the drop, whether it can be read); ``None`` when a well-named blob is gone.
+
+    A blob with an unsafe name may not be readable under it at all (storage addresses another
+    path): it is then quarantined by its name, never retried.
+    """
+    try:
+        return BlobDrop(blob.container, blob.name, blob.etag()), True
+    except _NAME_TROUBLE as exc:
+        if problem is None:
+            if isinstance(exc, NotFoundError):
+                return None
+            raise
+        return BlobDrop(blob.container, blob.name, None), False
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    sha: str
+    state: str  # whole | too_large | unreadable
+
+
+def _fetch(blob: RawBlob, raw: Path, limit: int, problem: str | None) -> _Fetched | str:
+    """Download the blob to ``raw``; a ``str`` is the reason to ignore it instead."""
+    try:
+        sha, whole = _download(blob, raw, limit)
+    except ConflictError:
+        return "the blob changed while it was being read"
+    except _NAME_TROUBLE as exc:
+        if problem is None:
+            if isinstance(exc, NotFoundError):
+                return "the blob no longer exists"
+            raise
+        return _Fetched("", "unreadable")
+    if not whole:
+        return _Fetched(sha, "too_large")
+    if raw.stat().st_size == 0:
+        # A zero-byte create is often the first half of create + append; the real content
+        # fires its own event. An empty file from the CLI is quarantined instead.
+        return "empty blob"
+    return _Fetched(sha, "whole")
 
 
 def _publish(
@@ -210,10 +276,10 @@ def condition_blob(
     """
     source, problem = parse_blob_name(blob.name, blob.container)
     label = f"{blob.container}/{blob.name}"
-    try:
-        drop = BlobDrop(blob.container, blob.name, blob.etag())
-    except NotFoundError:
+    pinned = _pin(blob, problem)
+    if pinned is None:
         return ConditioningOutcome("ignored", source, label, reason="the blob no longer exists")
+    drop, readable = pinned
     if problem is None:
         known = registry.find_input(source, drop.name, drop.etag)
         if known is not None:
@@ -227,18 +293,11 @@ def condition_blob(
     with tempfile.TemporaryDirectory(prefix="conditioning-", dir=work_dir) as tmp:
         # Keep the blob's extension: some readers (openpyxl) go by it.
         raw = Path(tmp) / f"raw{_safe_suffix(drop.name)}"
-        try:
-            sha = _download(blob, raw)
-        except NotFoundError:
-            return ConditioningOutcome("ignored", source, label, reason="the blob no longer exists")
-        except ConflictError:
-            return ConditioningOutcome(
-                "ignored", source, label, reason="the blob changed while it was being read"
-            )
-        if raw.stat().st_size == 0:
-            # A zero-byte create is often the first half of create + append; the real content
-            # fires its own event. An empty file from the CLI is quarantined instead.
-            return ConditioningOutcome("ignored", source, label, reason="empty blob")
+        limit = (options or EngineOptions()).limits.max_input_bytes
+        fetched = _fetch(blob, raw, limit, problem) if readable else _Fetched("", "unreadable")
+        if isinstance(fetched, str):
+            return ConditioningOutcome("ignored", source, label, reason=fetched)
+        sha = fetched.sha
         staging = Path(tmp) / "staging"
         staging.mkdir()
         existing: list[DatasetVersion] = []
@@ -249,9 +308,20 @@ def condition_blob(
                 existing.append(entry)
             return entry is not None
 
+        kept: Path | None = raw
+        note = ""
+        if fetched.state != "whole":
+            # Identified by name and etag: what was read (if anything) is no identity of it.
+            sha = hashlib.sha256(f"{drop.name}|{drop.etag}".encode()).hexdigest()
+            kept = None
+            if fetched.state == "too_large":
+                problem = "too_large"
+                note = f": over {limit:,} bytes; it stays in the raw container"
+            else:
+                note = "; it cannot be read under that name and stays in the raw container"
         if problem is not None:
             result: ConditionResult | None = _quarantine_unroutable(
-                raw, sha, drop, source, problem, staging
+                kept, sha, drop, source, problem, staging, note
             )
             if result is not None and seen(result.dataset_version):
                 result = None

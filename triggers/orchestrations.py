@@ -11,12 +11,16 @@ activity may), and a start must not invite that. The pipeline polls the status e
 
 ``GET /api/orchestrations/{id}`` (function key) is what ADF's Web activity polls: always a
 JSON object with ``runtimeStatus`` (200 while the instance exists, whatever its status; 404
-otherwise), ``customStatus`` and ``output``. Every body is a JSON object.
+otherwise), ``customStatus`` and ``output``. Every body is a JSON object. A failed instance's
+``output`` is the first line of its error, with file paths removed, and ``failedActivity``
+names the activity that failed: the stack trace and the server's paths stay in the logs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +30,7 @@ import azure.functions as func
 from adapters.errors import BadInputError
 from orchestrators.policies import start_ids
 from orchestrators.requests import ORCHESTRATORS, build_input
-from triggers.http_common import error_response, json_response, read_json_object
+from triggers.http_common import error_response, json_response, read_json_object, refusal
 from triggers.starts import find_or_start, status_name
 
 log = logging.getLogger(__name__)
@@ -67,8 +71,10 @@ async def start_orchestration(
         orchestration_input = build_input(name, body, settings, now)
         window = timedelta(seconds=settings.automation.start_dedupe_seconds)
         ids = start_ids(name, body, idempotency_key(req, body), now, window)
-    except (ValueError, BadInputError) as exc:
-        return error_response(400, getattr(exc, "code", "bad_request"), str(exc))
+    except BadInputError as exc:
+        return refusal(exc)
+    except ValueError as exc:
+        return error_response(400, "bad_request", str(exc))
     from adapters.telemetry import Correlation, span, trace_carrier
 
     with span(f"start_{name}", kind="server", correlation=Correlation(instance_id=ids.instance_id)):
@@ -97,14 +103,40 @@ async def get_orchestration(
         return error_response(404, "not_found", f"no orchestration instance {instance_id!r}")
     created = getattr(status, "created_time", None)
     updated = getattr(status, "last_updated_time", None)
-    return json_response(
-        {
-            "instanceId": instance_id,
-            "name": getattr(status, "name", None),
-            "runtimeStatus": runtime,
-            "customStatus": getattr(status, "custom_status", None),
-            "output": getattr(status, "output", None),
-            "createdTime": created.isoformat() if created else None,
-            "lastUpdatedTime": updated.isoformat() if updated else None,
-        }
-    )
+    output = getattr(status, "output", None)
+    body: dict[str, Any] = {
+        "instanceId": instance_id,
+        "name": getattr(status, "name", None),
+        "runtimeStatus": runtime,
+        "customStatus": getattr(status, "custom_status", None),
+        "output": output,
+        "createdTime": created.isoformat() if created else None,
+        "lastUpdatedTime": updated.isoformat() if updated else None,
+    }
+    if runtime == "Failed":
+        body["output"], body["failedActivity"] = public_failure(output)
+    return json_response(body)
+
+
+_FAILED = re.compile(r"\b(Activity|Sub-orchestrator|Orchestrator) function '([^']{1,200})' failed")
+# Two or more path segments (POSIX or Windows), as in tracebacks and OS errors.
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@~+-]+){2,}[\\/]?")
+_MAX_MESSAGE = 500
+
+
+def public_failure(output: Any) -> tuple[str, str | None]:
+    """(message, failed activity) of a failed instance's output, fit for any caller.
+
+    Durable Functions puts the error's details (type, stack trace) after the first line of the
+    message; only the first line is kept, with file paths replaced by ``<path>``. The failed
+    activity is the innermost ``Activity function '<name>' failed`` the message names.
+    """
+    text = output if isinstance(output, str) else json.dumps(output, default=str)
+    first = text.strip().split("\n", 1)[0].strip()
+    if "StackTrace" in first:
+        first = first.split("{", 1)[0].strip()
+    message = _PATH.sub("<path>", first)
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "..."
+    activities = [name for kind, name in _FAILED.findall(first) if kind == "Activity"]
+    return message or "the orchestration failed", activities[-1] if activities else None

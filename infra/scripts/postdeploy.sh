@@ -3,7 +3,9 @@
 #
 # 1. Wake the host and wait until it lists the functions the Event Grid subscriptions target.
 # 2. Store the default function key in Key Vault (secret function-app-key) for Data Factory,
-#    retrying while the role that allows it is still being applied.
+#    retrying while the role that allows it is still being applied; and the dashboard's own key
+#    (secret dashboard-key): a function key of on_dashboard_get alone, created once, that reads
+#    the dashboard and can start nothing.
 # 3. Read the blobs_extension system key, preview (what-if) and deploy
 #    infra/event-subscriptions.bicep: raw BlobCreated -> the blob trigger webhook, Azure ML
 #    workspace events -> their functions (ModelRegistered only for the app's models, run events
@@ -97,6 +99,26 @@ for ((i = 1; ; i++)); do
   role_delay=$(( role_delay * 2 > 60 ? 60 : role_delay * 2 ))
 done
 echo "Stored the function key in ${AZURE_KEY_VAULT_NAME}/function-app-key"
+
+# The dashboard's key: kept once created (links people shared keep working), never printed.
+dashboard_key="$(az functionapp function keys list --resource-group "$rg" --name "$app" \
+  --function-name on_dashboard_get --query dashboard --output tsv 2>/dev/null || true)"
+if [[ -z "$dashboard_key" ]]; then
+  dashboard_key="$(az functionapp function keys set --resource-group "$rg" --name "$app" \
+    --function-name on_dashboard_get --key-name dashboard --query value --output tsv)"
+fi
+if [[ -z "$dashboard_key" ]]; then
+  echo "error: ${app} did not create the dashboard key of on_dashboard_get" >&2
+  exit 1
+fi
+key_file="$(mktemp)"
+chmod 600 "$key_file"
+printf '%s' "$dashboard_key" >"$key_file"
+az keyvault secret set --vault-name "$AZURE_KEY_VAULT_NAME" --name dashboard-key \
+  --file "$key_file" --encoding utf-8 --output none
+rm -f "$key_file"
+echo "Stored the dashboard key in ${AZURE_KEY_VAULT_NAME}/dashboard-key"
+echo "Dashboard: ${AZURE_FUNCTION_APP_URL}/api/dashboard/?code=<secret dashboard-key>"
 
 # Keys go through a private parameters file, not the command line (visible to other processes).
 params_file="$(mktemp)"

@@ -6,7 +6,8 @@ What it serves (see docs/local-runtime.md for every known difference from Azure)
   ``x-functions-key`` header) for non-anonymous routes;
 * Event Grid triggers at ``/runtime/webhooks/eventgrid?functionName=X`` (Event Grid schema with
   the SubscriptionValidation handshake, CloudEvents with the OPTIONS handshake, arrays and single
-  objects; ``code`` must be the ``eventgrid_extension`` system key, or the master key);
+  objects; ``code`` must be the ``eventgrid_extension`` system key or the master key, checked
+  before anything else about the request);
 * blob triggers by polling the container: the host's ``{name}`` template semantics, a receipt per
   function and blob ETag so each blob version runs once, and after 5 failed tries a message on
   the ``webjobs-blobtrigger-poison`` queue. A function taking ``func.InputStream`` gets the
@@ -20,7 +21,15 @@ What it serves (see docs/local-runtime.md for every known difference from Azure)
 
 Azure's limits apply here too, so a local run fails where Azure would: every invocation is
 bounded by host.json ``functionTimeout`` (and an HTTP response by the load balancer's 230 s);
-Event Grid deliveries and topic publishes are bounded by Event Grid's event and batch sizes.
+a request body by Azure's 100 MB; Event Grid deliveries and topic publishes by Event Grid's
+event and batch sizes, checked before the body is parsed.
+
+The host serves loopback only, and defends it as a developer's machine needs: a request must
+name this host (``Host`` of 127.0.0.1, localhost or [::1] with the port: 421 otherwise, against
+DNS rebinding) and, when a browser says where it comes from (``Origin``), come from it (403);
+every route but anonymous HTTP functions needs a key; a body must be JSON where JSON is
+expected (415). One blob the storage cannot list or the host cannot handle never stalls the
+others.
 
 The host runs its own event loop in a background thread; ``start()`` and ``stop()`` are
 synchronous so tests and the CLI can drive it simply. Every error body is a JSON object.
@@ -31,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -48,11 +58,11 @@ from urllib.parse import quote
 import azure.functions as func
 from aiohttp import web
 
-from adapters.events import event_grid_batch_problem
+from adapters.events import EVENT_GRID_MAX_BATCH_BYTES, event_grid_batch_problem
 from adapters.settings import Connection
 from local.hosting import invoke
 from local.hosting.functions import FunctionSpec, index_functions
-from local.hosting.keys import HostKeys
+from local.hosting.keys import HostKeys, presented_key
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -72,6 +82,13 @@ DEFAULT_HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 # timeout of the Azure Load Balancer in front of the app.
 FLEX_DEFAULT_TIMEOUT = timedelta(minutes=30)
 HTTP_RESPONSE_LIMIT = timedelta(seconds=230)
+# Azure Functions' HTTP request length limit (learn.microsoft.com, "HTTP trigger": 100 MB).
+MAX_REQUEST_BYTES = 104_857_600
+# Event Grid bodies are parsed only up to twice its 1 MB cap: enough to name an oversized
+# event; anything longer is refused unread. Bodies above 64 KiB are parsed off the loop.
+EVENT_BODY_PARSE_LIMIT = 2 * EVENT_GRID_MAX_BATCH_BYTES
+_OFF_LOOP_BYTES = 64 * 1024
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _TIME_SPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
 
 
@@ -224,6 +241,9 @@ class LocalFunctionsHost:
         self._durable_client_json: str | None = None
         self._sdk_objects: dict[tuple[Any, ...], Any] = {}
         self._exported: dict[str, str] = {}
+        self._host_failures: dict[tuple[str, str, str], int] = {}
+        self._host_failures_lock = threading.Lock()
+        self._unlistable: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -367,7 +387,7 @@ class LocalFunctionsHost:
             loop.close()
 
     async def _startup(self) -> None:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[self._guard])
         app.router.add_route("*", "/api/{tail:.*}", self._handle_http)
         app.router.add_route("*", "/api", self._handle_http)
         app.router.add_route("*", "/runtime/webhooks/eventgrid", self._handle_eventgrid)
@@ -441,9 +461,47 @@ class LocalFunctionsHost:
                 inputs[binding.name] = invoke.s(self._durable_client_json)
         return inputs
 
+    def function_key(self, function: str, name: str = "default") -> str:
+        """A key that opens ``function``'s routes and no other's (created on first use)."""
+        return self.keys.function_key(function, name, self.config.state_dir / "host-keys.json")
+
     @staticmethod
     def _presented_key(request: web.Request) -> str | None:
-        return request.query.get("code") or request.headers.get("x-functions-key")
+        return presented_key(request.query, request.headers)
+
+    # ------------------------------------------------------------------ request guard
+
+    def _loopback_hosts(self) -> set[str]:
+        return {f"{name}:{self._port}" for name in LOOPBACK_NAMES}
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every request: this host by name, a loopback origin if any, and a JSON answer always.
+
+        A page on another site cannot read the host's answers, but with DNS rebinding it can
+        make its own name resolve to 127.0.0.1: the ``Host`` it sends is then its name, which
+        is refused. A browser also names the page that sends a request (``Origin``).
+        """
+        host = (request.headers.get("Host") or "").lower()
+        if host not in self._loopback_hosts():
+            return json_error(
+                421, "misdirected_request", "this host answers to 127.0.0.1, localhost or [::1]"
+            )
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.lower() not in {
+            f"http://{h}" for h in self._loopback_hosts()
+        }:
+            return json_error(403, "forbidden_origin", f"requests from {origin!r} are refused")
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            # aiohttp's own refusals (413 for a body over the limit, ...) as JSON, like ours.
+            code = "payload_too_large" if exc.status == 413 else "http_error"
+            return json_error(exc.status, code, exc.reason)
+        except Exception:
+            log.exception("the host failed on %s %s", request.method, request.path)
+            return json_error(500, "host_error", "the host failed; see its log")
+        return response
 
     # ------------------------------------------------------------------ HTTP triggers
 
@@ -464,7 +522,7 @@ class LocalFunctionsHost:
                 405, "method_not_allowed", f"/api/{path} accepts {', '.join(methods)}"
             )
         spec, route_values = allowed[0]
-        if not self.keys.allows(spec.auth_level, self._presented_key(request)):
+        if not self.keys.allows(spec.auth_level, self._presented_key(request), spec.name):
             return json_error(
                 401,
                 "unauthorized",
@@ -566,6 +624,13 @@ class LocalFunctionsHost:
     # ------------------------------------------------------------------ Event Grid
 
     async def _handle_eventgrid(self, request: web.Request) -> web.StreamResponse:
+        # The key first: without it, nothing about the request (not even whether the function
+        # exists) is answered. Event Grid calls the subscription's URL, key included, for the
+        # handshakes too.
+        if not self.keys.allows_system("eventgrid_extension", self._presented_key(request)):
+            return json_error(
+                401, "unauthorized", "the Event Grid webhook needs the eventgrid_extension key"
+            )
         if request.method == "OPTIONS":
             origin = request.headers.get("WebHook-Request-Origin")
             if not origin:
@@ -584,22 +649,10 @@ class LocalFunctionsHost:
             return json_error(
                 400, "not_event_grid", f"function {name} is not an Event Grid trigger"
             )
-        if not self.keys.allows_system("eventgrid_extension", self._presented_key(request)):
-            return json_error(
-                401, "unauthorized", "the Event Grid webhook needs the eventgrid_extension key"
-            )
-        raw = await request.read()
-        try:
-            payload = json.loads(raw) if raw.strip() else None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return json_error(400, "bad_json", f"the body is not valid JSON: {exc}")
-        events = [payload] if isinstance(payload, dict) else payload
-        if not isinstance(events, list) or not events:
-            return json_error(400, "bad_payload", "expected an event object or a non-empty array")
-        too_big = event_grid_batch_problem(len(raw), events)
-        if too_big is not None:
-            # Event Grid never delivers such a batch; whoever posted it is not behaving like it.
-            return json_error(413, "payload_too_large", f"{name}: {too_big}")
+        read = await _read_events(request, name, empty_ok=False)
+        if isinstance(read, web.Response):
+            return read
+        events = read
         problems = [
             f"item {i}: {p}" for i, e in enumerate(events) if (p := _event_problem(e)) is not None
         ]
@@ -648,18 +701,10 @@ class LocalFunctionsHost:
             return json_error(404, "not_found", f"no local topic {topic!r}")
         if not self.keys.allows_system("eventgrid_extension", self._presented_key(request)):
             return json_error(401, "unauthorized", "topics need the eventgrid_extension key")
-        raw = await request.read()
-        try:
-            payload = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return json_error(400, "bad_json", f"the body is not valid JSON: {exc}")
-        events = [payload] if isinstance(payload, dict) else payload
-        if not isinstance(events, list):
-            return json_error(400, "bad_payload", "expected an event object or an array")
-        too_big = event_grid_batch_problem(len(raw), events)
-        if too_big is not None:
-            # What Event Grid answers a publisher for an oversized event or batch.
-            return json_error(413, "payload_too_large", f"topic {topic}: {too_big}")
+        read = await _read_events(request, f"topic {topic}", empty_ok=True)
+        if isinstance(read, web.Response):
+            return read
+        events = read
         delivered = 0
         failed: list[str] = []
         for event in events:
@@ -703,27 +748,27 @@ class LocalFunctionsHost:
             await asyncio.sleep(self.config.blob_poll_interval)
 
     def scan_now(self, name: str) -> None:
-        """Run one blob scan for function ``name`` synchronously (tests, demos)."""
-        self._scan_blobs(self.by_name[name])
+        """Run one blob scan for function ``name`` synchronously (tests, demos), after the
+        polling loop's scan if one is running."""
+        self._scan_blobs(self.by_name[name], wait=True)
 
-    def _scan_blobs(self, spec: FunctionSpec) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
-
+    def _scan_blobs(self, spec: FunctionSpec, *, wait: bool = False) -> None:
         lock = self._blob_locks.setdefault(spec.name, threading.Lock())
-        if not lock.acquire(blocking=False):
+        if not lock.acquire(blocking=wait):
             return
         try:
             assert spec.blob_path is not None
             client = self._blob_client(spec.blob_connection)
             container = client.get_container_client(spec.blob_path.container)
-            try:
-                blobs = list(container.list_blobs(name_starts_with=spec.blob_path.prefix or None))
-            except ResourceNotFoundError:
-                return
             running = []
-            for props in blobs:
+            for props in self._list_blobs(container, spec.blob_path.prefix):
                 params = spec.blob_path.match(spec.blob_path.container, props.name)
                 if params is None:
+                    continue
+                # A blob the host itself cannot handle is set aside after a few tries.
+                if self._host_failures.get(self._attempt(spec, props), 0) >= (
+                    self.config.max_blob_attempts
+                ):
                     continue
                 # As the blobs extension: at most maxDegreeOfParallelism invocations at once.
                 self._blob_slots.acquire()
@@ -745,15 +790,92 @@ class LocalFunctionsHost:
             )
         return self._blob_pool
 
+    @staticmethod
+    def _attempt(spec: FunctionSpec, props: Any) -> tuple[str, str, str]:
+        return spec.name, str(props.name), str(props.etag)
+
     def _process_in_slot(self, spec: FunctionSpec, props: Any, params: dict[str, str]) -> None:
+        """One blob; whatever the host meets handling it (a name storage mangles, a receipt it
+        cannot read) is logged and counted, and never holds up the other blobs."""
         try:
             self._process_blob(spec, props, params)
+        except Exception:
+            attempt = self._attempt(spec, props)
+            with self._host_failures_lock:
+                failures = self._host_failures.get(attempt, 0) + 1
+                self._host_failures[attempt] = failures
+            log.exception(
+                "the host could not handle blob %r for %s (try %d of %d)%s",
+                props.name,
+                spec.name,
+                failures,
+                self.config.max_blob_attempts,
+                "; it is skipped from now on" if failures >= self.config.max_blob_attempts else "",
+            )
         finally:
             self._blob_slots.release()
 
+    def _list_blobs(self, container: Any, prefix: str) -> list[Any]:
+        """Every blob under ``prefix``; when the listing fails, every blob that can be listed.
+
+        Azurite cannot list a folder holding a name with some control characters (Azure
+        returns such names encoded): the folders around it are listed one by one, and the
+        failing folder by the first character of the names in it, leaving out only what cannot
+        be listed at all. Listings are not retried: the next scan comes soon.
+        """
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        try:
+            return list(container.list_blobs(name_starts_with=prefix or None, retry_total=0))
+        except ResourceNotFoundError:
+            return []
+        except HttpResponseError as exc:
+            if prefix not in self._unlistable:
+                self._unlistable.add(prefix)
+                log.warning(
+                    "listing %s/%s failed (%s); listing around the blob that breaks it",
+                    container.container_name,
+                    prefix,
+                    str(exc).splitlines()[0],
+                )
+        found: list[Any] = []
+        self._list_around(container, prefix, found, depth=0)
+        return found
+
+    def _list_around(self, container: Any, prefix: str, found: list[Any], depth: int) -> None:
+        from azure.core.exceptions import HttpResponseError
+        from azure.storage.blob import BlobPrefix
+
+        try:
+            items = list(
+                container.walk_blobs(name_starts_with=prefix or None, delimiter="/", retry_total=0)
+            )
+        except HttpResponseError:
+            if depth < _MAX_LIST_SPLIT:
+                # Names directly in this folder break the listing: by first character.
+                for ch in _LISTABLE_CHARS:
+                    self._list_flat_or_split(container, prefix + ch, found, depth + 1)
+            return
+        for item in items:
+            if isinstance(item, BlobPrefix):
+                self._list_flat_or_split(container, item.name, found, depth)
+            else:
+                found.append(item)
+
+    def _list_flat_or_split(
+        self, container: Any, prefix: str, found: list[Any], depth: int
+    ) -> None:
+        from azure.core.exceptions import HttpResponseError
+
+        try:
+            found.extend(container.list_blobs(name_starts_with=prefix, retry_total=0))
+        except HttpResponseError:
+            self._list_around(container, prefix, found, depth)
+
     def _receipt_name(self, spec: FunctionSpec, container: str, blob: str, etag: str) -> str:
         function_id = f"{self.config.host_id}.Functions.{spec.name}"
-        return f"blobreceipts/{self.config.host_id}/{function_id}/{etag}/{container}/{blob}"
+        where = f"{etag}/{container}/{_receipt_blob(blob)}"
+        return f"blobreceipts/{self.config.host_id}/{function_id}/{where}"
 
     def _hosts_container(self) -> Any:
         from azure.core.exceptions import ResourceExistsError
@@ -932,6 +1054,97 @@ def _if_match() -> Any:
     from azure.core import MatchConditions
 
     return MatchConditions.IfNotModified
+
+
+_EVENT_MEDIA = (
+    "application/json",
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+)
+
+
+async def _read_events(
+    request: web.Request, what: str, *, empty_ok: bool
+) -> list[Any] | web.Response:
+    """The events of an Event Grid request, or the 4xx answer to it.
+
+    The body must be declared JSON (415), and no longer than ``EVENT_BODY_PARSE_LIMIT`` before
+    a byte of it is parsed (413); a large one is parsed, and sized against Event Grid's limits,
+    off the event loop.
+    """
+    if request.content_type.lower() not in _EVENT_MEDIA:
+        return json_error(
+            415,
+            "unsupported_media_type",
+            f"{what}: Event Grid delivers JSON, not {request.content_type!r}",
+        )
+    raw = await _read_at_most(request, EVENT_BODY_PARSE_LIMIT)
+    if raw is None:
+        return json_error(
+            413,
+            "payload_too_large",
+            f"{what}: the body is over {EVENT_BODY_PARSE_LIMIT:,} bytes; Event Grid takes at most "
+            f"{EVENT_GRID_MAX_BATCH_BYTES:,} bytes (1 MB) per request",
+        )
+    if len(raw) > _OFF_LOOP_BYTES:
+        parsed = await asyncio.to_thread(_parse_events, raw, empty_ok)
+    else:
+        parsed = _parse_events(raw, empty_ok)
+    if isinstance(parsed, tuple):
+        status, code, message = parsed
+        return json_error(status, code, f"{what}: {message}" if status == 413 else message)
+    return parsed
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
+    """The body, or ``None`` as soon as it is known to be longer than ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_events(raw: bytes, empty_ok: bool) -> list[Any] | tuple[int, str, str]:
+    """Events from a body: the list, or ``(status, code, message)`` for the refusal."""
+    try:
+        payload = json.loads(raw) if raw.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return 400, "bad_json", f"the body is not valid JSON: {exc}"
+    except RecursionError:
+        return 400, "bad_json", "the body nests deeper than the JSON reader follows"
+    events = [payload] if isinstance(payload, dict) else payload
+    if not isinstance(events, list) or not (events or empty_ok):
+        return 400, "bad_payload", "expected an event object or a non-empty array"
+    too_big = event_grid_batch_problem(len(raw), events)
+    if too_big is not None:
+        # What Event Grid answers a publisher for an oversized event or batch; it never
+        # delivers one, so whoever posted it is not behaving like Event Grid.
+        return 413, "payload_too_large", too_big
+    return events
+
+
+# Listing around a name that breaks a folder's listing: by first character, this many deep.
+_LISTABLE_CHARS = [chr(c) for c in range(32, 127)]
+_MAX_LIST_SPLIT = 8
+_RECEIPT_SAFE = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@ -]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@ -]+)*$")
+
+
+def _receipt_blob(name: str) -> str:
+    """A blob's name as a receipt path: itself when plainly safe, else a hash of it.
+
+    Receipts are blobs named after the blob; a name with backslashes, dot segments or control
+    characters would name another path (or none), so those get ``~sha256-<hex>`` instead.
+    """
+    segments = name.split("/")
+    if len(name) <= 512 and _RECEIPT_SAFE.match(name) and not {".", ".."} & set(segments):
+        return name
+    return "~sha256-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _event_problem(event: Any) -> str | None:

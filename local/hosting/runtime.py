@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from local.hosting.azurite import REPO_ROOT, Azurite
 from local.hosting.host import HostConfig, LocalFunctionsHost, host_json_settings
@@ -25,6 +26,10 @@ from local.processes import free_port
 log = logging.getLogger("local.hosting.runtime")
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
+# The dashboard's own key: it opens the dashboard function and nothing else (as the
+# function key ``dashboard`` that infra/scripts/postdeploy.sh creates in Azure).
+DASHBOARD_FUNCTION = "on_dashboard_get"
+DASHBOARD_KEY_NAME = "dashboard"
 AML_TOPIC = "aml"
 LOCAL_POLLING = {
     "MLOPS_POLL_FIRST_SECONDS": "2",
@@ -196,6 +201,7 @@ class LocalRuntime:
         """Where everything is, for people (``make run``) and scripts (``--json``)."""
         assert self.host is not None and self.azurite is not None
         host = self.host
+        dashboard_key = host.function_key(DASHBOARD_FUNCTION, DASHBOARD_KEY_NAME)
         functions = [
             {
                 "name": s.name,
@@ -221,8 +227,10 @@ class LocalRuntime:
                 "pid": self.azurite.pid,
                 "connection_string": self.azurite.connection_string,
             },
-            # The dashboard is one of the app's HTTP functions, as in Azure.
-            "dashboard": f"{host.base_url}/api/dashboard/?code={host.keys.default_function_key}",
+            # The dashboard is one of the app's HTTP functions, as in Azure; its link carries a
+            # key of that function alone, so sharing it starts nothing.
+            "dashboard": f"{host.base_url}/api/dashboard/?code={quote(dashboard_key, safe='')}",
+            "dashboard_key": dashboard_key,
             "durable_management": f"{host.base_url}/runtime/webhooks/durabletask/instances/"
             if host.durable is not None
             else None,

@@ -21,6 +21,8 @@ case "$*" in
     for fn in $FAKE_FUNCTIONS; do echo "$FAKE_APP/$fn"; done ;;
   *"systemKeys.blobs_extension"*) echo "blobs-key-123" ;;
   *"functionKeys.default"*) echo "function-key-456" ;;
+  "functionapp function keys list"*) echo "$FAKE_DASHBOARD_KEY" ;;
+  "functionapp function keys set"*) echo "dashboard-key-789" ;;
   "keyvault secret set"*)
     count="$FAKE_AZ_LOG.kv"
     n="$(cat "$count" 2>/dev/null || echo 0)"
@@ -30,7 +32,10 @@ case "$*" in
       echo "Code: Forbidden  Inner error: ForbiddenByRbac" >&2
       exit 1
     fi
-    if [[ -n "${FAKE_KV_ERROR:-}" ]]; then echo "$FAKE_KV_ERROR" >&2; exit 1; fi ;;
+    if [[ -n "${FAKE_KV_ERROR:-}" ]]; then echo "$FAKE_KV_ERROR" >&2; exit 1; fi
+    for arg in "$@"; do
+      [[ "$prev" == "--file" ]] && cp "$arg" "$FAKE_AZ_LOG.secret" ; prev="$arg"
+    done ;;
   "eventgrid system-topic event-subscription list"*)
     [[ -n "${FAKE_TOPIC_MISSING:-}" ]] && exit 3
     for name in ${FAKE_SUBSCRIPTIONS:-}; do echo "$name"; done ;;
@@ -71,6 +76,7 @@ def _env(fake_bin: Path, tmp_path: Path, functions: str) -> dict[str, str]:
         "FAKE_AZ_LOG": str(tmp_path / "az.log"),
         "FAKE_APP": "func-abc",
         "FAKE_FUNCTIONS": functions,
+        "FAKE_DASHBOARD_KEY": "",
         "MLOPS_POSTDEPLOY_ATTEMPTS": "2",
         "MLOPS_POSTDEPLOY_DELAY_SECONDS": "0",
         "MLOPS_POSTDEPLOY_ROLE_DELAY_SECONDS": "0",
@@ -106,10 +112,16 @@ def test_postdeploy_stores_the_function_key_and_deploys_the_subscriptions(
     assert proc.returncode == 0, proc.stderr
     calls = (tmp_path / "az.log").read_text().splitlines()
     secret = [c for c in calls if c.startswith("az keyvault secret set")]
-    assert secret == [
+    assert secret[0] == (
         "az keyvault secret set --vault-name kv-abc --name function-app-key "
         "--value function-key-456 --output none"
-    ]
+    )
+    # The dashboard's own key: created for on_dashboard_get alone, stored from a private file.
+    (created,) = [c for c in calls if c.startswith("az functionapp function keys set")]
+    assert "--function-name on_dashboard_get --key-name dashboard" in created
+    assert secret[1].startswith("az keyvault secret set --vault-name kv-abc --name dashboard-key")
+    assert "dashboard-key-789" not in "\n".join(calls) + proc.stdout + proc.stderr
+    assert (tmp_path / "az.log.secret").read_text() == "dashboard-key-789"
     (deployment,) = [c for c in calls if c.startswith("az deployment group create")]
     assert "--resource-group rg-dev" in deployment
     assert str(INFRA / "event-subscriptions.bicep") in deployment
@@ -127,6 +139,14 @@ def test_postdeploy_stores_the_function_key_and_deploys_the_subscriptions(
     assert preview.replace("what-if", "create").split("--result-format")[0].strip() == (
         deployment.split("--output")[0].strip()
     )
+
+
+def test_postdeploy_keeps_a_dashboard_key_that_exists(fake_bin: Path, tmp_path: Path) -> None:
+    env = {**_env(fake_bin, tmp_path, FUNCTIONS), "FAKE_DASHBOARD_KEY": "kept-key"}
+    proc = _run("postdeploy.sh", env)
+    assert proc.returncode == 0, proc.stderr
+    assert "function keys set" not in (tmp_path / "az.log").read_text()
+    assert (tmp_path / "az.log.secret").read_text() == "kept-key"
 
 
 def test_postdeploy_passes_the_model_name_prefix_on(fake_bin: Path, tmp_path: Path) -> None:
@@ -158,7 +178,8 @@ def test_postdeploy_retries_the_secret_while_its_role_is_being_applied(
     env = {**_env(fake_bin, tmp_path, FUNCTIONS), "FAKE_KV_REFUSALS": "2"}
     proc = _run("postdeploy.sh", env)
     assert proc.returncode == 0, proc.stderr
-    assert len(_calls(tmp_path, "az keyvault secret set")) == 3
+    stored = _calls(tmp_path, "az keyvault secret set")
+    assert len([c for c in stored if "--name function-app-key" in c]) == 3
     assert proc.stdout.count("retrying in") == 2
     assert "Stored the function key" in proc.stdout
     assert _calls(tmp_path, "az deployment group create")

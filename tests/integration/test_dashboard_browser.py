@@ -26,6 +26,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -249,10 +251,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         threading.Thread(target=proc.stdout.read, daemon=True).start()
         assert "on_dashboard_get" in {f["name"] for f in info["functions"]}
         assert info["dashboard"].startswith(f"{info['base_url']}/api/dashboard/?code=")
+        # The link carries the dashboard's own key, which starts nothing.
+        assert info["dashboard_key"] != info["function_key"]
+        start = urllib.request.Request(
+            f"{info['base_url']}/api/orchestrations/train?code={info['dashboard_key']}",
+            data=b"{}",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(start, timeout=30)
+        assert refused.value.code == 401
         lake = AzureBlobDataLake.from_connection(
             Connection(name="lake", connection_string=info["azurite"]["connection_string"])
         )
-        yield Served(info["base_url"], info["function_key"], root, lake)
+        yield Served(info["base_url"], info["dashboard_key"], root, lake)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

@@ -212,8 +212,10 @@ class DurableHost:
         query = f"?code={key}" if key is not None else ""
         return f"{self.base_url}/runtime/webhooks/durabletask{path}{query}"
 
-    def rpc(self, path: str) -> str:
-        return f"{self.base_url}/durabletask{path}"
+    def rpc(self, path: str, *, key: str | None = SYSTEM_KEY) -> str:
+        # The RPC routes need the system key too (the client binding carries it).
+        query = f"?code={key}" if key is not None else ""
+        return f"{self.base_url}/durabletask{path}{query}"
 
 
 @pytest.fixture(scope="module")

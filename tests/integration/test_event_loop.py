@@ -33,7 +33,7 @@ import pytest
 from local.hosting.azurite import Azurite
 from local.hosting.host import HostConfig, LocalFunctionsHost
 from local.processes import free_port
-from tests.support import wait_until
+from tests.support import logs_at_info, stalls, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -164,17 +164,8 @@ def worker(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(autouse=True)
 def _capture(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    with caplog.at_level(logging.INFO):
+    with logs_at_info(caplog):
         yield
-
-
-def stalls(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """asyncio's slow-callback warnings logged so far in this test (from the host's thread)."""
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "asyncio" and r.getMessage().startswith("Executing ")
-    ]
 
 
 def _logged(caplog: pytest.LogCaptureFixture, logger: str, text: str) -> list[str]:

@@ -30,7 +30,10 @@ def call(
     method: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    headers = dict(headers or {})
+    if body is not None and "Content-Type" not in headers:
+        headers["Content-Type"] = "application/json"  # what Event Grid and ADF send
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, dict(resp.headers), resp.read()

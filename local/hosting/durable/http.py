@@ -1,13 +1,17 @@
 """The Durable Functions HTTP API of the local host, over a :class:`DurableManagement`.
 
-Two route sets serve the same operations:
+Two route sets serve the same operations, and both need the ``durabletask_extension`` system
+key or the host's master key, which Azure accepts on every endpoint (``code=``, the
+``x-functions-key`` header or a Basic password; 401 otherwise):
 
 * ``/durabletask/...`` — the internal RPC API that ``DurableOrchestrationClient`` calls at the
-  binding's ``rpcBaseUrl`` (the Functions host serves it on loopback without a key);
+  binding's ``rpcBaseUrl``. The Functions host serves it on a port only the worker reaches; here
+  it shares the host's public loopback port, so the binding's ``rpcBaseUrl`` carries the key as
+  URL credentials (the client's HTTP library sends them as Basic authorization);
 * ``/runtime/webhooks/durabletask/...`` — the public management webhooks that
-  ``create_check_status_response`` links to; they require ``code=<system key>`` (or the
-  ``x-functions-key`` header) — or the host's master key, which Azure accepts on every
-  endpoint — and answer 401 otherwise.
+  ``create_check_status_response`` links to.
+
+A request body must be JSON (``Content-Type: application/json``; 415 otherwise).
 
 Status codes follow the Functions host: status 202 while Pending/Running/ContinuedAsNew/
 Suspended, 200 once finished (500 for a failed instance when
@@ -35,6 +39,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from adapters.errors import BadInputError, ConflictError, NotFoundError
+from local.hosting.keys import presented_key
 
 if TYPE_CHECKING:
     from durabletask.client import OrchestrationState
@@ -147,11 +152,19 @@ def creation_urls(base_url: str, task_hub: str, system_key: str) -> dict[str, st
     }
 
 
+RPC_USER = "durabletask"
+
+
+def _with_credentials(base_url: str, system_key: str) -> str:
+    scheme, _, rest = base_url.partition("://")
+    return f"{scheme}://{RPC_USER}:{quote(system_key, safe='')}@{rest}"
+
+
 def client_binding_json(base_url: str, task_hub: str, system_key: str) -> str:
     """JSON of the durable client binding, as the Functions host passes it to Python.
 
-    ``DurableOrchestrationClient(client_binding_json(...))`` then talks to ``rpcBaseUrl`` and
-    builds management links from ``managementUrls``.
+    ``DurableOrchestrationClient(client_binding_json(...))`` then talks to ``rpcBaseUrl`` (with
+    the system key as URL credentials) and builds management links from ``managementUrls``.
     """
     base = base_url.rstrip("/")
     return json.dumps(
@@ -161,7 +174,7 @@ def client_binding_json(base_url: str, task_hub: str, system_key: str) -> str:
             "managementUrls": management_urls(base, task_hub, system_key),
             "baseUrl": f"{base}{PUBLIC_PREFIX}",
             "requiredQueryStringParameters": _query(task_hub, system_key).split("&", 1)[1],
-            "rpcBaseUrl": f"{base}{RPC_PREFIX}/",
+            "rpcBaseUrl": f"{_with_credentials(base, system_key)}{RPC_PREFIX}/",
             "httpBaseUrl": "",
         }
     )
@@ -286,14 +299,20 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
     return raw.strip().lower() in {"true", "1", "yes"}
 
 
+_JSON_ONLY = "Only application/json request content is supported"
+
+
 async def _json_body(request: web.Request) -> Any:
-    text = await request.text()
-    if not text.strip():
+    raw = await request.read()
+    if not raw.strip():
         return None
+    media = request.content_type.lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise BadInputError(_JSON_ONLY, code="unsupported_media_type")
     try:
-        return json.loads(text)
-    except ValueError:
-        raise BadInputError("Only application/json request content is supported") from None
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadInputError(_JSON_ONLY) from None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -366,11 +385,11 @@ class _DurableApi:
         self._engine = engine
         self._base_url = base_url
         self._system_key = system_key
-        self._accepted = tuple(k.encode() for k in (system_key, master_key) if k)
+        self._accepted = tuple(_key_bytes(k) for k in (system_key, master_key) if k)
 
-    def guarded(self, handler: Handler, *, require_key: bool) -> Handler:
+    def guarded(self, handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
-            if require_key and not self._authorised(request):
+            if not self._authorised(request):
                 return _error(401, "A valid 'code' query parameter (system key) is required.")
             try:
                 return await handler(request)
@@ -380,15 +399,15 @@ class _DurableApi:
         return run
 
     def _authorised(self, request: web.Request) -> bool:
-        supplied = (
-            request.query.get("code") or request.headers.get("x-functions-key") or ""
-        ).encode()
+        supplied = _key_bytes(presented_key(request.query, request.headers) or "")
         # Compare with every accepted key, so the time taken does not say which one matched.
         matches = [secrets.compare_digest(supplied, key) for key in self._accepted]
         return any(matches)
 
     @classmethod
     def _error_for(cls, exc: Exception, request: web.Request) -> web.Response:
+        if isinstance(exc, BadInputError) and exc.code == "unsupported_media_type":
+            return _error(415, str(exc), "System.ArgumentException")
         if isinstance(exc, BadInputError):
             return _error(400, str(exc), "System.ArgumentException")
         if isinstance(exc, NotFoundError):
@@ -544,6 +563,11 @@ class _DurableApi:
         return web.json_response({"instancesDeleted": deleted}, status=200 if deleted else 404)
 
 
+def _key_bytes(key: str) -> bytes:
+    # A header may carry any bytes; aiohttp hands undecodable ones over as surrogates.
+    return key.encode("utf-8", "surrogatepass")
+
+
 def add_durable_routes(
     app: web.Application,
     engine: DurableManagement,
@@ -552,8 +576,8 @@ def add_durable_routes(
     system_key: str,
     master_key: str | None = None,
 ) -> None:
-    """Register the RPC routes (no key) and the public webhooks (system key, or the host's
-    ``master_key``) on ``app``.
+    """Register the RPC routes and the public webhooks on ``app``; both need ``system_key`` or
+    the host's ``master_key`` (Azure accepts the master key on every endpoint).
 
     ``base_url`` returns the host's public origin (``http://127.0.0.1:<port>``); it is called
     per request because the port is known only once the site is bound.
@@ -561,11 +585,8 @@ def add_durable_routes(
     if not system_key:
         raise BadInputError("The durable system key must not be empty")
     api = _DurableApi(engine, base_url, system_key, master_key)
-    for prefix, require_key in ((RPC_PREFIX, False), (PUBLIC_PREFIX, True)):
-
-        def route(handler: Handler, require_key: bool = require_key) -> Handler:
-            return api.guarded(handler, require_key=require_key)
-
+    route = api.guarded
+    for prefix in (RPC_PREFIX, PUBLIC_PREFIX):
         instance = f"{prefix}/instances/{{instance_id}}"
         app.router.add_post(f"{prefix}/orchestrators/{{name}}", route(api.start))
         app.router.add_post(f"{prefix}/orchestrators/{{name}}/{{instance_id}}", route(api.start))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Callable
@@ -12,9 +13,14 @@ from typing import Any
 
 import pytest
 
+from adapters.datalake import InMemoryDataLake, LakeBlob
+from adapters.datasets import blob_dataset_ports
 from conditioning.__main__ import main
+from conditioning.engine import EngineOptions
+from conditioning.service import ConditioningOutcome, condition_blob
 
 AS_OF = "2025-06-30"
+AS_OF_DATE = dt.date.fromisoformat(AS_OF)
 
 
 @dataclass
@@ -87,3 +93,27 @@ def run_cli(tmp_path: Path) -> RunCli:
         return collect(target, source, code)
 
     return run
+
+
+def drop_and_condition(
+    lake: InMemoryDataLake,
+    name: str,
+    data: bytes,
+    *,
+    as_of: dt.date | None = AS_OF_DATE,
+    options: EngineOptions | None = None,
+) -> ConditioningOutcome:
+    """Write ``data`` to ``raw/{name}`` in ``lake`` and run the blob service on it."""
+    lake.ensure_container("raw")
+    lake.write("raw", name, data)
+    registry, signals = blob_dataset_ports(lake, "conditioned")
+    return condition_blob(
+        LakeBlob(lake, "raw", name),
+        lake,
+        conditioned_container="conditioned",
+        quarantine_container="quarantine",
+        registry=registry,
+        signals=signals,
+        as_of=as_of,
+        options=options,
+    )

@@ -11,10 +11,9 @@ import random
 
 import pytest
 
-from adapters.datalake import InMemoryDataLake, LakeBlob
+from adapters.datalake import InMemoryDataLake
 from adapters.datasets import blob_dataset_ports
-from conditioning.service import condition_blob
-from tests.unit.conditioning.conftest import CliRun, RunCli
+from tests.unit.conditioning.conftest import CliRun, RunCli, drop_and_condition
 
 SHIP_HEADER = (
     "week_start,store_id,product_id,quantity,quantity_unit,returned_quantity,is_holiday_week"
@@ -392,18 +391,9 @@ def test_unsafe_or_unknown_blob_names_are_quarantined_whole(
     name: str, source: str, code: str
 ) -> None:
     lake = InMemoryDataLake()
-    lake.ensure_container("raw")
     data = csv_bytes(SHIP_HEADER, ship())
-    lake.write("raw", name, data)
-    registry, signals = blob_dataset_ports(lake, "conditioned")
-    outcome = condition_blob(
-        LakeBlob(lake, "raw", name),
-        lake,
-        conditioned_container="conditioned",
-        quarantine_container="quarantine",
-        registry=registry,
-        signals=signals,
-    )
+    outcome = drop_and_condition(lake, name, data, as_of=None)
+    _, signals = blob_dataset_ports(lake, "conditioned")
     assert (outcome.status, outcome.source, outcome.reason_code) == ("quarantined", source, code)
     assert list(lake.list("conditioned", f"{source}/")) == []
     stored = sorted(i.name for i in lake.list("quarantine"))

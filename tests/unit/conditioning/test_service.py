@@ -8,28 +8,14 @@ from pathlib import Path
 
 from adapters.datalake import InMemoryDataLake, LakeBlob
 from adapters.datasets import blob_dataset_ports
-from conditioning.service import ConditioningOutcome, condition_blob
+from conditioning.service import condition_blob
+from tests.unit.conditioning.conftest import drop_and_condition
 
 HEADER = "week_start,store_id,product_id,quantity,quantity_unit,returned_quantity,is_holiday_week\n"
 GOOD = (
     HEADER + "2024-01-08,S0001,P000001,5,units,0,false\n2024-01-08,S0001,P2,oops,units,0,false\n"
 ).encode()
 AS_OF = dt.date(2025, 6, 30)
-
-
-def drop_and_condition(lake: InMemoryDataLake, name: str, data: bytes) -> ConditioningOutcome:
-    lake.ensure_container("raw")
-    lake.write("raw", name, data)
-    registry, signals = blob_dataset_ports(lake, "conditioned")
-    return condition_blob(
-        LakeBlob(lake, "raw", name),
-        lake,
-        conditioned_container="conditioned",
-        quarantine_container="quarantine",
-        registry=registry,
-        signals=signals,
-        as_of=AS_OF,
-    )
 
 
 def test_a_drop_produces_outputs_manifest_registry_entry_and_signal() -> None:

@@ -239,7 +239,10 @@ def test_real_client_built_from_the_binding_links_to_the_requesting_origin() -> 
         "?taskHub=hub&connection=Storage&code=k3y"
     )
     assert payload["terminatePostUri"].endswith("&code=k3y")
-    assert client._orchestration_bindings.rpc_base_url == "http://127.0.0.1:7071/durabletask/"
+    # The RPC routes share the public port locally, so the binding carries their key.
+    rpc = "http://durabletask:k3y@127.0.0.1:7071/durabletask/"
+    assert client._orchestration_bindings.rpc_base_url == rpc
+    assert "durabletask:k3y@" not in response.get_body().decode()
 
 
 def test_history_hides_replay_bookkeeping_and_payloads_unless_asked() -> None:
