@@ -282,8 +282,38 @@ STORES = Contract(
     period_column=None,
 )
 
+HORIZON = Contract(
+    source="horizon",
+    description="A forecast request: the store, product and weeks a forecast is wanted for.",
+    columns=(
+        Column(
+            "week_start",
+            ColumnType.DATE,
+            max_future_days=731,
+            description="Monday of a week to forecast (up to two years after as-of)",
+        ),
+        STORE_ID,
+        PRODUCT_ID,
+        Column(
+            "request_id",
+            ColumnType.TEXT,
+            required=False,
+            max_length=120,
+            description="the requester's own id for the row, kept so answers can be matched",
+        ),
+        Column(
+            "is_holiday_week",
+            ColumnType.BOOL,
+            required=False,
+            description="the week contains a public holiday",
+        ),
+    ),
+    key=("week_start", "store_id", "product_id"),
+    period_column="week_start",
+)
+
 CONTRACTS: dict[str, Contract] = {
-    c.source: c for c in (SHIPMENTS, WEATHER, DEMOGRAPHICS, RETURNS, EVENTS, STORES)
+    c.source: c for c in (SHIPMENTS, WEATHER, DEMOGRAPHICS, RETURNS, EVENTS, STORES, HORIZON)
 }
 
 
