@@ -32,12 +32,13 @@ def init() -> None:
     parser.add_argument("--epochs", type=int, default=0)
     parser.add_argument("--max_mape", type=float, default=0.45)
     parser.add_argument("--model_prefix", default="forecast")
+    parser.add_argument("--min_actual", type=float, default=1.0)
     args, _ = parser.parse_known_args()
     meta = read_json(Path(args.features) / "meta.json")
     _state.update(
         args=args,
         exog=list(meta["exog"]),
-        config=TrainConfig(seed=args.seed, epochs=args.epochs or None),
+        config=TrainConfig(seed=args.seed, epochs=args.epochs or None, min_actual=args.min_actual),
         champions={},
     )
 
@@ -67,6 +68,7 @@ def run(mini_batch: pd.DataFrame, mini_batch_context: Any) -> list[str]:
         _state["config"],
         args.max_mape,
         champion=_champion(segment),
+        min_actual=args.min_actual,
     )
     if forecaster is not None:
         many.save_forecaster(

@@ -4,7 +4,8 @@ train / model_test mode: ``train.csv`` (history) and ``holdout.csv`` (the last N
 train mode also ``fit.csv`` and ``validation.csv``: the history without its last
 ``validation_weeks`` and those weeks with features from before them, on which the train step
 stops training early and fits the ensemble (never on the holdout).
-score mode: ``train.csv`` (all history) and ``future.csv`` (the next N weeks from the scoring date).
+score mode: ``train.csv`` (all history) and ``future.csv`` (the next N weeks from the scoring date
+for every known series, or, given a conditioned ``--horizon``, exactly the rows it requests).
 Always ``meta.json`` with the exogenous columns, dataset versions and forecast origin.
 """
 
@@ -33,10 +34,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         history = frame
         if args.scoring_date:
             history = frame[frame["week_start"] < pd.Timestamp(args.scoring_date)]
-        history = history.assign(velocity=F.assign_velocity(history))
-        history = F.filter_segment(history, args.region, args.format, args.velocity)
+        labelled = history.assign(velocity=F.assign_velocity(history))
+        history = F.filter_segment(labelled, args.region, args.format, args.velocity)
         start = pd.Timestamp(args.scoring_date) if args.scoring_date else None
-        target = F.future_weeks(history, args.horizon_weeks, start)
+        if args.horizon:
+            requested = F.requested_weeks(F.read_folder(args.horizon), labelled, start)
+            target = F.filter_segment(requested, args.region, args.format, args.velocity)
+        else:
+            target = F.future_weeks(history, args.horizon_weeks, start)
         extra = [c for c in (*exog, "event_count") if c in frame]
         known = frame[[*SERIES, "week_start", *extra]]
         target = target.merge(known, on=[*SERIES, "week_start"], how="left")
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon_weeks", type=int, default=13)
     parser.add_argument("--validation_weeks", type=int, default=F.VALIDATION_WEEKS)
     parser.add_argument("--scoring_date", default=None)
+    parser.add_argument("--horizon", default=None, help="score mode: the requested rows")
     parser.add_argument("--region", default="*")
     parser.add_argument("--format", default="*")
     parser.add_argument("--velocity", default="*")
