@@ -60,6 +60,7 @@ class AutomationSettings:
     stale_after_days: float = 60.0
     drift_psi_threshold: float = 0.2
     mape_min_actual: float = 1.0
+    partition_members: str = "all"
     training_sources: tuple[str, ...] = ("shipments", "stores", "weather", "events")
     regions: tuple[str, ...] = ()
     train_on_arrival: bool = False
@@ -296,6 +297,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "data's unit: 1 for units; sales in USD want more (the Walmart run uses 100)",
     ),
     SettingSpec(
+        "MLOPS_PARTITION_MEMBERS",
+        _parse_text,
+        "all",
+        "many-models training: the members of each partition's forecaster (comma-separated, "
+        "or all)",
+    ),
+    SettingSpec(
         "MLOPS_TRAINING_SOURCES",
         _parse_text,
         "shipments,stores,weather,events",
@@ -426,6 +434,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             stale_after_days=values["MLOPS_STALE_AFTER_DAYS"],
             drift_psi_threshold=values["MLOPS_DRIFT_PSI_THRESHOLD"],
             mape_min_actual=values["MLOPS_MAPE_MIN_ACTUAL"],
+            partition_members=values["MLOPS_PARTITION_MEMBERS"],
             training_sources=_csv(values["MLOPS_TRAINING_SOURCES"]),
             regions=_csv(values["MLOPS_REGIONS"]),
             train_on_arrival=values["MLOPS_TRAIN_ON_ARRIVAL"],

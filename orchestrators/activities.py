@@ -123,8 +123,11 @@ def submit_pipeline_job(request: dict[str, Any]) -> dict[str, Any]:
     inputs = dict(request.get("inputs") or {})
     tags = {str(k): str(v) for k, v in (request.get("tags") or {}).items()}
     tags["pipeline"] = pipeline
+    automation = services.settings.automation
     if pipeline in MAPE_PIPELINES:
-        inputs.setdefault("min_actual", services.settings.automation.mape_min_actual)
+        inputs.setdefault("min_actual", automation.mape_min_actual)
+    if pipeline == "train_many":
+        inputs.setdefault("members", automation.partition_members)
     if request.get("segment"):
         segment = Segment.parse(request["segment"])
         tags["segment"] = segment.id

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 from forecasting import many, mlflow_model
-from forecasting.models import TrainConfig
+from forecasting.models import MEMBERS, TrainConfig
 from forecasting.schema import model_name
 from forecasting.step_common import read_json, slug
 
@@ -33,14 +33,31 @@ def init() -> None:
     parser.add_argument("--max_mape", type=float, default=0.45)
     parser.add_argument("--model_prefix", default="forecast")
     parser.add_argument("--min_actual", type=float, default=1.0)
+    parser.add_argument("--members", default="all", help="comma-separated ensemble members")
     args, _ = parser.parse_known_args()
     meta = read_json(Path(args.features) / "meta.json")
     _state.update(
         args=args,
         exog=list(meta["exog"]),
-        config=TrainConfig(seed=args.seed, epochs=args.epochs or None, min_actual=args.min_actual),
+        config=TrainConfig(
+            seed=args.seed,
+            epochs=args.epochs or None,
+            min_actual=args.min_actual,
+            members=_members(args.members),
+        ),
         champions={},
     )
+
+
+def _members(text: str) -> tuple[str, ...]:
+    """``all`` or a comma-separated subset of the forecaster's members."""
+    if text.strip().lower() == "all":
+        return tuple(str(m) for m in MEMBERS)
+    chosen = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = sorted(set(chosen) - set(MEMBERS))
+    if unknown or not chosen:
+        raise ValueError(f"--members {text!r}: choose from {', '.join(MEMBERS)} (or all)")
+    return chosen
 
 
 def _champion(segment: str) -> Any | None:

@@ -161,7 +161,8 @@ def train_partition(
     forecaster = SegmentForecaster(exog, config).fit(train)
     forecast = forecaster.predict_components(holdout)
     actual = holdout["quantity"].to_numpy(dtype=float)
-    for component in COMPONENTS:
+    # Only the members the config trains (``TrainConfig.members``), and the ensemble.
+    for component in (c for c in COMPONENTS if c in forecast.columns):
         values = forecast[component].to_numpy(dtype=float)
         row[component] = {
             **metrics.summarize(actual, values, min_actual),
@@ -296,9 +297,9 @@ class ManyModelsForecast(PythonModel):
         for partition, index in partitions.groupby(partitions).groups.items():
             forecaster = self._forecaster(str(partition))
             if forecaster is not None:
-                out.loc[index, list(COMPONENTS)] = forecaster.predict_components(frame.loc[index])[
-                    list(COMPONENTS)
-                ].to_numpy()
+                parts = forecaster.predict_components(frame.loc[index])
+                trained = [c for c in COMPONENTS if c in parts.columns]
+                out.loc[index, trained] = parts[trained].to_numpy()
         return out
 
 
