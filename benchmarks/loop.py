@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--segments", type=int, nargs=2, default=[BASELINE_SEGMENTS, SCALED_SEGMENTS]
     )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -319,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, ok in goals:
         print(f"{'meets' if ok else 'MISSES'}: {name}")
+    if args.json:
+        result = {"runs": [base, scaled], "goals": [{"goal": n, "holds": ok} for n, ok in goals]}
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 
