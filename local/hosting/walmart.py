@@ -116,6 +116,7 @@ class WalmartResult:
     jobs: list[str] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def shipments(self) -> Accounting | None:
@@ -153,7 +154,9 @@ def run(
     runtime: LocalRuntime, stop: threading.Event, data: Path, *, many_models: bool = False
 ) -> WalmartResult:
     """Run the Walmart loop against a started runtime; prints as it goes and returns what it
-    did (``problems`` lists what went wrong; empty when every check held)."""
+    did, also kept as ``walmart/summary.json`` in the state folder. ``problems`` lists what
+    went wrong with the loop (empty when every check held); ``notes`` outcomes worth a look,
+    such as segments the gate did not promote."""
     from composition import get_services
     from local.processes import TreeRss
 
@@ -168,6 +171,9 @@ def run(
             result.problems.append(str(exc))
             _say(f"Walmart run stopped: {exc}")
     result.peak_rss_mb = memory.peak_mb
+    from dataclasses import asdict
+
+    _keep(runtime, "summary.json", {**asdict(result), "last_line": result.last_line()})
     return result
 
 
@@ -294,8 +300,11 @@ def _submission(
     if written != horizon.rows_out:
         result.problems.append(f"the submission has {written} rows for {horizon.rows_out}")
     if result.forecast_rows != result.requested_rows:
-        result.problems.append(
-            f"{result.forecast_rows:,} forecast rows for {result.requested_rows:,} requested"
+        # A segment the gate did not promote has no champion to forecast with: an outcome
+        # of the run, reported, not a failure of the loop.
+        result.notes.append(
+            f"{result.forecast_rows:,} forecast rows for {result.requested_rows:,} requested: "
+            "a segment without a champion is not scored"
         )
 
 
@@ -528,6 +537,8 @@ def print_summary(result: WalmartResult, say: Callable[[str], None] = _say) -> N
     )
     if result.dashboard.get("url"):
         say(f"  dashboard: {result.dashboard['url']}")
+    for note in result.notes:
+        say(f"  note: {note}")
     for problem in result.problems:
         say(f"  PROBLEM: {problem}")
     say(result.last_line())
