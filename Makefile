@@ -7,8 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
 
-.PHONY: help setup browser run run-walmart test lint typecheck unit integration e2e dashboard clean package \
-	bench-startup bench-conditioning bench-forecast bench-polling bench-dashboard bench-loop bench-blob bench-executor bench-many
+.PHONY: help setup envs browser run run-walmart test lint typecheck unit integration e2e dashboard clean \
+	package bench-startup bench-conditioning bench-forecast bench-polling bench-dashboard bench-loop \
+	bench-blob bench-executor bench-many
 
 help:
 	@echo "make run            set up, start the local runtime and run the demo (Ctrl-C stops everything)"
@@ -33,6 +34,11 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.installed node_modules/.installed
 
+# Every pipeline step runs in the environment its component declares: build those virtualenvs
+# once (cached by content under .local/envs), so neither the demo nor a test waits for one.
+envs: setup
+	$(PY) -m local.aml prepare $(wildcard pipelines/*.yml)
+
 # The dashboard's browser test needs Chromium (Debian's package). Installed when missing and we
 # may (root, e.g. CI); otherwise that test says how to install it and skips outside CI.
 browser:
@@ -41,12 +47,12 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: Chromium is missing; the dashboard browser test will skip (apt-get install chromium)"; fi; }
 
-run: setup
+run: setup envs
 	$(PY) -m local run
 
 # The whole loop on the Walmart data (../shared/data, see its SOURCES.md); ARGS="--many-models"
 # trains one model per store x department, ARGS="--exit" stops after the summary.
-run-walmart: setup
+run-walmart: setup envs
 	$(PY) -m local run --dataset walmart --data ../shared/data/walmart $(ARGS)
 
 lint: setup
@@ -56,7 +62,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup browser lint typecheck
+test: setup browser envs lint typecheck
 	$(PY) -m pytest
 
 unit: setup
@@ -100,7 +106,7 @@ bench-blob: setup
 bench-executor: setup
 	$(PY) -m benchmarks.executor
 
-bench-many: setup
+bench-many: setup envs
 	$(PY) -m benchmarks.many_models
 
 clean:
