@@ -65,6 +65,8 @@ def _accounting(path: Path, out: Path, rows_in: int, counts: Mapping[str, int]) 
 
 # --------------------------------------------------------------------------------- DuckDB
 
+# One pass over the file: the checks, and the typed record for accepted rows; the original
+# row is built only for the rejected ones (CASE evaluates its branch only where it applies).
 _DUCKDB_CHECKS = f"""
 CREATE TEMP TABLE checked AS
 WITH raw AS (
@@ -72,13 +74,12 @@ WITH raw AS (
         $path, header = true, all_varchar = true, delim = ',', quote = '"', escape = '"',
         strict_mode = true, null_padding = false, parallel = true)
 ), clean AS (
-    SELECT row_number,
+    SELECT *,
         nullif(trim(week_start), '') AS ws, nullif(trim(store_id), '') AS store,
         nullif(trim(product_id), '') AS product, nullif(trim(quantity), '') AS q,
         lower(nullif(trim(quantity_unit), '')) AS unit,
         nullif(trim(returned_quantity), '') AS rq,
-        lower(nullif(trim(is_holiday_week), '')) AS holiday,
-        concat_ws(',', {", ".join(f"coalesce({c}, '')" for c in RAW)}) AS original
+        lower(nullif(trim(is_holiday_week), '')) AS holiday
     FROM raw
 ), typed AS (
     SELECT *,
@@ -87,8 +88,8 @@ WITH raw AS (
     FROM clean
 ), aligned AS (
     SELECT *, CAST(day - (isodow(day) - 1) * INTERVAL 1 DAY AS DATE) AS week FROM typed
-)
-SELECT *,
+), judged AS (
+    SELECT *,
     CASE
         WHEN ws IS NULL THEN 'missing_value|week_start|week_start is required but empty'
         WHEN day IS NULL THEN 'bad_date|week_start|week_start: ''' || ws
@@ -122,21 +123,36 @@ SELECT *,
             'bad_boolean|is_holiday_week|is_holiday_week: ''' || holiday
             || ''' is not one of {", ".join(TRUE_WORDS + FALSE_WORDS)}'
     END AS problem
-FROM aligned
-"""  # noqa: S608 - assembled from this module's constants only
-
-_DUCKDB_DEDUPE = f"""
-CREATE TEMP TABLE accepted AS
+    FROM aligned
+)
 SELECT row_number, week, store, product, qn, unit, rqn,
     CASE WHEN holiday IN {TRUE_WORDS} THEN true WHEN holiday IN {FALSE_WORDS} THEN false END
         AS is_holiday,
-    first_value(row_number) OVER w AS first_row,
-    row_number() OVER w AS seen,
-    concat_ws('|', qn, unit, rqn, holiday) AS record,
-    first_value(concat_ws('|', qn, unit, rqn, holiday)) OVER w AS first_record
-FROM checked WHERE problem IS NULL
-WINDOW w AS (PARTITION BY week, store, product ORDER BY row_number)
+    problem,
+    CASE WHEN problem IS NOT NULL THEN
+        concat_ws(',', {", ".join(f"coalesce({c}, '')" for c in RAW)}) END AS original
+FROM judged
 """  # noqa: S608 - assembled from this module's constants only
+
+# Keys seen more than once among accepted rows (few): where their first occurrence is.
+_DUCKDB_DUPLICATES = """
+CREATE TEMP TABLE dup_keys AS
+SELECT week, store, product, min(row_number) AS first_row
+FROM checked WHERE problem IS NULL GROUP BY ALL HAVING count(*) > 1
+"""
+
+_DUCKDB_DUPLICATE_ROWS = """
+CREATE TEMP TABLE dup_rows AS
+WITH involved AS (
+    SELECT c.*, d.first_row,
+        concat_ws(',', c.week, c.store, c.product, c.qn, c.unit, c.rqn, c.is_holiday) AS record
+    FROM checked c JOIN dup_keys d USING (week, store, product) WHERE c.problem IS NULL
+)
+SELECT a.row_number, a.first_row, a.record,
+    CASE WHEN a.record = f.record THEN 'duplicate_row' ELSE 'duplicate_key' END AS code
+FROM involved a JOIN involved f ON f.row_number = a.first_row
+WHERE a.row_number <> a.first_row
+"""
 
 
 def run_duckdb(path: Path, out: Path, as_of: dt.date) -> dict[str, Any]:
@@ -145,16 +161,16 @@ def run_duckdb(path: Path, out: Path, as_of: dt.date) -> dict[str, Any]:
 
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
-    con.execute("SET preserve_insertion_order = false")
-    params = {"path": str(path), "as_of": as_of}
-    con.execute(_DUCKDB_CHECKS, params)
-    con.execute(_DUCKDB_DEDUPE)
+    con.execute(_DUCKDB_CHECKS, {"path": str(path), "as_of": as_of})
+    con.execute(_DUCKDB_DUPLICATES)
+    con.execute(_DUCKDB_DUPLICATE_ROWS)
     part = out / "part-00000.csv"
     con.execute(
         f"""COPY (SELECT week AS week_start, store AS store_id, product AS product_id,
                 qn AS quantity, unit AS quantity_unit, rqn AS returned_quantity,
                 is_holiday AS is_holiday_week
-            FROM accepted WHERE seen = 1 ORDER BY row_number)
+            FROM checked WHERE problem IS NULL
+                AND row_number NOT IN (SELECT row_number FROM dup_rows))
         TO '{part}' (HEADER, FORCE_QUOTE (store_id, product_id, quantity_unit))"""  # noqa: S608
     )
     rejects = out / "rejects.csv"
@@ -167,14 +183,12 @@ def run_duckdb(path: Path, out: Path, as_of: dt.date) -> dict[str, Any]:
                 original AS original_row
             FROM checked WHERE problem IS NOT NULL
             UNION ALL
-            SELECT a.row_number,
-                CASE WHEN a.record = a.first_record THEN 'duplicate_row' ELSE 'duplicate_key' END,
-                '{KEY}',
-                CASE WHEN a.record = a.first_record THEN 'repeats row ' ELSE
-                    'has the same key as row ' END || a.first_row
+            SELECT row_number, code, '{KEY}',
+                CASE WHEN code = 'duplicate_row' THEN 'repeats row ' ELSE
+                    'has the same key as row ' END || first_row
                     || ' ({KEY}); the first occurrence is kept',
-                c.original
-            FROM accepted a JOIN checked c USING (row_number) WHERE a.seen > 1
+                record
+            FROM dup_rows
             ORDER BY row_number)
         TO '{rejects}' (HEADER, FORCE_QUOTE (reason_code, "column", message, original_row))
         """  # noqa: S608 - COPY takes no parameters; the paths are our own temporary files
@@ -184,9 +198,7 @@ def run_duckdb(path: Path, out: Path, as_of: dt.date) -> dict[str, Any]:
         con.execute(
             """SELECT split_part(problem, '|', 1), count(*) FROM checked
                 WHERE problem IS NOT NULL GROUP BY 1
-            UNION ALL
-            SELECT CASE WHEN record = first_record THEN 'duplicate_row'
-                ELSE 'duplicate_key' END, count(*) FROM accepted WHERE seen > 1 GROUP BY 1"""
+            UNION ALL SELECT code, count(*) FROM dup_rows GROUP BY 1"""
         ).fetchall()
     )
     con.close()
@@ -209,13 +221,12 @@ def run_polars(path: Path, out: Path, as_of: dt.date) -> dict[str, Any]:
 
     raw = pl.scan_csv(path, infer_schema=False, row_index_name="row_number", row_index_offset=2)
     clean = raw.select(
-        "row_number",
+        "row_number", *RAW,
         text("week_start").alias("ws"), text("store_id").alias("store"),
         text("product_id").alias("product"), text("quantity").alias("q"),
         text("quantity_unit").str.to_lowercase().alias("unit"),
         text("returned_quantity").alias("rq"),
         text("is_holiday_week").str.to_lowercase().alias("holiday"),
-        pl.concat_str([pl.col(c).fill_null("") for c in RAW], separator=",").alias("original"),
     )  # fmt: skip
     day = pl.col("ws").str.to_date("%Y-%m-%d", strict=False)
     typed = clean.with_columns(
@@ -284,51 +295,62 @@ def run_polars(path: Path, out: Path, as_of: dt.date) -> dict[str, Any]:
             quoted("is_holiday_week: ", "holiday", f" is not one of {', '.join(words)}")))
     )  # fmt: skip
     checked = typed.with_columns(checks.alias("problem"))
-    record = pl.concat_str(
-        [pl.col("qn").cast(pl.String), pl.col("unit"), pl.col("rqn").cast(pl.String),
-         pl.col("holiday")], separator="|", ignore_nulls=True,
-    )  # fmt: skip
     key = ["week", "store", "product"]
-    accepted = (
-        checked.filter(pl.col("problem").is_null())
-        .with_columns(record.alias("record"))
-        .with_columns(
-            pl.col("row_number").first().over(key).alias("first_row"),
-            pl.col("record").first().over(key).alias("first_record"),
-            pl.col("row_number").rank("ordinal").over(key).alias("seen"),
-        )
+    accepted = checked.filter(pl.col("problem").is_null()).with_columns(
+        pl.when(pl.col("holiday").is_in(TRUE_WORDS)).then(True)
+        .when(pl.col("holiday").is_in(FALSE_WORDS)).then(False).alias("is_holiday")
+    )  # fmt: skip
+    # Keys seen more than once (few), then only their rows are compared with the first one.
+    dup_keys = (
+        accepted.group_by(key)
+        .agg(pl.col("row_number").min().alias("first_row"), pl.len().alias("n"))
+        .filter(pl.col("n") > 1)
     )
-    kept = accepted.filter(pl.col("seen") == 1).sort("row_number").select(
+    record = pl.concat_str(
+        [pl.col(c).cast(pl.String) for c in (*key, "qn", "unit", "rqn", "is_holiday")],
+        separator=",", ignore_nulls=True,
+    )  # fmt: skip
+    involved = accepted.join(dup_keys, on=key).with_columns(record.alias("record"))
+    firsts = involved.select(pl.col("row_number").alias("first_row"),
+                             pl.col("record").alias("first_record"))  # fmt: skip
+    same = pl.col("record") == pl.col("first_record")
+    dupes = (
+        involved.filter(pl.col("row_number") != pl.col("first_row"))
+        .join(firsts, on="first_row")
+        .select(
+            "row_number",
+            pl.when(same).then(pl.lit("duplicate_row")).otherwise(pl.lit("duplicate_key"))
+            .alias("reason_code"),
+            pl.lit(KEY).alias("column"),
+            pl.concat_str([pl.when(same).then(pl.lit("repeats row ")).otherwise(
+                pl.lit("has the same key as row ")), pl.col("first_row").cast(pl.String),
+                pl.lit(f" ({KEY}); the first occurrence is kept")]).alias("message"),
+            pl.col("record").alias("original_row"),
+        )
+    )  # fmt: skip
+    kept = accepted.join(dupes.select("row_number"), on="row_number", how="anti").select(
         pl.col("week").alias("week_start"), pl.col("store").alias("store_id"),
         pl.col("product").alias("product_id"), pl.col("qn").alias("quantity"),
         pl.col("unit").alias("quantity_unit"), pl.col("rqn").alias("returned_quantity"),
-        pl.when(pl.col("holiday").is_in(TRUE_WORDS)).then(True)
-        .when(pl.col("holiday").is_in(FALSE_WORDS)).then(False).alias("is_holiday_week"),
+        pl.col("is_holiday").alias("is_holiday_week"),
     )  # fmt: skip
-    kept.sink_csv(out / "part-00000.csv", quote_style="non_numeric")
     bad = checked.filter(pl.col("problem").is_not_null()).select(
         "row_number",
         pl.col("problem").str.split_exact("|", 2).struct.rename_fields(
             ["reason_code", "column", "message"]).alias("p"),
-        pl.col("original").alias("original_row"),
+        pl.concat_str([pl.col(c).fill_null("") for c in RAW], separator=",")
+        .alias("original_row"),
     ).unnest("p")  # fmt: skip
-    same = pl.col("record") == pl.col("first_record")
-    dupes = accepted.filter(pl.col("seen") > 1).select(
-        "row_number",
-        pl.when(same).then(pl.lit("duplicate_row")).otherwise(pl.lit("duplicate_key"))
-        .alias("reason_code"),
-        pl.lit(KEY).alias("column"),
-        pl.concat_str([pl.when(same).then(pl.lit("repeats row ")).otherwise(
-            pl.lit("has the same key as row ")), pl.col("first_row").cast(pl.String),
-            pl.lit(f" ({KEY}); the first occurrence is kept")]).alias("message"),
-        pl.col("original").alias("original_row"),
-    )  # fmt: skip
     rejects = pl.concat([bad, dupes]).sort("row_number")
-    rejects.sink_csv(out / "rejects.csv", quote_style="non_numeric")
-    counted = (
-        pl.scan_csv(out / "rejects.csv", infer_schema=False)
-        .group_by("reason_code").len().collect(engine="streaming")
-    )  # fmt: skip
-    counts = {str(r): int(n) for r, n in counted.iter_rows()}
-    rows_in = int(raw.select(pl.len()).collect(engine="streaming").item())
-    return _accounting(path, out, rows_in, counts)
+    # One plan for every output, so the file is read and checked once (common subplans).
+    _, _, rejected, counted = pl.collect_all(
+        [
+            kept.sink_csv(out / "part-00000.csv", quote_style="non_numeric", lazy=True),
+            rejects.sink_csv(out / "rejects.csv", quote_style="non_numeric", lazy=True),
+            rejects.group_by("reason_code").len(),
+            checked.select(pl.len()),
+        ],
+        engine="streaming",
+    )
+    counts = {str(r): int(n) for r, n in rejected.iter_rows()}
+    return _accounting(path, out, int(counted.item()), counts)

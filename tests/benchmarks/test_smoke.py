@@ -102,7 +102,8 @@ def test_blob_trigger_streams_a_drop_in_bounded_memory(run_bench: RunBench) -> N
 
 @pytest.mark.timeout(900)
 def test_executor_runs_every_partition_within_its_memory_bound(run_bench: RunBench) -> None:
-    result = run_bench("executor", "--partitions", "40", "--steps", "3", timeout=900)
+    args = ["--partitions", "40", "--steps", "3", "--no-cold"]
+    result = run_bench("executor", *args, timeout=900)
     progress = result["parallel"]["progress"]
     assert progress["total"] == progress["succeeded"] == 40
     assert progress["failed"] == progress["retried"] == 0
