@@ -24,7 +24,6 @@ per reason code), which the benchmark and its smoke test compare with the engine
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,15 +36,9 @@ RAW = ("week_start", "store_id", "product_id", "quantity", "quantity_unit",
 KEY = "week_start, store_id, product_id"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _accounting(path: Path, out: Path, rows_in: int, counts: Mapping[str, int]) -> dict[str, Any]:
+    from conditioning.engine import sha256_file
+
     rejected = sum(counts.values())
     return {
         "rows_in": rows_in,

@@ -107,28 +107,18 @@ def upload_seed_drop(folder: Path) -> dict[str, str]:
 
 
 def wait_for_seed(names: Mapping[str, str], timeout: float = 300.0) -> str:
-    """Wait until the blob trigger registered a conditioned version of every seed file;
-    returns the week the training run asks for (the shipments' last week)."""
-    from composition import get_services
+    """Wait until the blob trigger conditioned every seed file; returns the week the
+    training run asks for (the shipments' last week)."""
+    import threading
 
-    datasets = get_services().datasets
-    assert datasets is not None
-    deadline = time.monotonic() + timeout
-    while True:
-        found = {
-            source: [v for v in datasets.versions(source) if v.input_name == blob]
-            for source, blob in names.items()
-        }
-        if all(found.values()):
-            break
-        if time.monotonic() > deadline:
-            missing = sorted(s for s, v in found.items() if not v)
-            raise SystemExit(f"the blob trigger did not condition the seed of {missing}")
-        time.sleep(0.5)
-    bad = {s: v[0].status for s, v in found.items() if v[0].status != "conditioned"}
+    from composition import get_services
+    from local.hosting.demo import wait_for_versions
+
+    found = wait_for_versions(get_services(), names, threading.Event(), timeout)
+    bad = {s: v.status for s, v in found.items() if v.status != "conditioned"}
     if bad:
         raise SystemExit(f"the seed drop was not conditioned: {bad}")
-    return str(found["shipments"][0].period_end)[:10]
+    return str(found["shipments"].period_end)[:10]
 
 
 def _mlflow_register(tracking_uri: str, models: Path) -> Any:

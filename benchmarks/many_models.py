@@ -179,6 +179,10 @@ def run_once(partitions: int, weeks: int, members: str, segments: int = 4) -> di
 
 def _condition(services: Any, files: Mapping[str, Path]) -> str:
     """Drop the files into the raw container; wait for the blob trigger; the week to train."""
+    import threading
+
+    from local.hosting.demo import wait_for_versions
+
     lake, raw = services.data_lake, services.settings.raw_container
     lake.ensure_container(raw)
     names = {}
@@ -186,19 +190,11 @@ def _condition(services: Any, files: Mapping[str, Path]) -> str:
         names[source] = f"{source}/bench/{path.name}"
         with path.open("rb") as handle:
             lake.write(raw, names[source], handle)
-    deadline = time.monotonic() + 900
-    while True:
-        found = {s: [v for v in services.datasets.versions(s) if v.input_name == b]
-                 for s, b in names.items()}  # fmt: skip
-        if all(found.values()):
-            break
-        if time.monotonic() > deadline:
-            raise SystemExit(f"conditioning did not finish: {found}")
-        time.sleep(0.5)
-    bad = {s: v[0].status for s, v in found.items() if v[0].status != "conditioned"}
+    found = wait_for_versions(services, names, threading.Event(), timeout=900)
+    bad = {s: v.status for s, v in found.items() if v.status != "conditioned"}
     if bad:
         raise SystemExit(f"the drop was not conditioned: {bad}")
-    return str(found["shipments"][0].period_end)[:10]
+    return str(found["shipments"].period_end)[:10]
 
 
 def _measure(runtime: Any, services: Any, instance: str, view: Mapping[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,13 @@ WEEK_START = Column(
     description="Monday of the ISO week the row belongs to",
 )
 
+HOLIDAY_WEEK = Column(
+    "is_holiday_week",
+    ColumnType.BOOL,
+    required=False,
+    description="the week contains a public holiday",
+)
+
 SHIPMENTS = Contract(
     source="shipments",
     description="Weekly shipments per store and product: the forecasting target.",
@@ -120,12 +127,7 @@ SHIPMENTS = Contract(
             maximum=10_000_000,
             description="returns reported separately by the vendor, when it does",
         ),
-        Column(
-            "is_holiday_week",
-            ColumnType.BOOL,
-            required=False,
-            description="the week contains a public holiday",
-        ),
+        HOLIDAY_WEEK,
     ),
     key=("week_start", "store_id", "product_id"),
     period_column="week_start",
@@ -301,12 +303,7 @@ HORIZON = Contract(
             max_length=120,
             description="the requester's own id for the row, kept so answers can be matched",
         ),
-        Column(
-            "is_holiday_week",
-            ColumnType.BOOL,
-            required=False,
-            description="the week contains a public holiday",
-        ),
+        HOLIDAY_WEEK,
     ),
     key=("week_start", "store_id", "product_id"),
     period_column="week_start",

@@ -20,12 +20,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from adapters.datasets import DatasetVersion
     from composition import Services
     from local.hosting.host import LocalFunctionsHost
     from local.hosting.runtime import LocalRuntime
@@ -92,28 +93,44 @@ def upload_drops(services: Services, folder: Path) -> dict[str, str]:
     return names
 
 
+def wait_for_versions(
+    services: Services, names: Mapping[str, str], stop: threading.Event, timeout: float = 600
+) -> dict[str, DatasetVersion]:
+    """Block until the blob trigger registered a dataset version for every uploaded blob
+    (source → blob name); returns each source's version. ``DemoStopped`` when ``stop`` is set,
+    ``TimeoutError`` after ``timeout`` seconds."""
+    assert services.datasets is not None
+    deadline = time.monotonic() + timeout
+    found: dict[str, DatasetVersion] = {}
+    while len(found) < len(names):
+        for source, blob in names.items():
+            if source not in found:
+                mine = [
+                    v
+                    for v in services.datasets.versions(source)
+                    if v.input_name == blob or v.input_name.endswith(f"/{blob}")
+                ]
+                if mine:
+                    found[source] = mine[-1]
+        if time.monotonic() > deadline:
+            waiting = sorted(set(names) - set(found))
+            raise TimeoutError(f"conditioning did not finish: waiting for {waiting}")
+        if len(found) < len(names) and stop.wait(0.5):
+            raise DemoStopped
+    return found
+
+
 def wait_for_conditioning(
     services: Services, names: dict[str, str], stop: threading.Event, timeout: float = 300
 ) -> dict[str, Any]:
-    """Block until every uploaded blob has a registered dataset version."""
-    assert services.datasets is not None
-    deadline = time.monotonic() + timeout
-    done: dict[str, Any] = {}
-    while len(done) < len(names):
-        for source, blob in names.items():
-            if source in done:
-                continue
-            for version in services.datasets.versions(source):
-                if version.input_name.endswith(blob):
-                    done[source] = version
-                    _say(
-                        f"  {source:<13} {version.status:<12} rows in {version.rows_in:>6}  "
-                        f"out {version.rows_out:>6}  rejected {version.rows_rejected:>4}"
-                    )
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"conditioning did not finish: waiting for {set(names) - set(done)}")
-        _wait(stop, 0.5)
-    return done
+    """Block until every uploaded blob has a registered dataset version; say each."""
+    done = wait_for_versions(services, names, stop, timeout)
+    for source, version in done.items():
+        _say(
+            f"  {source:<13} {version.status:<12} rows in {version.rows_in:>6}  "
+            f"out {version.rows_out:>6}  rejected {version.rows_rejected:>4}"
+        )
+    return dict(done)
 
 
 def poll_like_adf(

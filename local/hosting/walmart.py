@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from local.hosting.demo import DemoStopped, http_json, management_url, poll_like_adf, status_url
+from local.hosting.demo import (
+    DemoStopped,
+    http_json,
+    management_url,
+    poll_like_adf,
+    status_url,
+    wait_for_versions,
+)
 
 if TYPE_CHECKING:
     from adapters.datasets import DatasetVersion
@@ -327,28 +334,6 @@ def upload(services: Services, data: Path) -> dict[str, str]:
         with (data / file).open("rb") as handle:
             lake.write(raw, names[source], handle, content_type="text/csv")
     return names
-
-
-def wait_for_versions(
-    services: Services, names: Mapping[str, str], stop: threading.Event, timeout: float = 600
-) -> dict[str, DatasetVersion]:
-    """Block until the blob trigger registered a dataset version for every uploaded blob."""
-    assert services.datasets is not None
-    deadline = time.monotonic() + timeout
-    found: dict[str, DatasetVersion] = {}
-    while len(found) < len(names):
-        for source, blob in names.items():
-            if source not in found:
-                mine = [v for v in services.datasets.versions(source) if v.input_name == blob]
-                if mine:
-                    found[source] = mine[-1]
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"conditioning did not finish: waiting for {set(names) - set(found)}"
-            )
-        if len(found) < len(names) and stop.wait(0.5):
-            raise DemoStopped
-    return found
 
 
 def _accounting(source: str, blob: str, version: DatasetVersion) -> Accounting:
