@@ -217,7 +217,7 @@ def _environments(folder: Path, *, cold: bool) -> dict[str, Any]:
     probe = LocalExecutor(folder / "probe")
     specs = {}
     for pipeline in pipelines:
-        spec, order = probe.load(pipeline, {})
+        spec, order = probe.load_steps(pipeline)
         for name in order:
             env = probe.step_environment(spec.steps[name])
             specs[env.key] = env

@@ -102,17 +102,11 @@ def _report(record: JobRecord) -> int:
 
 def _prepare(executor: LocalExecutor, pipelines: list[str]) -> int:
     """Build every environment the pipelines' steps declare; one line per environment."""
-    from local.aml.bindings import topological_order
-    from local.aml.spec import load_pipeline
-
     seen: set[str] = set()
     for pipeline in pipelines:
-        # Environments depend on the steps only: the inputs stay unbound, so a pipeline whose
-        # default data is not there (a fresh clone has no .local/demo-data) still prepares.
-        spec = load_pipeline(
-            pipeline, datastores=executor.datastores, asset_resolver=executor.asset_resolver
-        )
-        order = topological_order(spec.steps)
+        # Environments depend on the steps only: a pipeline whose default data is not there
+        # (a fresh clone has no .local/demo-data) still prepares.
+        spec, order = executor.load_steps(pipeline)
         for step, built in executor.prepare_environments(spec, order).items():
             if built.key in seen:
                 continue

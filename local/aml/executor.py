@@ -305,6 +305,12 @@ class LocalExecutor:
             check_constraints(spec.steps, spec.inputs)
         return spec, order
 
+    def load_steps(self, path: str | Path) -> tuple[PipelineSpec, list[str]]:
+        """The pipeline's steps in order, its inputs left unbound: enough to prepare the
+        steps' environments even where the default data of its inputs is not there."""
+        spec = load_pipeline(path, datastores=self.datastores, asset_resolver=self.asset_resolver)
+        return spec, topological_order(spec.steps)
+
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
