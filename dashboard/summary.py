@@ -463,6 +463,8 @@ def read_actual_rows(
     earliest = min(wanted.values()).isoformat()
     convert = pacsv.ConvertOptions(
         include_columns=list(ACTUAL_COLUMNS),
+        # A part without one of these columns has no actuals to give: its rows come out null.
+        include_missing_columns=True,
         column_types={c: pa.string() for c in ACTUAL_COLUMNS[:3]} | {"quantity": pa.float64()},
     )
     for blob in files:
@@ -478,7 +480,7 @@ def read_actual_rows(
                     batch.column("store_id"), batch.column("product_id"), separator
                 )
                 keep = pc.and_(
-                    pc.is_in(pair, value_set=keys),
+                    pc.is_in(pc.fill_null(pair, ""), value_set=keys),
                     pc.greater_equal(batch.column("week_start"), earliest),
                 )
                 keep = pc.and_(keep, pc.is_valid(batch.column("quantity")))

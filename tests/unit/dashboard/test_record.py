@@ -185,3 +185,15 @@ def test_actuals_are_kept_only_for_scored_pairs_from_their_first_forecast_week()
     got = read_actual_rows(lake, ["c/shipments/v1/part-00000.csv", "c/x/manifest.json"], "c",
                            wanted)  # fmt: skip
     assert got == {("1", "A", date(2024, 6, 3)): 8.0, ("2", "A", date(2024, 6, 10)): 3.5}
+
+
+def test_a_part_without_the_actual_columns_gives_no_actuals() -> None:
+    from datetime import date
+
+    from dashboard.summary import read_actual_rows
+
+    lake = InMemoryDataLake()
+    lake.ensure_container("c")
+    lake.write("c", "shipments/v1/part-00000.csv", b"store_id,value\n1,2\n")
+    wanted = {("1", "A"): date(2024, 6, 3)}
+    assert read_actual_rows(lake, ["c/shipments/v1/part-00000.csv"], "c", wanted) == {}
