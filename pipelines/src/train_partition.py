@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 from forecasting import many, mlflow_model
-from forecasting.models import MEMBERS, TrainConfig
+from forecasting.models import MEMBERS, TrainConfig, single_threaded
 from forecasting.schema import model_name
 from forecasting.step_common import read_json, slug
 
@@ -35,6 +35,9 @@ def init() -> None:
     parser.add_argument("--min_actual", type=float, default=1.0)
     parser.add_argument("--members", default="all", help="comma-separated ensemble members")
     args, _ = parser.parse_known_args()
+    # Each worker is one of max_concurrency_per_instance processes on the node: torch's and
+    # the native pools' own threads on top of them only make the workers wait on each other.
+    single_threaded()
     meta = read_json(Path(args.features) / "meta.json")
     _state.update(
         args=args,
