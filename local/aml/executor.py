@@ -282,6 +282,15 @@ class LocalExecutor:
         found: Mapping[str, Any] = environment_definition(self.store.root, name, version, label)
         return found
 
+    def declared_environments(self, pipeline_path: str | Path) -> dict[str, EnvironmentSpec]:
+        """Step name → the environment it declares, without binding any input (no data needed)."""
+        spec = load_pipeline(
+            Path(pipeline_path).resolve(),
+            datastores=self.datastores,
+            asset_resolver=self.asset_resolver,
+        )
+        return {name: self.step_environment(step) for name, step in spec.steps.items()}
+
     def prepare_environments(
         self, spec: PipelineSpec, order: list[str] | None = None
     ) -> dict[str, BuiltEnvironment]:
@@ -304,12 +313,6 @@ class LocalExecutor:
             order = topological_order(spec.steps)
             check_constraints(spec.steps, spec.inputs)
         return spec, order
-
-    def load_steps(self, path: str | Path) -> tuple[PipelineSpec, list[str]]:
-        """The pipeline's steps in order, its inputs left unbound: enough to prepare the
-        steps' environments even where the default data of its inputs is not there."""
-        spec = load_pipeline(path, datastores=self.datastores, asset_resolver=self.asset_resolver)
-        return spec, topological_order(spec.steps)
 
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[None]:
