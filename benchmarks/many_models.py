@@ -24,7 +24,7 @@ per segment model), the gate summaries (bytes of the pipeline's metrics and of t
 per-segment result), the orchestration (largest custom status, largest history) and the
 dashboard (pages served, summary bytes). Goals: 4x the partitions in <= 5x the wall time;
 peak memory bounded (<= 1.5x that of 1x, and <= 4 GB); custom status <= 16 KB; no history
-over 200 events; gate summaries and dashboard documents the same size at both scales
+over 250 events; gate summaries and dashboard documents the same size at both scales
 (within 25 %).
 """
 
@@ -54,7 +54,10 @@ WALL_RATIO_GOAL = 5.0
 MEMORY_RATIO_GOAL = 1.5
 MEMORY_GOAL_MB = 4096.0
 CUSTOM_STATUS_GOAL = 16 * 1024
-HISTORY_EVENTS_GOAL = 200
+# Real jobs run long enough for a job monitor to reach its generation (MONITOR_GENERATION = 25
+# polls of about 8 events each) before it continues as new: histories stay near 200 events
+# whatever the number of partitions, and never grow past this.
+HISTORY_EVENTS_GOAL = 250
 SIZE_RATIO_GOAL = 1.25
 
 

@@ -125,6 +125,6 @@ def test_many_models_loop_trains_gates_registers_and_scores_partitions(
     assert model["forecasters"] == run["partitions"]  # ...holding every partition's forecaster
     assert run["forecast_rows"] > 0
     assert run["peak_status_bytes"] <= 16 * 1024
-    assert run["largest_history_events"] <= 200
+    assert run["largest_history_events"] <= 250  # a job monitor continues as new at ~200
     assert all(str(v).startswith("200") for v in run["dashboard"]["pages"].values())
     assert all(goal["holds"] for goal in result["goals"]), result["goals"]
