@@ -7,17 +7,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
 
-.PHONY: help setup envs browser run test lint typecheck unit integration e2e dashboard clean package \
-	bench-startup bench-conditioning bench-forecast bench-polling bench-dashboard bench-loop bench-blob bench-executor \
+.PHONY: help setup envs browser run run-walmart test lint typecheck unit integration e2e dashboard clean \
+	package bench-startup bench-conditioning bench-forecast bench-polling bench-dashboard bench-loop \
+	bench-blob bench-executor bench-many \
 	bench-hostile
 
 help:
 	@echo "make run            set up, start the local runtime and run the demo (Ctrl-C stops everything)"
+	@echo "make run-walmart    the same loop on the real Walmart files in ../shared/data/walmart"
 	@echo "make test           set up, then lint, type-check and run the whole test suite"
 	@echo "make dashboard      build the model-health dashboard into .local/dashboard"
 	@echo "make package        build the deployment package: dist/api.zip and dist/api/ (unpacked)"
 	@echo "make bench-startup  median import time of function_app against the SDK floor"
-	@echo "make bench-conditioning / bench-forecast / bench-polling / bench-dashboard / bench-loop / bench-blob / bench-executor / bench-hostile   the other benchmarks"
+	@echo "make bench-conditioning / bench-forecast / bench-polling / bench-dashboard / bench-loop / bench-blob / bench-executor / bench-many / bench-hostile   the other benchmarks"
 
 $(VENV)/.installed: $(REQS)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
@@ -48,6 +50,11 @@ browser:
 
 run: setup envs
 	$(PY) -m local run
+
+# The whole loop on the Walmart data (../shared/data, see its SOURCES.md); ARGS="--many-models"
+# trains one model per store x department, ARGS="--exit" stops after the summary.
+run-walmart: setup envs
+	$(PY) -m local run --dataset walmart --data ../shared/data/walmart $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -99,6 +106,9 @@ bench-blob: setup
 
 bench-executor: setup
 	$(PY) -m benchmarks.executor
+
+bench-many: setup envs
+	$(PY) -m benchmarks.many_models
 
 bench-hostile: setup
 	$(PY) -m benchmarks.hostile

@@ -216,17 +216,31 @@ class InMemoryDataLake:
                 raise NotFoundError(f"blob {container}/{name} does not exist")
 
 
+# Transfer sizes: the SDK's defaults send a blob of up to 64 MB in one request (read whole
+# into memory first) and fetch the first 32 MB of a download at once; a conditioned part of a
+# large drop is that big, and the blob trigger's memory budget cannot hold it. Blocks of
+# 4 MiB keep every upload and download in bounded memory (uploads stay atomic: staged blocks
+# are committed at the end).
+TRANSFER_BYTES = 4 << 20
+_TRANSFER: dict[str, Any] = {
+    "max_single_put_size": TRANSFER_BYTES,
+    "max_block_size": TRANSFER_BYTES,
+    "max_single_get_size": TRANSFER_BYTES,
+    "max_chunk_get_size": TRANSFER_BYTES,
+}
+
+
 def blob_service_client(connection: Connection) -> BlobServiceClient:
     """Build a ``BlobServiceClient`` from a connection string or a managed identity."""
     from azure.storage.blob import BlobServiceClient
 
     if connection.connection_string:
-        return BlobServiceClient.from_connection_string(connection.connection_string)
+        return BlobServiceClient.from_connection_string(connection.connection_string, **_TRANSFER)
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(managed_identity_client_id=connection.client_id)
     assert connection.blob_service_uri is not None
-    return BlobServiceClient(connection.blob_service_uri, credential=credential)
+    return BlobServiceClient(connection.blob_service_uri, credential=credential, **_TRANSFER)
 
 
 STORAGE = AzureService(

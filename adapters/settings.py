@@ -60,6 +60,8 @@ class AutomationSettings:
     staleness_schedule: str = "0 30 5 * * *"
     stale_after_days: float = 60.0
     drift_psi_threshold: float = 0.2
+    mape_min_actual: float = 1.0
+    partition_members: str = "default"
     training_sources: tuple[str, ...] = ("shipments", "stores", "weather", "events")
     regions: tuple[str, ...] = ()
     train_on_arrival: bool = False
@@ -303,6 +305,21 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "MLOPS_DRIFT_PSI_THRESHOLD", _parse_positive_float, "0.2", "PSI above this is drift"
     ),
     SettingSpec(
+        "MLOPS_MAPE_MIN_ACTUAL",
+        _parse_positive_float,
+        "1",
+        "MAPE's row filter (training, gate, model test, the dashboard): only weeks whose "
+        "actual is at least this count, in the data's unit: 1 for units; sales in USD want "
+        "more (the Walmart run uses 100)",
+    ),
+    SettingSpec(
+        "MLOPS_PARTITION_MEMBERS",
+        _parse_text,
+        "default",
+        "many-models training: the members of each partition's forecaster (default, all, or "
+        "comma-separated names)",
+    ),
+    SettingSpec(
         "MLOPS_TRAINING_SOURCES",
         _parse_text,
         "shipments,stores,weather,events",
@@ -443,6 +460,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             staleness_schedule=values["MLOPS_STALENESS_SCHEDULE"],
             stale_after_days=values["MLOPS_STALE_AFTER_DAYS"],
             drift_psi_threshold=values["MLOPS_DRIFT_PSI_THRESHOLD"],
+            mape_min_actual=values["MLOPS_MAPE_MIN_ACTUAL"],
+            partition_members=values["MLOPS_PARTITION_MEMBERS"],
             training_sources=_csv(values["MLOPS_TRAINING_SOURCES"]),
             regions=_csv(values["MLOPS_REGIONS"]),
             train_on_arrival=values["MLOPS_TRAIN_ON_ARRIVAL"],

@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--defect-rate", type=float, default=0.001)
     p.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
     p.add_argument("--tmp", type=Path, default=None, help="where inputs and Azurite's data go")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--child", metavar="METHOD", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -311,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         measured = _run_all(args, methods, Path(tmp))
     print()
     print(_table(measured))
+    if args.json:
+        rows = [{**m.__dict__, "goal_mb": GOAL_MB} for m in measured]
+        args.json.write_text(json.dumps({"measured": rows}, indent=1))
     return 0
 
 

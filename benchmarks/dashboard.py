@@ -53,12 +53,21 @@ class History:
     datasets: list[Any]
 
 
-def make_history(scale: int) -> History:
+@dataclass(frozen=True)
+class Base:
+    """The history at 1x (``--versions``, ``--jobs``, ``--datasets`` shrink it for smoke runs)."""
+
+    versions: int = BASE_VERSIONS
+    jobs: int = BASE_JOBS
+    datasets: int = BASE_DATASETS
+
+
+def make_history(scale: int, base: Base = Base()) -> History:
     from adapters.datasets import DatasetVersion
     from adapters.registry import ModelVersion
     from dashboard.model import JobRun, StepRun
 
-    count = BASE_VERSIONS * scale
+    count = base.versions * scale
     versions = []
     for i in range(count):
         segment = SEGMENTS[i % len(SEGMENTS)]
@@ -80,8 +89,8 @@ def make_history(scale: int) -> History:
             )
         )  # fmt: skip
     jobs = []
-    for i in range(BASE_JOBS * scale):
-        start = NOW - timedelta(minutes=(BASE_JOBS * scale - i) * 10)
+    for i in range(base.jobs * scale):
+        start = NOW - timedelta(minutes=(base.jobs * scale - i) * 10)
         failed = i % 10 == 0
         steps, t = [], start
         for name, seconds in (("prep", 20), ("train", 300), ("evaluate", 40), ("register", 10)):
@@ -98,14 +107,14 @@ def make_history(scale: int) -> History:
             )
         )  # fmt: skip
     datasets = []
-    for i in range(BASE_DATASETS * scale):
+    for i in range(base.datasets * scale):
         source = SOURCES[i % len(SOURCES)]
         datasets.append(
             DatasetVersion(
                 source=source, dataset_version=f"{source}-{i:07d}", status="conditioned",
                 input_name=f"{source}/{i}.csv", input_etag="e", input_sha256="s", manifest="",
                 rows_in=1000, rows_out=990, rows_rejected=10,
-                registered_at=(NOW - timedelta(hours=BASE_DATASETS * scale - i)).isoformat(),
+                registered_at=(NOW - timedelta(hours=base.datasets * scale - i)).isoformat(),
             )
         )  # fmt: skip
     return History(versions, jobs, datasets)
@@ -244,13 +253,50 @@ def record_one(store: Any, history: History) -> float:
     return statistics.median(times)
 
 
+def _print_table(
+    lake_name: str, base: Base, scales: tuple[int, ...], summary: dict[int, dict[str, float]],
+    scan: dict[int, dict[str, float]], scan_pages: tuple[str, ...], record: dict[int, float],
+    sizes: dict[int, int],
+) -> None:  # fmt: skip
+    print(f"\nDashboard render time per page (median ms; summary read from {lake_name})")
+    print(f"history at 1x: {base.versions} model versions, {base.jobs} job records, "
+          f"{base.datasets} dataset versions, {len(SEGMENTS)} segments\n")  # fmt: skip
+    head = f"{'path':<10} {'page':<11}" + "".join(f"{f'{s}x':>10}" for s in scales)
+    head += "".join(f"{f'{s}x/1x':>9}" for s in scales[1:])
+    print(head)
+    print("-" * len(head))
+
+    def ratios(row: list[float]) -> str:
+        return "".join(f"{v / row[0]:>9.2f}" for v in row[1:])
+
+    for label, table in (("summary", summary), ("full scan", scan)):
+        if not table:
+            continue
+        for page in PAGES if table is summary else scan_pages:
+            row = [table[s][page] for s in scales]
+            print(f"{label:<10} {page:<11}" + "".join(f"{v:>10.1f}" for v in row) + ratios(row))
+    rec = [record[s] for s in scales]
+    print(f"{'record':<10} {'one event':<11}" + "".join(f"{v:>10.1f}" for v in rec) + ratios(rec))
+    kb = [sizes[s] / 1024 for s in scales]
+    print(f"{'summary':<10} {'KB stored':<11}" + "".join(f"{v:>10.0f}" for v in kb) + ratios(kb))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=15, help="requests per page and scale")
     parser.add_argument("--in-memory", action="store_true", help="in-memory lake, not Azurite")
     parser.add_argument("--scan-repeat", type=int, default=2, help="full scans per scale")
     parser.add_argument("--no-scan", action="store_true", help="skip the full-scan baseline")
+    parser.add_argument("--scales", default=",".join(map(str, SCALES)), help="e.g. 1,4,16")
+    parser.add_argument("--versions", type=int, default=BASE_VERSIONS, help="model versions at 1x")
+    parser.add_argument("--jobs", type=int, default=BASE_JOBS, help="job records at 1x")
+    parser.add_argument("--datasets", type=int, default=BASE_DATASETS, help="datasets at 1x")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    scales = tuple(int(x) for x in args.scales.split(","))
+    if len(scales) < 2 or scales[0] != 1:
+        parser.error("--scales must start with 1 and name at least one more scale")
+    base = Base(args.versions, args.jobs, args.datasets)
 
     from adapters.settings import load_settings
     from adapters.summary import DataLakeSummaryStore
@@ -267,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes: dict[int, int] = {}
     lake_name = "in-memory lake" if args.in_memory else "Azurite"
     with data_lake(args.in_memory) as lake, tempfile.TemporaryDirectory() as tmp:
-        for scale in SCALES:
-            history = make_history(scale)
+        for scale in scales:
+            history = make_history(scale, base)
             store = DataLakeSummaryStore(lake, f"ops{scale}")
             summarise(store, history)
             sizes[scale] = sum(
@@ -291,33 +337,14 @@ def main(argv: list[str] | None = None) -> int:
                 }
             print(f"scale {scale}x done", file=sys.stderr, flush=True)
 
-    print(f"\nDashboard render time per page (median ms; summary read from {lake_name})")
-    print(f"history at 1x: {BASE_VERSIONS} model versions, {BASE_JOBS} job records, "
-          f"{BASE_DATASETS} dataset versions, {len(SEGMENTS)} segments\n")  # fmt: skip
-    head = f"{'path':<10} {'page':<11}" + "".join(f"{f'{s}x':>10}" for s in SCALES)
-    head += f"{'4x/1x':>9}{'16x/1x':>9}"
-    print(head)
-    print("-" * len(head))
-    for label, table in (("summary", summary), ("full scan", scan)):
-        if not table:
-            continue
-        for page in PAGES if table is summary else scan_pages:
-            row = [table[s][page] for s in SCALES]
-            print(
-                f"{label:<10} {page:<11}" + "".join(f"{v:>10.1f}" for v in row)
-                + f"{row[1] / row[0]:>9.2f}{row[2] / row[0]:>9.2f}"
-            )  # fmt: skip
-    rec = [record[s] for s in SCALES]
-    print(
-        f"{'record':<10} {'one event':<11}" + "".join(f"{v:>10.1f}" for v in rec)
-        + f"{rec[1] / rec[0]:>9.2f}{rec[2] / rec[0]:>9.2f}"
-    )  # fmt: skip
-    print(
-        f"{'summary':<10} {'KB stored':<11}" + "".join(f"{sizes[s] / 1024:>10.0f}" for s in SCALES)
-    )
+    _print_table(lake_name, base, scales, summary, scan, scan_pages, record, sizes)
     worst = max(v for table in summary.values() for v in table.values())
     print(f"\ngoal: every summary page <= 1000 ms: worst {worst:.1f} ms "
           f"-> {'met' if worst <= 1000 else 'NOT met'}")  # fmt: skip
+    if args.json:
+        result = {"base": base.__dict__, "scales": scales, "summary_ms": summary,
+                  "scan_ms": scan, "record_ms": record, "summary_bytes": sizes}  # fmt: skip
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 

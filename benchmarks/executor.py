@@ -148,69 +148,10 @@ def _seconds(start: str | None, end: str | None) -> float:
     return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
 
 
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def _tree_rss_kb(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants, now."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            parents[int(entry.name)] = int(fields[1])
-    tree = {root}
-    grown = True
-    while grown:
-        grown = False
-        for pid, parent in parents.items():
-            if parent in tree and pid not in tree:
-                tree.add(pid)
-                grown = True
-    return sum(_rss_kb(pid) for pid in tree)
-
-
-class _PeakRss:
-    """Samples this process tree's total RSS in a thread; ``peak_mb`` is the highest seen."""
-
-    def __init__(self) -> None:
-        import os
-        import threading
-
-        self.peak_kb = 0
-        self._pid = os.getpid()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._done.wait(0.05):
-            self.peak_kb = max(self.peak_kb, _tree_rss_kb(self._pid))
-
-    def __enter__(self) -> _PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak_kb / 1024
-
-
 def _child(kind: str, folder: Path, size: int) -> dict[str, Any]:
     """One scenario in this (fresh) interpreter; returns its measurements."""
     from local.aml import LocalExecutor, sqlite_tracking_uri
+    from local.processes import TreeRss
 
     if kind == "loop":  # baseline: run() over the same partitions, no executor
         import importlib.util
@@ -244,7 +185,7 @@ def _child(kind: str, folder: Path, size: int) -> dict[str, Any]:
         folder / "aml", tracking_uri=tracking, step_timeout=3600, env_mode=mode
     )
     started = time.perf_counter()
-    with _PeakRss() as rss:
+    with TreeRss(interval=0.05) as rss:
         record = executor.run(executor.submit(folder / "pipeline.yml").name)
     wall = time.perf_counter() - started
     assert record.status == "Completed", record.error
@@ -320,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-cold", action="store_true", help="skip the build with an empty package cache"
     )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-executor-") as tmp:
         root = Path(tmp)
@@ -337,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     _report_environments(envs)
     _report_parallel(args.partitions, par, loop)
     _report_step(args.steps, chain, bare, project)
+    if args.json:
+        result = {"partitions": args.partitions, "steps": args.steps, "parallel": par,
+                  "loop": loop, "chain": chain, "bare": bare, "project": project,
+                  "environments": envs}  # fmt: skip
+        args.json.write_text(json.dumps(result, indent=1, default=str))
     return 0
 
 

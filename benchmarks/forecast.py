@@ -4,8 +4,9 @@ Stores map to formats by Type (A → large, B/C → small); departments split sl
 sales per format, measured on each origin's own history. A Walmart date is the Friday that
 ends its week, so a week here starts on the Saturday before (that puts the holiday calendar
 on exactly the weeks the data flags). Sales count in units of $100: the one MAPE definition
-(``forecasting.metrics``: rows with |actual| ≥ 1 unit) then covers the weeks with at least
-$100 of sales; WMAE and RMSE are printed in dollars.
+(``forecasting.metrics``: rows with |actual| ≥ ``min_actual``, by default 1 unit) then covers
+the weeks with at least $100 of sales — the same filter as the pipelines' on the dollar sales
+of the Walmart run, which passes ``min_actual`` 100; WMAE and RMSE are printed in dollars.
 
 Every origin is trained the way the train pipeline trains: the direct model across all
 series from many past origins, each segment's ensemble weights validated on origins inside

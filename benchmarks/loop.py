@@ -43,7 +43,6 @@ SCALED_SEGMENTS = 500
 HISTORY_EVENTS_GOAL = 200
 CUSTOM_STATUS_GOAL = 16 * 1024
 WALL_RATIO_GOAL = 10.0
-WEEK = "2026-11-23"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -81,26 +80,45 @@ def _environment(state: Path, connection: str) -> dict[str, str]:
     )
 
 
-def _seed_conditioned_data() -> None:
-    """One conditioned version of every training source, as conditioning registers it."""
-    from adapters.datasets import DatasetVersion
+# One small file per training source, from the synthetic drop, as a vendor would drop them.
+SEED_FILES = {"shipments": "shipments_standard.csv.gz", "stores": "stores.csv",
+              "weather": "weather.csv", "events": "events.jsonl"}  # fmt: skip
+
+
+def upload_seed_drop(folder: Path) -> dict[str, str]:
+    """A tiny synthetic drop of every training source into the raw container; the app's own
+    blob trigger conditions it once the host runs. Returns source → raw blob name."""
     from composition import get_services
+    from conditioning.synthetic import SyntheticSpec, write_drop
 
     services = get_services()
-    assert services.datasets is not None
-    container = services.settings.conditioned_container
-    services.data_lake.ensure_container(container)
-    for source in services.settings.automation.training_sources:
-        blob = f"{source}/v1/part-00000.csv"
-        services.data_lake.write(container, blob, b"store_id,value\n1,2\n")
-        services.datasets.register(
-            DatasetVersion(
-                source=source, dataset_version="v1", status="conditioned", input_name=source,
-                input_etag="e", input_sha256="x", manifest=f"{source}/v1/manifest.json",
-                files=(f"{container}/{blob}",), rows_in=1, rows_out=1, period_end=WEEK,
-                registered_at=f"{WEEK}T00:00:00+00:00",
-            )
-        )  # fmt: skip
+    training = services.settings.automation.training_sources
+    unknown = sorted(set(training) - set(SEED_FILES))
+    if unknown:
+        raise SystemExit(f"no seed file for training source(s) {unknown}")
+    write_drop(folder, SyntheticSpec(regions=1, stores_per_region=2, products=3, weeks=6))
+    lake, raw = services.data_lake, services.settings.raw_container
+    lake.ensure_container(raw)
+    names = {}
+    for source in training:
+        names[source] = f"{source}/seed/{SEED_FILES[source]}"
+        lake.write(raw, names[source], (folder / SEED_FILES[source]).read_bytes())
+    return names
+
+
+def wait_for_seed(names: Mapping[str, str], timeout: float = 300.0) -> str:
+    """Wait until the blob trigger conditioned every seed file; returns the week the
+    training run asks for (the shipments' last week)."""
+    import threading
+
+    from composition import get_services
+    from local.hosting.demo import wait_for_versions
+
+    found = wait_for_versions(get_services(), names, threading.Event(), timeout)
+    bad = {s: v.status for s, v in found.items() if v.status != "conditioned"}
+    if bad:
+        raise SystemExit(f"the seed drop was not conditioned: {bad}")
+    return str(found["shipments"].period_end)[:10]
 
 
 def _mlflow_register(tracking_uri: str, models: Path) -> Any:
@@ -162,7 +180,7 @@ def run_once(segments: int, job_seconds: float) -> dict[str, Any]:
         )
         services.pipeline_jobs = jobs
         use_services(services)
-        _seed_conditioned_data()
+        seed = upload_seed_drop(state / "seed")
         assert services.model_registry is not None
         services.model_registry.get_by_alias("forecast-warm-up", "champion")  # open the store
         import function_app
@@ -173,8 +191,9 @@ def run_once(segments: int, job_seconds: float) -> dict[str, Any]:
         with LocalFunctionsHost(function_app.app.get_functions(), config) as host:
             assert host.durable is not None
             key = host.keys.default_function_key
+            week = wait_for_seed(seed)
             regions = [f"r{i:03d}" for i in range(1, segments // 4 + 1)]
-            body = {"regions": regions, "week": WEEK, "idempotencyKey": uuid.uuid4().hex}
+            body = {"regions": regions, "week": week, "idempotencyKey": uuid.uuid4().hex}
             started = time.monotonic()
             status, payload = _call(
                 f"{host.base_url}/api/orchestrations/train?code={key}", body, "POST"
@@ -240,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--segments", type=int, nargs=2, default=[BASELINE_SEGMENTS, SCALED_SEGMENTS]
     )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -290,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, ok in goals:
         print(f"{'meets' if ok else 'MISSES'}: {name}")
+    if args.json:
+        result = {"runs": [base, scaled], "goals": [{"goal": n, "holds": ok} for n, ok in goals]}
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 

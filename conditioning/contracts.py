@@ -90,6 +90,13 @@ WEEK_START = Column(
     description="Monday of the ISO week the row belongs to",
 )
 
+HOLIDAY_WEEK = Column(
+    "is_holiday_week",
+    ColumnType.BOOL,
+    required=False,
+    description="the week contains a public holiday",
+)
+
 SHIPMENTS = Contract(
     source="shipments",
     description="Weekly shipments per store and product: the forecasting target.",
@@ -120,12 +127,7 @@ SHIPMENTS = Contract(
             maximum=10_000_000,
             description="returns reported separately by the vendor, when it does",
         ),
-        Column(
-            "is_holiday_week",
-            ColumnType.BOOL,
-            required=False,
-            description="the week contains a public holiday",
-        ),
+        HOLIDAY_WEEK,
     ),
     key=("week_start", "store_id", "product_id"),
     period_column="week_start",
@@ -282,8 +284,33 @@ STORES = Contract(
     period_column=None,
 )
 
+HORIZON = Contract(
+    source="horizon",
+    description="A forecast request: the store, product and weeks a forecast is wanted for.",
+    columns=(
+        Column(
+            "week_start",
+            ColumnType.DATE,
+            max_future_days=731,
+            description="Monday of a week to forecast (up to two years after as-of)",
+        ),
+        STORE_ID,
+        PRODUCT_ID,
+        Column(
+            "request_id",
+            ColumnType.TEXT,
+            required=False,
+            max_length=120,
+            description="the requester's own id for the row, kept so answers can be matched",
+        ),
+        HOLIDAY_WEEK,
+    ),
+    key=("week_start", "store_id", "product_id"),
+    period_column="week_start",
+)
+
 CONTRACTS: dict[str, Contract] = {
-    c.source: c for c in (SHIPMENTS, WEATHER, DEMOGRAPHICS, RETURNS, EVENTS, STORES)
+    c.source: c for c in (SHIPMENTS, WEATHER, DEMOGRAPHICS, RETURNS, EVENTS, STORES, HORIZON)
 }
 
 

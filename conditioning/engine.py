@@ -478,6 +478,69 @@ def choose_and_profile(
     return profile, chosen
 
 
+_PREFETCH = 2  # batches read ahead of the one being normalised
+
+
+class _Prefetch:
+    """Reads the next batches in a thread while the caller normalises the current one.
+
+    Parsing CSV in pyarrow releases the GIL, so reading, normalising and writing (the writer
+    thread) use both cores. At most ``_PREFETCH`` batches wait, which keeps memory bounded;
+    whatever the reader raises is raised again in the caller, in order. ``close`` stops the
+    thread (it finishes the batch it is reading) and must be called when the caller stops
+    early.
+    """
+
+    _DONE = object()
+
+    def __init__(self, batches: Iterator[RawBatch]) -> None:
+        import queue
+        import threading
+
+        self._batches = batches
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="conditioning-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for batch in self._batches:
+                if not self._put(batch):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+            self._put(exc)
+            return
+        self._put(self._DONE)
+
+    def __iter__(self) -> Iterator[RawBatch]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._batches, "close", None)
+        if callable(close):
+            close()
+
+
 @dataclass
 class _Streamed:
     out: _Outputs
@@ -508,8 +571,9 @@ def _stream(
         run_dir.mkdir()
         out = _Outputs(run_dir, contract, options, partitions)
         rows_in = rows_accepted = 0
+        batches = _Prefetch(make())
         try:
-            for batch in make():
+            for batch in batches:
                 rows_in += batch.table.num_rows + len(batch.rejects)
                 pre = Rejects()
                 for r in batch.rejects:
@@ -538,6 +602,8 @@ def _stream(
                 out.finish_stream()
             out.close_rejects()
             raise
+        finally:
+            batches.close()
         return _Streamed(out, reader_name, rows_in, rows_accepted)
     raise AssertionError("the careful reader never gives up; this is unreachable")
 

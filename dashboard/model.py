@@ -20,7 +20,10 @@ MEASURE_TITLES = {
     "rmse_all": "RMSE All",
 }
 # The pipelines' one MAPE definition (pipelines/src/forecasting/metrics.py, which the app may
-# not import): only actuals of at least one unit count. A unit test checks the two agree.
+# not import): only actuals of at least ``min_actual`` units count, by default one unit. A
+# model version records the threshold its metrics and gate used (tag ``min_actual``); the
+# default applies to versions registered before it was recorded, which all used one unit. A
+# unit test checks the two definitions agree.
 MIN_ACTUAL = 1.0
 
 
@@ -31,7 +34,8 @@ class ModelPoint:
     ``metrics`` holds registry tags ``{component}_{measure}``: ``ensemble_*`` is the candidate,
     ``baseline_*`` the historical-average baseline, ``champion_*`` the champion it was
     compared with when it was trained. ``test`` is the offline model test's verdict
-    (``pass``/``fail``, empty until one ran).
+    (``pass``/``fail``, empty until one ran). ``min_actual`` is the MAPE row filter those
+    metrics and the gate used (``None``: not recorded, i.e. ``MIN_ACTUAL``).
     """
 
     model_name: str
@@ -42,6 +46,12 @@ class ModelPoint:
     role: str = ""
     gate: str = ""
     test: str = ""
+    min_actual: float | None = None
+
+    @property
+    def mape_min_actual(self) -> float:
+        """The MAPE row filter this version was measured and gated with."""
+        return MIN_ACTUAL if self.min_actual is None else self.min_actual
 
     def metric(self, component: str, measure: str) -> float | None:
         """The metric, or ``None`` when it is missing or undefined (NaN: e.g. no zero actuals)."""
@@ -112,10 +122,11 @@ class ForecastSeries:
     def _pairs(self) -> list[tuple[float, float]]:
         return [(self.forecast[w], a) for w, a in self.actual.items() if w in self.forecast]
 
-    def overlap_mape(self) -> float | None:
+    def overlap_mape(self, min_actual: float = MIN_ACTUAL) -> float | None:
         """MAPE of the weekly totals where a forecast exists, over the actuals of at least
-        ``MIN_ACTUAL`` (the pipelines' definition)."""
-        pairs = [(f, a) for f, a in self._pairs() if abs(a) >= MIN_ACTUAL]
+        ``min_actual`` (the pipelines' definition; ``DashboardData.min_actual_for`` gives the
+        threshold the forecasting model was gated with)."""
+        pairs = [(f, a) for f, a in self._pairs() if abs(a) >= min_actual]
         if not pairs:
             return None
         return sum(abs(f - a) / abs(a) for f, a in pairs) / len(pairs)
@@ -158,6 +169,15 @@ class DashboardData:
 
     def segments(self) -> list[str]:
         return sorted({m.segment for m in self.models})
+
+    def min_actual_for(self, forecast: ForecastSeries) -> float:
+        """The MAPE row filter of the model version that made ``forecast`` (as its gate used
+        it), or of its segment's champion when that version is not among ``models``."""
+        for m in self.models:
+            if m.model_name == forecast.model_name and m.version == forecast.model_version:
+                return m.mape_min_actual
+        champion = self.champions().get(forecast.segment)
+        return champion.mape_min_actual if champion is not None else MIN_ACTUAL
 
     def champions(self) -> dict[str, ModelPoint]:
         """The current champion of each segment (by role), if it has one."""

@@ -225,8 +225,9 @@ def _training(data: DashboardData) -> str:
         "the seasonal naive forecast (same week last year), a second baseline; orange: the "
         f"champion it had to beat. A candidate is promoted only with MAPE ≤ {data.max_mape:g} "
         "(red line) and better than the historical average and the champion; beating seasonal "
-        "naive is shown, not required. MAPE counts the rows whose actual is at least one "
-        "unit; WAPE is the total absolute error over the total actual; WMAE weighs holiday "
+        "naive is shown, not required. MAPE counts the rows whose actual is at least the "
+        "version's row filter (column “MAPE rows”: one unit unless the data's unit asked for "
+        "more); WAPE is the total absolute error over the total actual; WMAE weighs holiday "
         "weeks 5; RMSE 0 is measured on rows whose actual is zero, RMSE All on every "
         "row.</p></section>"
     ]
@@ -275,6 +276,7 @@ def _training(data: DashboardData) -> str:
                     escape(m.trained_at.strftime("%Y-%m-%d") if m.trained_at else "–"),
                     escape(m.role or "–"),
                     f'<span class="{gate_cls}">{escape(m.gate or "–")}</span>',
+                    f"≥ {m.mape_min_actual:g}",
                     _num(cand),
                     _num(base),
                     _num(naive),
@@ -284,10 +286,10 @@ def _training(data: DashboardData) -> str:
                 ]
             )
         table = _table(
-            ["version", "trained", "role", "gate", "MAPE", "baseline MAPE",
+            ["version", "trained", "role", "gate", "MAPE rows", "MAPE", "baseline MAPE",
              "seasonal naive MAPE", "MAPE reduction", "RMSE 0", "RMSE All"],
             rows,
-            {4, 5, 6, 7, 8, 9},
+            {4, 5, 6, 7, 8, 9, 10},
         )  # fmt: skip
         parts.append(
             f"<section><h2>{escape(segment)} <small>({escape(versions[-1].model_name)})</small>"
@@ -497,7 +499,7 @@ def _scoring(data: DashboardData) -> str:
                 height=230,
             )
         )
-        mape, wape = f.overlap_mape(), f.overlap_wape()
+        mape, wape = f.overlap_mape(data.min_actual_for(f)), f.overlap_wape()
         rows.append(
             [
                 escape(f.segment),
@@ -520,7 +522,8 @@ def _scoring(data: DashboardData) -> str:
         f"<section><h2>Latest forecasts — scoring date {escape(scoring_date)}</h2>"
         "<p class=help>Weekly totals per segment: black is actual shipments (the last 26 weeks "
         "before the forecast and any weeks since), blue the champion's forecast. Where both "
-        "exist the table gives their MAPE; a stale model was trained more than "
+        "exist the table gives their MAPE (over the weeks whose actual total reaches the row "
+        "filter the model was gated with) and WAPE; a stale model was trained more than "
         f"{data.stale_after_days:.0f} days before the scoring date.</p>"
         f'<div class="charts">{"".join(charts)}</div>{table}</section>'
     )

@@ -10,7 +10,7 @@ update, never as a failure of their own work: the summary is a view, not a recor
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from adapters.errors import NotFoundError, TransientError
 from dashboard.model import JobRun, StepRun
 from dashboard.summary import (
     CONDITIONING,
+    FORECAST_KEYS,
     HISTORY_WEEKS,
     MODELS,
     TARGET_SOURCE,
@@ -32,6 +33,7 @@ from dashboard.summary import (
     record_job,
     record_model,
     record_scoring,
+    wanted_actuals,
 )
 
 if TYPE_CHECKING:
@@ -115,18 +117,25 @@ def record_conditioned(
         raise NotFoundError(f"dataset version {source}/{dataset_version} is not registered")
     store = _store(services)
     record_dataset_version(store, entry, reject_counts)
-    if source == TARGET_SOURCE and entry.status == "conditioned":
+    if source != TARGET_SOURCE or entry.status != "conditioned":
+        return
+    # Only what the latest forecasts compare against is read: nothing before a first scoring.
+    wanted = wanted_actuals(store.read(FORECAST_KEYS) or {})
+    if wanted:
         container = services.settings.conditioned_container
-        record_actuals(store, read_actual_rows(services.data_lake, entry.files, container))
+        record_actuals(store, read_actual_rows(services.data_lake, entry.files, container, wanted))
 
 
-def actual_rows_since(services: Services, since: date) -> dict[tuple[str, str, date], float]:
-    """Actual shipments from ``since`` on, from the conditioned versions that reach it.
-
-    A later version's row replaces an earlier one for the same store, product and week.
+def actual_rows_since(
+    services: Services, since: date, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str, date], float]:
+    """Actual shipments of ``pairs`` (store, product) from ``since`` on, from the conditioned
+    versions that reach it. A later version's row replaces an earlier one for the same
+    store, product and week.
     """
     rows: dict[tuple[str, str, date], float] = {}
-    if services.datasets is None:
+    wanted = dict.fromkeys(pairs, since)
+    if services.datasets is None or not wanted:
         return rows
     container = services.settings.conditioned_container
     for entry in services.datasets.versions(TARGET_SOURCE):
@@ -134,9 +143,7 @@ def actual_rows_since(services: Services, since: date) -> dict[tuple[str, str, d
             continue
         if entry.period_end and entry.period_end[:10] < since.isoformat():
             continue
-        for key, quantity in read_actual_rows(services.data_lake, entry.files, container).items():
-            if key[2] >= since:
-                rows[key] = quantity
+        rows.update(read_actual_rows(services.data_lake, entry.files, container, wanted))
     return rows
 
 
@@ -146,7 +153,9 @@ def record_scored(services: Services, scoring_date: str, scored: list[ScoredSegm
         date.fromisoformat(str(row["week_start"])[:10]) for item in scored for row in item.rows
     ]
     since = min(weeks) - timedelta(weeks=HISTORY_WEEKS) if weeks else date.max
-    record_scoring(_store(services), scoring_date, scored, actual_rows_since(services, since))
+    pairs = {(str(row["store_id"]), str(row["product_id"])) for item in scored for row in item.rows}
+    actuals = actual_rows_since(services, since, pairs)
+    record_scoring(_store(services), scoring_date, scored, actuals)
 
 
 def report_health(services: Services, now: datetime, stale_after_days: float) -> dict[str, Any]:

@@ -25,8 +25,6 @@ upper size, so a page costs the same whatever the length of the history.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections import defaultdict
@@ -81,6 +79,7 @@ def model_point(version: ModelVersion, *, role: str | None = None) -> ModelPoint
         found = next((a for a in ("champion", "challenger") if a in version.aliases), "")
     test = version.tags.get("test_passed", "")
     return ModelPoint(
+        min_actual=_positive(version.tags.get("min_actual")),
         model_name=version.name,
         version=version.version,
         segment=version.tags.get("segment", version.name),
@@ -90,6 +89,15 @@ def model_point(version: ModelVersion, *, role: str | None = None) -> ModelPoint
         gate=version.tags.get("gate", ""),
         test={"true": "pass", "false": "fail"}.get(test.lower(), test),
     )
+
+
+def _positive(value: Any) -> float | None:
+    """A recorded MAPE row filter, or ``None`` when missing or not a positive number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def fold_model(document: Document, point: ModelPoint, *, keep: int = KEEP_VERSIONS) -> Document:
@@ -112,6 +120,7 @@ def fold_model(document: Document, point: ModelPoint, *, keep: int = KEEP_VERSIO
         "role": point.role,
         "gate": point.gate,
         "test": point.test,
+        "min_actual": point.min_actual,
     }
     entry.update({k: v for k, v in new.items() if v not in ("", None, {})})
     entry.setdefault("model_name", point.model_name)
@@ -141,6 +150,7 @@ def models_from(document: Mapping[str, Any]) -> tuple[ModelPoint, ...]:
                     role=str(entry.get("role", "")),
                     gate=str(entry.get("gate", "")),
                     test=str(entry.get("test", "")),
+                    min_actual=_positive(entry.get("min_actual")),
                 )
             )
     return tuple(out)
@@ -425,22 +435,74 @@ def forecasts_from(document: Mapping[str, Any]) -> tuple[ForecastSeries, ...]:
     )
 
 
+def wanted_actuals(keys: Mapping[str, Any]) -> dict[tuple[str, str], date]:
+    """What the latest forecasts (a ``forecast_keys`` document) still take actuals for:
+    each scored (store, product) pair and the first forecast week of its segment."""
+    wanted: dict[tuple[str, str], date] = {}
+    for held in (keys.get("segments") or {}).values():
+        first = str(held.get("first_week") or "")
+        if not first:
+            continue
+        week = _week(first)
+        for store, product in held.get("pairs") or []:
+            pair = (str(store), str(product))
+            wanted[pair] = min(week, wanted.get(pair, week))
+    return wanted
+
+
+ACTUAL_COLUMNS = ("store_id", "product_id", "week_start", "quantity")
+
+
 def read_actual_rows(
-    lake: DataLake, files: Iterable[str], container: str
+    lake: DataLake, files: Iterable[str], container: str, wanted: Mapping[tuple[str, str], date]
 ) -> dict[tuple[str, str, date], float]:
-    """Actual quantities by (store, product, week) in a shipments version's part files."""
+    """Actual quantities by (store, product, week) in a shipments version's part files, for
+    the ``wanted`` pairs only and from each pair's week on.
+
+    The parts are streamed in blocks and filtered before anything becomes a Python object,
+    so memory follows what is wanted (the forecasts' pairs and weeks), never the size of the
+    version: a shipments drop of many GB costs the same as a small one.
+    """
     rows: dict[tuple[str, str, date], float] = {}
+    if not wanted:
+        return rows
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    separator = "\x1f"
+    keys = pa.array([f"{s}{separator}{p}" for s, p in wanted], pa.string())
+    earliest = min(wanted.values()).isoformat()
+    convert = pacsv.ConvertOptions(
+        include_columns=list(ACTUAL_COLUMNS),
+        # A part without one of these columns has no actuals to give: its rows come out null.
+        include_missing_columns=True,
+        column_types={c: pa.string() for c in ACTUAL_COLUMNS[:3]} | {"quantity": pa.float64()},
+    )
     for blob in files:
         blob_container, _, name = blob.partition("/")
         if blob_container != container or "/part-" not in name or not name.endswith(".csv"):
             continue
         with lake.open(container, name) as handle:
-            for row in csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline="")):
-                if not row.get("quantity"):
-                    continue
-                rows[(row["store_id"], row["product_id"], _week(row["week_start"]))] = float(
-                    row["quantity"]
+            reader = pacsv.open_csv(
+                handle, read_options=pacsv.ReadOptions(block_size=1 << 20), convert_options=convert
+            )
+            for batch in reader:
+                pair = pc.binary_join_element_wise(
+                    batch.column("store_id"), batch.column("product_id"), separator
                 )
+                keep = pc.and_(
+                    pc.is_in(pc.fill_null(pair, ""), value_set=keys),
+                    pc.greater_equal(batch.column("week_start"), earliest),
+                )
+                keep = pc.and_(keep, pc.is_valid(batch.column("quantity")))
+                picked = batch.filter(pc.fill_null(keep, False)).to_pydict()
+                for store, product, week_text, quantity in zip(
+                    *(picked[c] for c in ACTUAL_COLUMNS), strict=True
+                ):
+                    week = _week(week_text)
+                    if week >= wanted[(store, product)]:
+                        rows[(store, product, week)] = float(quantity)
     return rows
 
 

@@ -272,6 +272,9 @@ var appSettings = {
   // The same prefix filters the ModelRegistered subscription (subjectBeginsWith).
   MLOPS_MODEL_NAME_PREFIX: modelNamePrefix
   MLOPS_DRIFT_PSI_THRESHOLD: '0.2'
+  // MAPE's row filter in the data's unit (1 unit); sales in USD want more.
+  MLOPS_MAPE_MIN_ACTUAL: '1'
+  MLOPS_PARTITION_MEMBERS: 'default'
   MLOPS_TRAINING_SOURCES: 'shipments,stores,weather,events'
   MLOPS_ALERT_TRANSPORT: 'acs'
   MLOPS_ACS_ENDPOINT: communication.outputs.endpoint

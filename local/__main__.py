@@ -2,9 +2,13 @@
 
     python -m local start   start Azurite and the function app; serve until Ctrl-C
     python -m local run     the same, then run the end-to-end demo when the app has one
+    python -m local run --dataset walmart [--data DIR] [--many-models]
+                            the same loop on the real Walmart files (../shared/data/walmart)
 
-``--json`` prints one machine-readable line with the URLs once everything is up (tests use it).
-Ctrl-C (or SIGTERM) stops everything the command started.
+``--exit`` stops everything after the run's summary instead of serving; ``--json`` prints one
+machine-readable line with the URLs once everything is up (tests use it). Ctrl-C (or SIGTERM)
+stops everything the command started. With ``--dataset walmart`` the last line printed is the
+run's ``walmart rows_in=... submission=PATH`` line, and the exit code is 1 when a check failed.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from pathlib import Path
 from types import FrameType
 
 from adapters.errors import SettingsError
-from local.hosting.azurite import AzuriteError
+from local.hosting.azurite import REPO_ROOT, AzuriteError
 from local.hosting.functions import AppIndexError
 from local.hosting.runtime import DEFAULT_STATE_DIR, LocalRuntime
+
+WALMART_DATA = REPO_ROOT.parent / "shared" / "data" / "walmart"
 
 
 def _print_summary(info: dict[str, object]) -> None:
@@ -58,7 +64,7 @@ def _configure_logging(verbose: bool) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=("start", "run"), help="start: serve; run: serve + demo")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
@@ -66,9 +72,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-memory", action="store_true", help="keep Azurite data in memory")
     parser.add_argument("--json", action="store_true", help="print one JSON line when ready")
     parser.add_argument("--no-demo", action="store_true", help="with run: skip the demo")
+    parser.add_argument(
+        "--dataset", choices=("demo", "walmart"), default="demo",
+        help="with run: the synthetic demo, or the Walmart files through the whole loop",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data", type=Path, default=WALMART_DATA, help="with --dataset walmart: its folder"
+    )
+    parser.add_argument(
+        "--many-models", action="store_true",
+        help="with --dataset walmart: one model per store x department (train_many.yml)",
+    )  # fmt: skip
+    parser.add_argument("--exit", action="store_true", help="stop after the run's summary")
     parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    walmart = args.command == "run" and args.dataset == "walmart"
+    if args.many_models and not walmart:
+        parser.error("--many-models applies to run --dataset walmart")
+    if walmart:
+        from local.hosting.walmart import OVERRIDES, WalmartDataMissing, check_data
+
+        try:
+            check_data(args.data)
+        except WalmartDataMissing as exc:
+            print(f"cannot run the Walmart loop: {exc}", file=sys.stderr)
+            return 2
 
     stop = threading.Event()
 
@@ -79,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     runtime = LocalRuntime(
-        state_dir=args.state_dir, persist_storage=not args.in_memory, port=args.port
+        state_dir=args.state_dir,
+        persist_storage=not args.in_memory,
+        port=args.port,
+        overrides=OVERRIDES if walmart else {},
     )
     try:
         try:
@@ -98,18 +135,41 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
         else:
             _print_summary(info)
+        if walmart:
+            return _walmart(runtime, stop, args.data, args.many_models, args.exit)
         if args.command == "run" and not args.no_demo:
             if importlib.util.find_spec("local.hosting.demo") is None:
                 print("No demo scenario is installed yet; the runtime is serving the app.")
             else:
                 importlib.import_module("local.hosting.demo").run(runtime, stop)
-        print("Serving. Press Ctrl-C to stop everything.", flush=True)
-        while not stop.wait(0.5):
-            pass
-        print("Stopping...", flush=True)
+        if not args.exit:
+            _serve(stop)
     finally:
         runtime.stop()
     return 0
+
+
+def _serve(stop: threading.Event, notice: bool = True) -> None:
+    if notice:
+        print("Serving. Press Ctrl-C to stop everything.", flush=True)
+    while not stop.wait(0.5):
+        pass
+    print("Stopping...", file=sys.stderr, flush=True)
+
+
+def _walmart(
+    runtime: LocalRuntime, stop: threading.Event, data: Path, many_models: bool, exit_after: bool
+) -> int:
+    """The Walmart loop; its summary's last line is the last line printed (serving or not)."""
+    from local.hosting.walmart import print_summary, run
+
+    result = run(runtime, stop, data, many_models=many_models)
+    if not exit_after:
+        print("\nServing. Press Ctrl-C to stop everything.", flush=True)
+    print_summary(result)
+    if not exit_after:
+        _serve(stop, notice=False)
+    return 1 if result.problems else 0
 
 
 if __name__ == "__main__":

@@ -34,7 +34,10 @@ PIPELINES = {"train": "pipelines/train.yml", "score": "pipelines/score.yml",
              "train_many": "pipelines/train_many.yml"}  # fmt: skip
 # Pipelines that take the segment as inputs (model_test finds it from the model version).
 SEGMENTED_PIPELINES = ("train", "score", "train_many")
+# Pipelines that compute MAPE, and so take its row filter (MLOPS_MAPE_MIN_ACTUAL).
+MAPE_PIPELINES = ("train", "train_many", "model_test")
 CLAIMS_PREFIX = "_automation/retrain-claims"
+HORIZON_SOURCE = "horizon"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -120,6 +123,11 @@ def submit_pipeline_job(request: dict[str, Any]) -> dict[str, Any]:
     inputs = dict(request.get("inputs") or {})
     tags = {str(k): str(v) for k, v in (request.get("tags") or {}).items()}
     tags["pipeline"] = pipeline
+    automation = services.settings.automation
+    if pipeline in MAPE_PIPELINES:
+        inputs.setdefault("min_actual", automation.mape_min_actual)
+    if pipeline == "train_many":
+        inputs.setdefault("members", automation.partition_members)
     if request.get("segment"):
         segment = Segment.parse(request["segment"])
         tags["segment"] = segment.id
@@ -281,11 +289,25 @@ def score_inputs(request: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise BadInputError("cannot score: " + "; ".join(missing))
     inputs["scoring_date"] = request["scoring_date"]
+    horizon = _horizon_for(services, str(request["scoring_date"]))
+    if horizon is not None:
+        inputs[HORIZON_SOURCE] = _input_for(services, HORIZON_SOURCE, [horizon])
     segments = [Segment.parse(s) for s in request["segments"]]
     if len(segments) == 1:
         only = segments[0]
         inputs.update(region=only.region, store_format=only.store_format, velocity=only.velocity)
     return {"inputs": inputs}
+
+
+def _horizon_for(services: Services, scoring_date: str) -> DatasetVersion | None:
+    """The newest conditioned forecast request that still has weeks from ``scoring_date``
+    on: scoring then forecasts exactly its rows (series without history included)."""
+    versions = [
+        v
+        for v in _usable_versions(services, HORIZON_SOURCE)
+        if (v.period_end or "")[:10] >= scoring_date[:10]
+    ]
+    return max(versions, key=lambda v: v.registered_at or "", default=None)
 
 
 @bp.activity_trigger(input_name="request")

@@ -20,11 +20,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from adapters.datasets import DatasetVersion
     from composition import Services
     from local.hosting.host import LocalFunctionsHost
     from local.hosting.runtime import LocalRuntime
@@ -51,7 +53,7 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _http(url: str, body: Any = None, method: str | None = None) -> tuple[int, Any]:
+def http_json(url: str, body: Any = None, method: str | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"the demo only calls the local host, not {url}")
@@ -91,42 +93,65 @@ def upload_drops(services: Services, folder: Path) -> dict[str, str]:
     return names
 
 
+def wait_for_versions(
+    services: Services, names: Mapping[str, str], stop: threading.Event, timeout: float = 600
+) -> dict[str, DatasetVersion]:
+    """Block until the blob trigger registered a dataset version for every uploaded blob
+    (source → blob name); returns each source's version. ``DemoStopped`` when ``stop`` is set,
+    ``TimeoutError`` after ``timeout`` seconds."""
+    assert services.datasets is not None
+    deadline = time.monotonic() + timeout
+    found: dict[str, DatasetVersion] = {}
+    while len(found) < len(names):
+        for source, blob in names.items():
+            if source not in found:
+                mine = [
+                    v
+                    for v in services.datasets.versions(source)
+                    if v.input_name == blob or v.input_name.endswith(f"/{blob}")
+                ]
+                if mine:
+                    found[source] = mine[-1]
+        if time.monotonic() > deadline:
+            waiting = sorted(set(names) - set(found))
+            raise TimeoutError(f"conditioning did not finish: waiting for {waiting}")
+        if len(found) < len(names) and stop.wait(0.5):
+            raise DemoStopped
+    return found
+
+
 def wait_for_conditioning(
     services: Services, names: dict[str, str], stop: threading.Event, timeout: float = 300
 ) -> dict[str, Any]:
-    """Block until every uploaded blob has a registered dataset version."""
-    assert services.datasets is not None
-    deadline = time.monotonic() + timeout
-    done: dict[str, Any] = {}
-    while len(done) < len(names):
-        for source, blob in names.items():
-            if source in done:
-                continue
-            for version in services.datasets.versions(source):
-                if version.input_name.endswith(blob):
-                    done[source] = version
-                    _say(
-                        f"  {source:<13} {version.status:<12} rows in {version.rows_in:>6}  "
-                        f"out {version.rows_out:>6}  rejected {version.rows_rejected:>4}"
-                    )
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"conditioning did not finish: waiting for {set(names) - set(done)}")
-        _wait(stop, 0.5)
-    return done
+    """Block until every uploaded blob has a registered dataset version; say each."""
+    done = wait_for_versions(services, names, stop, timeout)
+    for source, version in done.items():
+        _say(
+            f"  {source:<13} {version.status:<12} rows in {version.rows_in:>6}  "
+            f"out {version.rows_out:>6}  rejected {version.rows_rejected:>4}"
+        )
+    return dict(done)
 
 
 def poll_like_adf(
-    status_url: str, stop: threading.Event, label: str, timeout: float = 900
+    url: str,
+    stop: threading.Event,
+    label: str,
+    timeout: float = 900,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Until runtimeStatus is terminal: Wait, then a Web activity GET on the status endpoint.
 
     ``timeout`` bounds the time without progress (no change in status or custom status), not
     the whole run: a busy machine trains slower, but a run that stalls still ends the demo.
+    ``on_status`` sees every status body read.
     """
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        _, body = _http(status_url)
+        _, body = http_json(url)
+        if on_status is not None and isinstance(body, dict):
+            on_status(body)
         status = (body or {}).get("runtimeStatus", "")
         custom = (body or {}).get("customStatus") or {}
         custom = custom if isinstance(custom, dict) else {}
@@ -143,7 +168,7 @@ def poll_like_adf(
     raise TimeoutError(f"{label} made no progress in {timeout:.0f}s")
 
 
-def _status_url(host: LocalFunctionsHost, key: str, instance: str) -> str:
+def status_url(host: LocalFunctionsHost, key: str, instance: str) -> str:
     """The app's own status endpoint (function key), which the ADF pipeline polls."""
     return f"{host.base_url}/api/orchestrations/{instance}?code={key}"
 
@@ -158,7 +183,7 @@ def _progress(custom: dict[str, Any]) -> str:
     return f"{custom['finished']}/{custom['segments']} finished" + (f": {counts}" if counts else "")
 
 
-def _management_url(runtime: LocalRuntime, instance: str) -> str:
+def management_url(runtime: LocalRuntime, instance: str) -> str:
     assert runtime.host is not None
     key = runtime.host.keys.system_keys["durabletask_extension"]
     return f"{runtime.host.base_url}/runtime/webhooks/durabletask/instances/{instance}?code={key}"
@@ -192,21 +217,23 @@ def _run(runtime: LocalRuntime, stop: threading.Event, services: Services) -> di
 
     _say("\n== 2. Azure Data Factory starts training (Azure Function activity)")
     body = {"regions": list(REGIONS), "week": week.isoformat(), "scoring_date": week.isoformat()}
-    status, payload = _http(f"{host.base_url}/api/orchestrations/train?code={key}", body, "POST")
+    status, payload = http_json(
+        f"{host.base_url}/api/orchestrations/train?code={key}", body, "POST"
+    )
     _say(f"  POST /api/orchestrations/train -> {status}, instance {payload.get('id')}")
     _say("  polling GET /api/orchestrations/{id} like the ADF Until loop:")
 
     _say("\n== 3. Meanwhile, a region onboarded before its data arrived is trained too")
     failing_body = {"segments": [f"{MISSING_REGION}-large-fast"], "week": week.isoformat()}
-    f_status, failing = _http(
+    f_status, failing = http_json(
         f"{host.base_url}/api/orchestrations/train?code={key}", failing_body, "POST"
     )
     _say(f"  POST /api/orchestrations/train -> {f_status}, instance {failing.get('id')}")
 
     # Twelve segments train in one batch, so the run's status moves only when all are done:
     # allow for a busy two-core machine (about 14 minutes measured under load).
-    train = poll_like_adf(_status_url(host, key, payload["id"]), stop, "train", timeout=2400)
-    failed_run = poll_like_adf(_status_url(host, key, failing["id"]), stop, "train r99")
+    train = poll_like_adf(status_url(host, key, payload["id"]), stop, "train", timeout=2400)
+    failed_run = poll_like_adf(status_url(host, key, failing["id"]), stop, "train r99")
 
     output = train.get("output")
     if not isinstance(output, dict):  # a failed orchestration's output is its error
@@ -219,7 +246,7 @@ def _run(runtime: LocalRuntime, stop: threading.Event, services: Services) -> di
         if not result.get("model_version"):
             continue
         instance = f"model_test-{result['model_name']}-{result['model_version']}"
-        tests[segment] = poll_like_adf(_management_url(runtime, instance), stop, instance)
+        tests[segment] = poll_like_adf(management_url(runtime, instance), stop, instance)
 
     _say("\n== 5. Alerts")
     # Failures are recorded in the outbox; its timer (every minute) sends the email.

@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 from forecasting import many, mlflow_model
-from forecasting.models import TrainConfig
+from forecasting.metrics import MIN_ACTUAL
+from forecasting.models import TrainConfig, parse_members, single_threaded
 from forecasting.schema import model_name
 from forecasting.step_common import read_json, slug
 
@@ -32,13 +33,22 @@ def init() -> None:
     parser.add_argument("--epochs", type=int, default=0)
     parser.add_argument("--max_mape", type=float, default=0.45)
     parser.add_argument("--model_prefix", default="forecast")
+    parser.add_argument("--min_actual", type=float, default=MIN_ACTUAL, help="MAPE's row filter")
+    parser.add_argument("--members", default="default", help="default, all or a comma list")
     args, _ = parser.parse_known_args()
+    # Each worker is one of max_concurrency_per_instance processes on the node: torch's and
+    # the native pools' own threads on top of them only make the workers wait on each other.
+    single_threaded()
     meta = read_json(Path(args.features) / "meta.json")
     _state.update(
         args=args,
         exog=list(meta["exog"]),
         config=TrainConfig(
-            seed=args.seed, epochs=args.epochs or None, horizon=int(meta.get("horizon", 13))
+            seed=args.seed,
+            epochs=args.epochs or None,
+            horizon=int(meta.get("horizon", 13)),
+            members=parse_members(args.members),
+            min_actual=args.min_actual,
         ),
         champions={},
     )

@@ -142,6 +142,7 @@ def test_train_test_and_score_pipelines(
     assert version.tags["beats_seasonal_naive"] == str(seg["gate"]["beats_seasonal_naive"]).lower()
     assert json.loads(version.tags["ensemble_weights"]) == pytest.approx(seg["weights"])
     assert version.tags["diverged_members"] == ""
+    assert metrics["min_actual"] == 1.0 and version.tags["min_actual"] == "1"  # the default
 
     events = receiver.events()
     assert all("functionName=on_aml_event" in q for q in receiver.queries)
@@ -166,8 +167,9 @@ def test_train_test_and_score_pipelines(
     # offline test of one version: verdict recorded as tags
     test_job = executor.submit(
         PIPELINES / "model_test.yml",
-        {**data_inputs(demo_data), "model_name": "forecast-north-large-fast", "model_version": "1"},
-    )
+        {**data_inputs(demo_data), "model_name": "forecast-north-large-fast", "model_version": "1",
+         "min_actual": "2"},
+    )  # fmt: skip
     tested = executor.run(test_job.name)
     assert tested.status == "Completed", tested.error
     verdict = json.loads((Path(tested.outputs["metrics"]) / "metrics.json").read_text())
@@ -178,6 +180,7 @@ def test_train_test_and_score_pipelines(
         verdict["seasonal_naive"]["mape"], rel=1e-5
     )
     assert tags["test_beats_seasonal_naive"] == str(verdict["beats_seasonal_naive"]).lower()
+    assert verdict["min_actual"] == 2.0 and tags["test_min_actual"] == "2"  # the input, threaded
 
     # scoring uses champions only and flags stale ones
     registry.set_alias("forecast-north-large-fast", "champion", "1")
@@ -214,7 +217,8 @@ def test_train_many_is_valid_azure_ml_yaml_and_its_models_score(
 
     tracking = sqlite_tracking_uri(tmp_path / "mlflow")
     executor = LocalExecutor(tmp_path / "aml", tracking_uri=tracking)
-    inputs = {**data_inputs(demo_data), "store_format": "large", "epochs": "4"}
+    inputs = {**data_inputs(demo_data), "store_format": "large", "epochs": "4", "min_actual": "2",
+              "members": "baseline,seasonal_naive,direct"}  # fmt: skip
     record = executor.run(executor.submit(PIPELINES / "train_many.yml", inputs).name)
     assert record.status == "Completed", record.error
 
@@ -226,6 +230,8 @@ def test_train_many_is_valid_azure_ml_yaml_and_its_models_score(
     seg = metrics["segments"]["north/large/fast"]
     assert set(seg["ensemble"]) >= {"mape", "rmse_zero", "rmse_all"}
     assert seg["gate"]["verdict"] in ("pass", "fail")
+    assert metrics["min_actual"] == 2.0  # every partition measured with the pipeline's input
+    assert seg["seasonal_growth"] is None and seg["direct"] is not None  # the members asked for
 
     registered = json.loads((Path(record.outputs["registered"]) / "registered.json").read_text())
     names = sorted(m["name"] for m in registered["models"])
@@ -234,6 +240,7 @@ def test_train_many_is_valid_azure_ml_yaml_and_its_models_score(
     version = registry.get("forecast-north-large-fast", "1")
     assert version.metrics["ensemble_mape"] == pytest.approx(seg["ensemble"]["mape"], rel=1e-5)
     assert float(version.tags["ensemble_wmae"]) == pytest.approx(seg["ensemble"]["wmae"], rel=1e-5)
+    assert version.tags["min_actual"] == "2"
 
     # The many-models version is an ordinary champion to the score pipeline.
     registry.set_alias("forecast-north-large-fast", "champion", "1")

@@ -2,8 +2,9 @@
 forecast, each ensemble member, the ensemble and the current champion on the same holdout,
 plus the gate verdict (with whether the candidate also beats seasonal naive), the ensemble's
 weights, and the members that diverged in training. Every measure is ``metrics``' (one
-definition for the gate, the model test, the dashboard and the benchmark). Writes
-``metrics.json``."""
+definition for the gate, the model test, the dashboard and the benchmark), MAPE over the rows
+of at least ``--min_actual`` units, which ``metrics.json`` records (as ``min_actual``) for the
+register step to tag and the dashboard to apply. Writes ``metrics.json``."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ def _champion_forecast(name: str, frame: pd.DataFrame) -> tuple[str | None, pd.S
     return str(version.version), mlflow_model.predict(model, frame)["ensemble"]
 
 
-def evaluate(features: Path, models: Path, max_mape: float) -> dict[str, Any]:
+def evaluate(
+    features: Path, models: Path, max_mape: float, min_actual: float = metrics.MIN_ACTUAL
+) -> dict[str, Any]:
+    min_actual = metrics.check_min_actual(min_actual)
     holdout = pd.read_csv(
         features / "holdout.csv",
         parse_dates=["week_start"],
@@ -40,7 +44,7 @@ def evaluate(features: Path, models: Path, max_mape: float) -> dict[str, Any]:
     )
     index = read_json(models / "index.json")
     by_segment = {m["segment"]: m for m in index["models"]}
-    result: dict[str, Any] = {"segments": {}, "max_mape": max_mape}
+    result: dict[str, Any] = {"segments": {}, "max_mape": max_mape, "min_actual": min_actual}
     pooled: dict[str, list[pd.Series]] = {c: [] for c in COMPONENTS}
     actuals: list[pd.Series] = []
     holidays: list[pd.Series] = []
@@ -53,13 +57,13 @@ def evaluate(features: Path, models: Path, max_mape: float) -> dict[str, Any]:
         forecast = mlflow_model.predict(model, group)
         holiday = group.get("holiday")
         seg: dict[str, Any] = {
-            c: metrics.summarize(group["quantity"], forecast[c], holiday)
+            c: metrics.summarize(group["quantity"], forecast[c], holiday, min_actual)
             for c in COMPONENTS
             if c in forecast
         }
         champion_version, champion = _champion_forecast(str(entry["model_name"]), group)
         seg["champion"] = (
-            metrics.summarize(group["quantity"], champion, holiday)
+            metrics.summarize(group["quantity"], champion, holiday, min_actual)
             if champion is not None
             else None
         )
@@ -103,7 +107,7 @@ def evaluate(features: Path, models: Path, max_mape: float) -> dict[str, Any]:
         actual = pd.concat(actuals)
         flags = pd.concat(holidays)
         result["overall"] = {
-            c: metrics.summarize(actual, pd.concat(pooled[c]), flags)
+            c: metrics.summarize(actual, pd.concat(pooled[c]), flags, min_actual)
             for c in COMPONENTS
             if len(pooled[c]) == len(actuals)
         }
@@ -132,9 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", required=True)
     parser.add_argument("--models", required=True)
     parser.add_argument("--max_mape", type=float, default=gate.MAX_MAPE)
+    parser.add_argument(
+        "--min_actual", type=float, default=metrics.MIN_ACTUAL,
+        help="MAPE counts the rows whose actual is at least this, in the data's unit",
+    )  # fmt: skip
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    result = evaluate(Path(args.features), Path(args.models), args.max_mape)
+    result = evaluate(Path(args.features), Path(args.models), args.max_mape, args.min_actual)
     with mlflow_run() as run_ctx:
         if run_ctx is not None:
             _log(result)

@@ -215,8 +215,12 @@ def join_inputs(
         raise InputError("shipments has no rows with a numeric quantity")
     ship = ship.groupby([*SERIES, "week_start"], as_index=False)["quantity"].sum()
     master = stores.loc[:, list(STORES)].drop_duplicates("store_id").copy()
+    no_zip = master["zip"].isna() | (master["zip"].astype(str).str.strip() == "")
     for column in ("store_id", "zip", "region"):
         master[column] = master[column].astype(str)
+    # A store without a zip code (Walmart's stores have none) gets weather recorded for the
+    # store itself: its weather key is the store, never one shared "nan" zip.
+    master.loc[no_zip, "zip"] = "store:" + master.loc[no_zip, "store_id"]
     master["format"] = master["format"].astype(str).str.lower()
     # Region ids are case-insensitive: segment keys, model names and orchestrator inputs use
     # the lower-case form whatever a vendor's store master spells.
@@ -271,6 +275,29 @@ def future_weeks(
     keys = history.drop_duplicates(list(SERIES))[[*SERIES, "region", "format", "zip", "velocity"]]
     weeks = pd.DataFrame({"week_start": [first + pd.Timedelta(days=7 * i) for i in range(horizon)]})
     return keys.merge(weeks, how="cross")
+
+
+def requested_weeks(
+    horizon: pd.DataFrame, history: pd.DataFrame, start: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """The rows a forecast request (a conditioned ``horizon``) asks for, from ``start`` on.
+
+    Each row gets its store's region, format and zip from ``history`` (a store the history
+    does not know belongs to no segment and is left out) and its product's velocity as
+    ``assign_velocity`` labels it on ``history`` (``slow`` for a product never seen in that
+    region and format). Series without history are kept: the request asks for them.
+    """
+    require(horizon, (*SERIES, "week_start"), "horizon")
+    rows = horizon.loc[:, [*SERIES, "week_start"]].copy()
+    rows["store_id"] = rows["store_id"].astype(str)
+    rows["product_id"] = rows["product_id"].astype(str)
+    rows["week_start"] = pd.to_datetime(rows["week_start"]).dt.normalize()
+    if start is not None:
+        rows = rows[rows["week_start"] >= pd.Timestamp(start)]
+    stores = history.drop_duplicates("store_id")[["store_id", "region", "format", "zip"]]
+    rows = rows.drop_duplicates().merge(stores, on="store_id", how="inner")
+    rows["velocity"] = assign_velocity(rows, history).to_numpy()
+    return rows.sort_values([*SERIES, "week_start"]).reset_index(drop=True)
 
 
 # -- features as of a forecast origin -------------------------------------------------------

@@ -111,9 +111,12 @@ def write_partitions(
 # -- one partition ---------------------------------------------------------------------------
 
 
-def _sums(actual: np.ndarray, forecast: np.ndarray, holiday: np.ndarray) -> dict[str, float]:
-    """Sums from which every measure of ``metrics`` pools exactly."""
-    big = metrics.mape_rows(actual)
+def _sums(
+    actual: np.ndarray, forecast: np.ndarray, holiday: np.ndarray, min_actual: float
+) -> dict[str, float]:
+    """Sums from which every measure of ``metrics`` pools exactly (MAPE's over the rows of at
+    least ``min_actual``)."""
+    big = metrics.mape_rows(actual, min_actual)
     zero = actual == 0
     weight = np.where(holiday, metrics.HOLIDAY_WEIGHT, 1.0)
     return {
@@ -153,7 +156,8 @@ def train_partition(
 ) -> tuple[SegmentForecaster | None, dict[str, Any]]:
     """Fit one partition on its history rows (``split`` = train: the joined rows, from which
     training origins are stacked) and judge it on its holdout rows (features as of the
-    origin, written by prep): the gate, per partition."""
+    origin, written by prep): the gate, per partition, with MAPE over the rows of at least
+    ``config.min_actual`` (recorded in the row)."""
     train = frame[frame[SPLIT] == "train"]
     holdout = frame[frame[SPLIT] == "holdout"]
     first = frame.iloc[0]
@@ -163,6 +167,7 @@ def train_partition(
         "segment": segment,
         "train_rows": len(train),
         "holdout_rows": len(holdout),
+        "min_actual": config.min_actual,
     }
     if train.empty or holdout.empty:
         row["gate"] = {"passed": False, "reasons": ["no train or no holdout rows"]}
@@ -176,16 +181,16 @@ def train_partition(
             continue
         values = forecast[component].to_numpy(dtype=float)
         row[component] = {
-            **metrics.summarize(actual, values, holiday),
-            "sums": _sums(actual, values, holiday),
+            **metrics.summarize(actual, values, holiday, config.min_actual),
+            "sums": _sums(actual, values, holiday, config.min_actual),
         }
     champion_mape = None
     if champion is not None:
         predicted = pd.DataFrame(champion.predict(holdout), index=holdout.index)["ensemble"]
         values = predicted.to_numpy(dtype=float)
         row["champion"] = {
-            **metrics.summarize(actual, values, holiday),
-            "sums": _sums(actual, values, holiday),
+            **metrics.summarize(actual, values, holiday, config.min_actual),
+            "sums": _sums(actual, values, holiday, config.min_actual),
         }
         champion_mape = row["champion"]["mape"]
     verdict = gate.gate(row["ensemble"]["mape"], row["baseline"]["mape"], champion_mape, max_mape)
@@ -207,12 +212,20 @@ def summarise(rows: Iterable[Mapping[str, Any]], max_mape: float) -> dict[str, A
 
     Segment metrics pool every partition's holdout rows (exactly, from the sums); the
     segment's own gate applies the same rule to the pooled metrics. ``partitions`` says how
-    many partitions passed their own gate and which failed worst.
+    many partitions passed their own gate and which failed worst. ``min_actual`` is the MAPE
+    row filter the partitions were measured with (one for all of them).
     """
     by_segment: dict[str, list[Mapping[str, Any]]] = {}
+    thresholds: set[float] = set()
     for row in rows:
         by_segment.setdefault(str(row["segment"]), []).append(row)
-    result: dict[str, Any] = {"segments": {}, "max_mape": max_mape, "kind": "many_models"}
+        if row.get("min_actual") is not None:
+            thresholds.add(float(row["min_actual"]))
+    if len(thresholds) > 1:
+        raise ValueError(f"partitions measured MAPE with different min_actual {sorted(thresholds)}")
+    min_actual = thresholds.pop() if thresholds else metrics.MIN_ACTUAL
+    result: dict[str, Any] = {"segments": {}, "max_mape": max_mape, "kind": "many_models",
+                              "min_actual": min_actual}  # fmt: skip
     for segment, members in sorted(by_segment.items()):
         trained = [r for r in members if r.get("ensemble")]
         seg: dict[str, Any] = {}

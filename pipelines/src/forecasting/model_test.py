@@ -2,7 +2,9 @@
 
 Passes when the version's MAPE is at most the threshold (0.45) and below the historical
 average's on the same rows; whether it also beats seasonal naive is recorded, not required.
-Records the verdict as tags on the version and in ``verdict.json``.
+MAPE counts the rows of at least ``--min_actual`` units (``metrics``' one definition).
+Records the verdict (and that threshold, ``test_min_actual``) as tags on the version and in
+``verdict.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from . import gate, metrics, mlflow_model
 from .step_common import write_json
 
 
-def test_model(features: Path, name: str, version: str, max_mape: float) -> dict[str, Any]:
+def test_model(
+    features: Path, name: str, version: str, max_mape: float,
+    min_actual: float = metrics.MIN_ACTUAL,
+) -> dict[str, Any]:  # fmt: skip
+    min_actual = metrics.check_min_actual(min_actual)
     holdout = pd.read_csv(
         features / "holdout.csv",
         parse_dates=["week_start"],
@@ -39,12 +45,14 @@ def test_model(features: Path, name: str, version: str, max_mape: float) -> dict
         raise ValueError(f"no holdout rows for segment {segment!r} of {name}:{version}")
     forecast = mlflow_model.predict(mlflow_model.load(f"models:/{name}/{version}"), holdout)
     holiday = holdout.get("holiday")
-    model_metrics = metrics.summarize(holdout["quantity"], forecast["ensemble"], holiday)
-    baseline = metrics.summarize(holdout["quantity"], forecast["baseline"], holiday)
+    model_metrics = metrics.summarize(
+        holdout["quantity"], forecast["ensemble"], holiday, min_actual
+    )
+    baseline = metrics.summarize(holdout["quantity"], forecast["baseline"], holiday, min_actual)
     # Models saved before seasonal naive was a member forecast it from the same features.
     naive_forecast = forecast.get("seasonal_naive", holdout.get("lag52"))
     naive = (
-        metrics.summarize(holdout["quantity"], naive_forecast, holiday)
+        metrics.summarize(holdout["quantity"], naive_forecast, holiday, min_actual)
         if naive_forecast is not None
         else None
     )
@@ -62,6 +70,7 @@ def test_model(features: Path, name: str, version: str, max_mape: float) -> dict
         "test_rmse_all": f"{model_metrics['rmse_all']:.6g}",
         "tested_at": tested_at,
         "test_reasons": "; ".join(verdict.reasons),
+        "test_min_actual": f"{min_actual:g}",
     }
     if naive is not None:
         tags["test_seasonal_naive_mape"] = f"{naive['mape']:.6g}"
@@ -80,6 +89,7 @@ def test_model(features: Path, name: str, version: str, max_mape: float) -> dict
         "baseline": baseline,
         "seasonal_naive": naive,
         "beats_seasonal_naive": verdict.beats_seasonal_naive,
+        "min_actual": min_actual,
         "tested_at": tested_at,
     }
 
@@ -90,13 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_name", required=True)
     parser.add_argument("--model_version", required=True)
     parser.add_argument("--max_mape", type=float, default=gate.MAX_MAPE)
+    parser.add_argument(
+        "--min_actual", type=float, default=metrics.MIN_ACTUAL,
+        help="MAPE counts the rows whose actual is at least this, in the data's unit",
+    )  # fmt: skip
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     if not mlflow_model.tracking_enabled():
         raise RuntimeError(
             "model_test needs an MLflow tracking server (MLFLOW_TRACKING_URI is not set)"
         )
-    result = test_model(Path(args.features), args.model_name, args.model_version, args.max_mape)
+    result = test_model(
+        Path(args.features), args.model_name, args.model_version, args.max_mape, args.min_actual
+    )
     write_json(Path(args.output) / "metrics.json", result)
     outcome = "passed" if result["passed"] else "failed"
     print(f"model_test: {args.model_name}:{args.model_version} {outcome}")

@@ -79,6 +79,24 @@ DIRECT_RATIO_MAX = 10.0  # the direct model's target, the quantity over the leve
 FORMAT = 3
 
 
+def parse_members(text: str) -> tuple[str, ...]:
+    """The members a ``members`` step input names: ``default`` (``DEFAULT_MEMBERS``), ``all``
+    (every one of ``MEMBERS``) or a comma-separated subset of ``MEMBERS``."""
+    word = text.strip().lower()
+    if word == "default":
+        return DEFAULT_MEMBERS
+    if word == "all":
+        return MEMBERS
+    chosen = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = sorted(set(chosen) - set(MEMBERS))
+    if unknown or not chosen:
+        raise ValueError(
+            f"members {text!r}: name default, all, or some of {', '.join(MEMBERS)}"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    return chosen
+
+
 def single_threaded() -> None:
     """One compute thread for torch and the native pools (OpenMP, BLAS) scikit-learn uses.
 
@@ -120,6 +138,12 @@ class TrainConfig:
     direct_leaves: int = 31
     direct_min_leaf: int = 50
     backend: str = "lightgbm"  # or "hgb" (scikit-learn), measured slower at the same trees
+    # MAPE's row filter in the data's unit (``metrics``): what validation, the divergence
+    # check, the ensemble weights and the direct model's loss weights count as a MAPE row.
+    min_actual: float = metrics.MIN_ACTUAL
+
+    def __post_init__(self) -> None:
+        self.min_actual = metrics.check_min_actual(self.min_actual)
 
     def epochs_for(self, rows: int) -> int:
         if self.epochs is not None:
@@ -343,13 +367,16 @@ class _CountMember:
         return {"iterations": self.iterations, "dropped_inputs": self.guard.dropped}
 
 
-def mape_weights(quantity: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def mape_weights(
+    quantity: np.ndarray, scale: np.ndarray, min_actual: float = metrics.MIN_ACTUAL
+) -> np.ndarray:
     """Sample weights that make an absolute error on ``quantity / scale`` the row's
-    percentage error: ``scale / quantity`` on the rows MAPE counts (at most ``1 /
-    WEIGHT_FLOOR``: a week far below the series' level must not outweigh ten normal ones),
-    and a neutral 1 on the weeks it leaves out, so zero weeks still pull a slow mover down."""
+    percentage error: ``scale / quantity`` on the rows MAPE counts (|quantity| ≥
+    ``min_actual``; at most ``1 / WEIGHT_FLOOR``: a week far below the series' level must not
+    outweigh ten normal ones), and a neutral 1 on the weeks it leaves out, so zero weeks
+    still pull a slow mover down."""
     ratio = np.asarray(quantity, dtype=np.float64) / np.asarray(scale, dtype=np.float64)
-    counted = metrics.mape_rows(quantity)
+    counted = metrics.mape_rows(quantity, min_actual)
     out: np.ndarray = np.where(counted, 1.0 / np.clip(np.abs(ratio), WEIGHT_FLOOR, None), 1.0)
     return out
 
@@ -406,11 +433,11 @@ class _DirectMember:
             )
         return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
 
-    @staticmethod
-    def _target(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _target(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         scale = direct_scale(frame)
         quantity = frame["quantity"].to_numpy(dtype=np.float64)
-        return np.clip(quantity / scale, 0.0, DIRECT_RATIO_MAX), mape_weights(quantity, scale)
+        weights = mape_weights(quantity, scale, self.config.min_actual)
+        return np.clip(quantity / scale, 0.0, DIRECT_RATIO_MAX), weights
 
     def fit(self, train: pd.DataFrame, validation: pd.DataFrame | None) -> None:
         if train.empty:
@@ -551,6 +578,7 @@ def select_weights(
     forecasts: Mapping[str, np.ndarray],
     actual: np.ndarray,
     steps: int = 20,
+    min_actual: float = metrics.MIN_ACTUAL,
 ) -> tuple[dict[str, float], float]:
     """Ensemble weights by greedy forward selection with replacement (Caruana et al., 2004).
 
@@ -563,7 +591,7 @@ def select_weights(
         raise Diverged("no member produced finite forecasts")
 
     def score(values: np.ndarray) -> float:
-        value = metrics.mape(actual, values)
+        value = metrics.mape(actual, values, min_actual)
         return value if math.isfinite(value) else math.inf
 
     singles = {n: score(forecasts[n]) for n in names}
@@ -813,8 +841,9 @@ def _validate_segment(
     """The segment's divergence checks and ensemble weights on its validation rows."""
     actual = check["quantity"].to_numpy(dtype=np.float64)
     holiday = check["holiday"].to_numpy() if "holiday" in check else None
+    min_actual = forecaster.config.min_actual
     baseline = predictions.get("baseline")
-    reference = math.nan if baseline is None else metrics.mape(actual, baseline)
+    reference = math.nan if baseline is None else metrics.mape(actual, baseline, min_actual)
     healthy: dict[str, np.ndarray] = {}
     for name in names:
         report = forecaster.reports[name] = MemberReport(name, settings=dict(settings[name]))
@@ -825,7 +854,7 @@ def _validate_segment(
             if not np.isfinite(forecast).all():
                 report.reason = "forecasts are not finite"
             elif len(actual):
-                report.validation = metrics.summarize(actual, forecast, holiday)
+                report.validation = metrics.summarize(actual, forecast, holiday, min_actual)
                 mape = report.validation["mape"]
                 if (
                     math.isfinite(reference)
@@ -842,10 +871,12 @@ def _validate_segment(
     if not len(actual) or not healthy:
         forecaster.weights = {"baseline": 1.0}
     else:
-        forecaster.weights, _ = select_weights(healthy, actual, forecaster.config.ensemble_steps)
+        forecaster.weights, _ = select_weights(
+            healthy, actual, forecaster.config.ensemble_steps, min_actual
+        )
         ensemble = sum(w * healthy[n] for n, w in forecaster.weights.items())
         forecaster.ensemble_validation = metrics.summarize(
-            actual, np.asarray(ensemble, dtype=np.float64), holiday
+            actual, np.asarray(ensemble, dtype=np.float64), holiday, min_actual
         )
     for name, weight in forecaster.weights.items():
         forecaster.reports[name].weight = weight
@@ -956,6 +987,7 @@ class SegmentForecaster:
             "categorical_features": list(CATEGORICAL),
             "known_ahead": getattr(self, "known_ahead", []),
             "horizon": getattr(self, "horizon", None),
+            "min_actual": self.config.min_actual,
             "origins": getattr(self, "origin_plan", {}),
             "trained_rows": self.trained_rows,
             "validated": self.validated,

@@ -108,7 +108,7 @@ class _NetMember:
                 continue
             assert validation is not None
             forecast = bounded(self._forward(net, validation), validation)
-            score = metrics.mape(validation["quantity"], forecast)
+            score = metrics.mape(validation["quantity"], forecast, config.min_actual)
             score = score if math.isfinite(score) else math.inf
             self.validation_curve.append(score)
             if score < best - 1e-6:

@@ -6,9 +6,13 @@ from every series of the inputs (the context): the direct model is one model acr
 train / model_test mode: ``history.csv`` — the context's joined rows before the holdout (the
 train step stacks training and validation origins from them) — and ``holdout.csv``: the
 segment's last N weeks with features as of the origin (the history's last week).
-score mode: ``future.csv`` — the next N weeks from the scoring date for the segment's series,
-with features as of the origin, the holiday calendar and the event calendar joined to each
-future week directly.
+score mode: ``future.csv`` — the rows to forecast with features as of the origin (the last
+week before the scoring date), the holiday calendar and the event calendar joined to each
+future week directly: the next N weeks from the scoring date for the segment's series or,
+given a conditioned forecast request (``--horizon``), exactly the segment's rows it asks for,
+series without history included (they get the neutral features ``features.origin_features``
+gives a series the history never saw). A request's own columns are never features: only
+its keys and weeks are read.
 Always ``meta.json``: the outside columns (and which are known in advance), dataset versions,
 the forecast origin, the horizon the model must cover and the segments.
 """
@@ -45,7 +49,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         history = history.assign(velocity=F.assign_velocity(history))
         segment = F.filter_segment(history, args.region, args.format, args.velocity)
         start = pd.Timestamp(args.scoring_date) if args.scoring_date else None
-        target = F.future_weeks(segment, args.horizon_weeks, start) if len(segment) else segment
+        if args.horizon:
+            requested = F.requested_weeks(F.read_folder(args.horizon), history, start)
+            target = F.filter_segment(requested, args.region, args.format, args.velocity)
+        else:
+            target = F.future_weeks(segment, args.horizon_weeks, start) if len(segment) else segment
         if events is not None and len(target):
             target = target.assign(event_count=F.event_counts(target, events).to_numpy())
         F.build_features(history, target, exog, known_ahead).to_csv(out / "future.csv", index=False)
@@ -68,6 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             ("stores", args.stores),
             ("weather", args.weather),
             ("events", args.events),
+            ("horizon", args.horizon if args.mode == "score" else None),
         )
         if path
     }
@@ -97,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout_weeks", type=int, default=13)
     parser.add_argument("--horizon_weeks", type=int, default=13)
     parser.add_argument("--scoring_date", default=None)
+    parser.add_argument("--horizon", default=None, help="score mode: the requested rows")
     parser.add_argument("--region", default="*")
     parser.add_argument("--format", default="*")
     parser.add_argument("--velocity", default="*")

@@ -1,7 +1,9 @@
 """Register step: each segment's model as a new version in the MLflow registry, tagged with
 segment, dataset versions, code version, trained_at, metrics of every component (the
 historical-average ``baseline`` and ``seasonal_naive`` included), the ensemble's weights,
-the members that diverged, and the gate verdict with whether it beats seasonal naive.
+the members that diverged, the gate verdict with whether it beats seasonal naive, and
+``min_actual``: the MAPE row filter (in the data's unit) those metrics and the gate used, so
+whatever reads the metrics later (the dashboard) applies the same one.
 
 Registration needs a tracking server (Azure ML's, or the local sqlite store); without one the
 step fails rather than pretend. Writes ``registered.json`` (name, version, segment, verdict).
@@ -15,14 +17,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import metrics as M
 from . import mlflow_model
 from .models import COMPONENTS
 from .step_common import read_json, write_json
 
 
 def _tags(
-    entry: dict[str, Any], seg: dict[str, Any], versions: dict[str, str], code_version: str
-) -> dict[str, str]:
+    entry: dict[str, Any], seg: dict[str, Any], versions: dict[str, str], code_version: str,
+    min_actual: float = M.MIN_ACTUAL,
+) -> dict[str, str]:  # fmt: skip
     tags = {
         "segment": str(entry["segment"]),
         "trained_at": str(entry["trained_at"]),
@@ -32,13 +36,14 @@ def _tags(
         "gate_reasons": "; ".join(seg["gate"]["reasons"]),
         "ensemble_weights": json.dumps(seg.get("weights") or {}, sort_keys=True),
         "diverged_members": ", ".join(sorted(seg.get("diverged") or {})),
+        "min_actual": f"{min_actual:g}",
     }
     beats_naive = seg["gate"].get("beats_seasonal_naive")
     if beats_naive is not None:
         tags["beats_seasonal_naive"] = str(bool(beats_naive)).lower()
     for component in (*COMPONENTS, "champion"):
         if seg.get(component):
-            for metric in ("mape", "wape", "wmae", "rmse_zero", "rmse_all"):
+            for metric in M.MEASURES:
                 value = seg[component].get(metric)
                 if value is not None:  # undefined metrics (e.g. no zero actuals) stay untagged
                     tags[f"{component}_{metric}"] = f"{value:.6g}"
@@ -66,7 +71,8 @@ def register(models: Path, metrics_path: Path, code_version: str) -> list[dict[s
             mlflow.log_artifacts(str(models / str(entry["path"])), artifact_path=artifact_path)
             if not client.search_registered_models(f"name = '{name}'"):
                 client.create_registered_model(name)
-            tags = _tags(entry, seg, index.get("dataset_versions", {}), code_version)
+            tags = _tags(entry, seg, index.get("dataset_versions", {}), code_version,
+                         float(metrics.get("min_actual", M.MIN_ACTUAL)))  # fmt: skip
             version = client.create_model_version(
                 name, f"{run.info.artifact_uri}/{artifact_path}", run_id=run.info.run_id, tags=tags
             )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import mlflow_model
+from . import metrics, mlflow_model
 from .models import TrainConfig, single_threaded, train_segments
 from .schema import model_name, segment_name
 from .step_common import mlflow_run, read_json, slug, write_json
@@ -33,7 +33,10 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
     meta = read_json(features / "meta.json")
     history = read_history(features / "history.csv")
     config = TrainConfig(
-        seed=args.seed, epochs=args.epochs or None, horizon=int(meta.get("horizon", 13))
+        seed=args.seed,
+        epochs=args.epochs or None,
+        horizon=int(meta.get("horizon", 13)),
+        min_actual=args.min_actual,
     )
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
                 "origin": str(meta["origin"]),
                 "rows": str(forecaster.trained_rows),
                 "horizon": str(config.horizon),
+                "min_actual": f"{config.min_actual:g}",
             }
             mlflow_model.save(out / slug(segment), forecaster, metadata)
             index.append(
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
 
             mlflow.log_params(
                 {"seed": args.seed, "segments": len(index), "horizon": config.horizon,
-                 "members": ",".join(config.members)}
+                 "members": ",".join(config.members), "min_actual": config.min_actual}
             )  # fmt: skip
     write_json(out / "index.json", {"models": index, "dataset_versions": meta["dataset_versions"]})
     return index
@@ -86,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=0, help="0: chosen from the data size")
     parser.add_argument("--model_prefix", default="forecast")
+    parser.add_argument(
+        "--min_actual", type=float, default=metrics.MIN_ACTUAL,
+        help="MAPE's row filter (data units) that validation, the weights and the loss use",
+    )  # fmt: skip
     parser.add_argument("--trained_at", default="", help="ISO timestamp; default now")
     args = parser.parse_args(argv)
     single_threaded()

@@ -56,7 +56,25 @@ def test_golden_case(name: str, run_cli: RunCli) -> None:
 
 def test_there_are_golden_cases_for_every_source() -> None:
     sources = {json.loads((GOLDEN / c / "case.json").read_text())["source"] for c in CASES}
-    assert sources == {"shipments", "weather", "demographics", "returns", "events", "stores"}
+    assert sources == {
+        "shipments", "weather", "demographics", "returns", "events", "stores", "horizon"
+    }  # fmt: skip
+
+
+# A forecast request with one defect of each kind a requester makes: a date that is no date,
+# a week beyond two years after as-of, a missing product, an identifier with a space, and the
+# same week asked for twice.
+HORIZON_INPUT = """week_start,store_id,product_id
+2025-07-02,S0001,P000001
+2025-07-09,S0001,P000001
+2025-07-16,S0001,P000001
+2025-07-16,S0002,P000001
+07/23/2025,S0002,P000001
+2027-07-05,S0002,P000001
+2025-07-23,S0002,
+2025-07-23,S 0002,P000002
+2025-07-09,S0001,P000001
+"""
 
 
 def regenerate() -> None:
@@ -92,6 +110,7 @@ def regenerate() -> None:
         "returns_parquet": ("returns", "input.parquet", lambda p: write_returns_parquet(p, SPEC)),
         "events_jsonl": ("events", "input.jsonl", lambda p: write_events_jsonl(p, SPEC)),
         "stores_standard": ("stores", "input.csv", lambda p: write_stores(p, SPEC)),
+        "horizon_standard": ("horizon", "input.csv", lambda p: p.write_text(HORIZON_INPUT)),
     }
     for name, (source, file_name, make) in makers.items():
         case = GOLDEN / name

@@ -95,3 +95,20 @@ def test_features_become_holiday_and_markdown_events(walmart: Path, tmp_path: Pa
     assert m["records_out"] == table.num_rows == holidays + markdowns
     types = table["event_type"].to_pylist()
     assert (types.count("holiday"), types.count("markdown")) == (holidays, markdowns)
+
+
+def test_test_weeks_become_the_forecast_horizon_with_kaggle_ids(
+    walmart: Path, tmp_path: Path
+) -> None:
+    result = _run(walmart / "test.csv", "horizon", tmp_path)
+    m = result.manifest
+    assert m["mapping"]["name"] == "horizon_walmart"
+    assert (m["rows_in"], m["rows_out"], m["rows_rejected"]) == (115_064, 115_064, 0)
+    table = _table(result)
+    raw = _raw(walmart / "test.csv")
+    ids = {f"{r['Store']}_{r['Dept']}_{r['Date']}" for r in raw}
+    assert set(table["request_id"].to_pylist()) == ids  # one answer per competition row
+    weeks = pc.unique(table["week_start"]).to_pylist()
+    assert len(weeks) == 39 and {w.weekday() for w in weeks} == {0}
+    first_friday = min(dt.date.fromisoformat(r["Date"]) for r in raw)
+    assert min(weeks) == first_friday - dt.timedelta(days=4)

@@ -125,3 +125,27 @@ def test_overlap_mape_ignores_weeks_without_both_values_or_below_one_unit() -> N
     )  # fmt: skip
     assert series.overlap_mape() == pytest.approx(0.25)
     assert replace(series, actual={}).overlap_mape() is None
+
+
+def test_scoring_measures_a_forecast_with_the_row_filter_its_model_was_gated_with() -> None:
+    from datetime import date
+
+    w = [date(2024, 5, 6), date(2024, 5, 13)]
+    data = sample_data()
+    series = replace(data.forecasts[0], forecast={w[0]: 110.0, w[1]: 60.0},
+                     actual={w[0]: 100.0, w[1]: 40.0})  # fmt: skip
+    # Model version 2 was registered with min_actual 50 (sales in dollars, say): the $40 week
+    # is not a MAPE week for it, so the page gives |110 - 100| / 100, not (0.1 + 0.5) / 2.
+    models = tuple(
+        replace(m, min_actual=50.0) if (m.model_name, m.version) == (series.model_name, "2")
+        else m
+        for m in data.models
+    )  # fmt: skip
+    gated = replace(data, models=models, forecasts=(series,))
+    assert gated.min_actual_for(series) == 50.0
+    page = render_dashboard(gated)["scoring"]
+    assert "0.100" in page and "0.300" not in page
+    # Without the tag (versions registered before it) the default one unit applies.
+    plain = render_dashboard(replace(data, forecasts=(series,)))["scoring"]
+    assert "0.300" in plain
+    assert "≥ 50" in render_dashboard(gated)["training"]

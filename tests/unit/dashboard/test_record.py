@@ -132,3 +132,68 @@ def test_conditioned_shipments_count_and_become_actuals_of_the_latest_forecasts(
     assert report_health(services, NOW, 60)["hours_since_conditioning"] == pytest.approx(3.0)
     with pytest.raises(NotFoundError):
         record_conditioned(services, "shipments", "never-registered", {})
+
+
+class _CountingLake(InMemoryDataLake):
+    """Counts the blobs opened for reading."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: list[str] = []
+
+    def open(self, container: str, name: str) -> Any:
+        self.opened.append(name)
+        return super().open(container, name)
+
+
+def test_conditioned_shipments_are_not_read_before_anything_was_scored(tmp_path: Path) -> None:
+    services = _services(tmp_path)
+    lake = _CountingLake()
+    services.data_lake = lake
+    assert services.datasets is not None
+    container = services.settings.conditioned_container
+    lake.ensure_container(container)
+    lake.write(container, "shipments/v1/part-00000.csv", b"week_start,store_id,product_id,"
+               b"quantity\n2024-06-03,1,A,8\n")  # fmt: skip
+    services.datasets.register(
+        DatasetVersion(
+            source="shipments", dataset_version="v1", status="conditioned", input_name="s.csv",
+            input_etag="e", input_sha256="x", manifest="", rows_in=1, rows_out=1,
+            files=(f"{container}/shipments/v1/part-00000.csv",),
+            registered_at=NOW.isoformat(),
+        )
+    )  # fmt: skip
+    record_conditioned(services, "shipments", "v1", {})
+    assert lake.opened == []  # a huge first drop is recorded without reading its rows
+
+
+def test_actuals_are_kept_only_for_scored_pairs_from_their_first_forecast_week() -> None:
+    from datetime import date
+
+    from dashboard.summary import read_actual_rows
+
+    lake = InMemoryDataLake()
+    lake.ensure_container("c")
+    rows = (
+        "week_start,store_id,product_id,quantity,quantity_unit\n"
+        '2024-05-27,"1","A",7,"units"\n2024-06-03,"1","A",8,"units"\n'
+        '2024-06-03,"1","B",9,"units"\n2024-06-10,"2","A",,"units"\n'
+        '2024-06-10,"2","A",3.5,"units"\n'
+    )
+    lake.write("c", "shipments/v1/part-00000.csv", rows.encode())
+    wanted = {("1", "A"): date(2024, 6, 3), ("2", "A"): date(2024, 6, 3)}
+    got = read_actual_rows(lake, ["c/shipments/v1/part-00000.csv", "c/x/manifest.json"], "c",
+                           wanted)  # fmt: skip
+    assert got == {("1", "A", date(2024, 6, 3)): 8.0, ("2", "A", date(2024, 6, 10)): 3.5}
+
+
+def test_a_part_without_the_actual_columns_gives_no_actuals() -> None:
+    from datetime import date
+
+    from dashboard.summary import read_actual_rows
+
+    lake = InMemoryDataLake()
+    lake.ensure_container("c")
+    lake.write("c", "shipments/v1/part-00000.csv", b"store_id,value\n1,2\n")
+    wanted = {("1", "A"): date(2024, 6, 3)}
+    assert read_actual_rows(lake, ["c/shipments/v1/part-00000.csv"], "c", wanted) == {}

@@ -86,6 +86,19 @@ def test_model_point_reads_role_gate_and_test_from_the_registry_version() -> Non
     )  # fmt: skip
     assert point.metrics == {"ensemble_mape": 0.2}
     assert model_point(version, role="").role == ""
+    assert point.min_actual is None and point.mape_min_actual == 1.0  # not recorded: 1 unit
+
+
+def test_the_mape_row_filter_a_version_was_gated_with_is_kept_and_never_erased() -> None:
+    tags = {"segment": "n/l/f", "min_actual": "100", "trained_at": "2024-05-01T00:00:00Z"}
+    version = ModelVersion("forecast-n-l-f", "4", tags=tags)
+    doc = fold_model({}, model_point(version))
+    (point,) = models_from(doc)
+    assert point.min_actual == 100.0 and point.mape_min_actual == 100.0
+    # A later event about the version without the tag (a role change) keeps what was known.
+    doc = fold_model(doc, replace(point, min_actual=None, role="champion"))
+    assert models_from(doc)[0].min_actual == 100.0
+    assert model_point(replace(version, tags={"min_actual": "-3"})).min_actual is None
 
 
 def test_jobs_keep_the_latest_and_failures_outlive_them() -> None:

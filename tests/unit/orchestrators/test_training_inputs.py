@@ -88,3 +88,31 @@ def test_without_data_assets_the_input_is_a_folder(tmp_path: Path) -> None:
     services = services_with(tmp_path, with_assets=False)
     drop(services, "2024-01-08")
     assert Path(_data_inputs(services)[0]["shipments"]).is_dir()
+
+
+def test_scoring_takes_the_newest_request_that_still_has_weeks_to_forecast(
+    tmp_path: Path,
+) -> None:
+    from orchestrators.activities import _horizon_for
+
+    services = services_with(tmp_path, with_assets=False)
+    lake = services.data_lake
+    assert services.datasets is not None and services.signals is not None
+    lake.ensure_container("raw")
+    versions = {}
+    for batch, weeks in (("b1", ("2024-03-04", "2024-03-11")), ("b2", ("2024-01-01",))):
+        name = f"horizon/{batch}/request.csv"
+        rows = "".join(f"{w},S0001,P000001\n" for w in weeks)
+        lake.write("raw", name, ("week_start,store_id,product_id\n" + rows).encode())
+        outcome = condition_blob(
+            LakeBlob(lake, "raw", name), lake, conditioned_container="conditioned",
+            quarantine_container="quarantine", registry=services.datasets,
+            signals=services.signals, as_of=dt.date(2024, 1, 1),
+        )  # fmt: skip
+        assert outcome.status == "conditioned" and outcome.dataset_version
+        versions[batch] = outcome.dataset_version
+    found = _horizon_for(services, "2024-03-04")
+    assert found is not None and found.dataset_version == versions["b1"]
+    newest = _horizon_for(services, "2023-12-25")  # both still ahead: the newest request
+    assert newest is not None and newest.dataset_version == versions["b2"]
+    assert _horizon_for(services, "2024-03-18") is None  # every request is behind us

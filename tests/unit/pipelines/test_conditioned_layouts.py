@@ -65,3 +65,44 @@ def test_join_reads_the_conditioned_layouts_and_lowercases_regions() -> None:
     assert list(frame["region"]) == ["r01", "r01"]
     assert list(frame["event_count"]) == [1.0, 1.0]
     assert frame.loc[frame["store_id"] == "S1", "weather_temperature_c"].iat[0] == 3.5
+
+
+def test_weather_recorded_per_store_reaches_stores_without_a_zip() -> None:
+    stores = pd.DataFrame(
+        {"store_id": ["WM-1", "WM-2"], "region": ["walmart"] * 2, "format": ["large", "small"],
+         "zip": [None, None]}
+    )  # fmt: skip
+    shipments = pd.DataFrame(
+        {"store_id": ["WM-1", "WM-2"], "product_id": ["d1", "d1"],
+         "week_start": ["2024-01-01", "2024-01-01"], "quantity": [5, 7]}
+    )  # fmt: skip
+    weather = pd.DataFrame(
+        {"location_type": ["store", "store"], "location_id": ["WM-1", "WM-2"],
+         "date": ["2024-01-01", "2024-01-01"], "observation": ["historical"] * 2,
+         "temperature_c": [10.0, 20.0]}
+    )  # fmt: skip
+    frame, _ = join_inputs(shipments, stores, weather)
+    by_store = dict(zip(frame["store_id"], frame["weather_temperature_c"], strict=True))
+    assert by_store == {"WM-1": 10.0, "WM-2": 20.0}  # not one average over both stores
+
+
+def test_a_forecast_request_is_scored_row_for_row_new_series_included() -> None:
+    from forecasting.features import requested_weeks
+
+    history = pd.DataFrame(
+        {"store_id": ["S1", "S1", "S2", "S2"], "product_id": ["P1", "P2", "P1", "P2"],
+         "week_start": pd.to_datetime(["2024-01-01"] * 4), "quantity": [50.0, 1.0, 60.0, 2.0],
+         "region": ["r01"] * 4, "format": ["large"] * 4, "zip": ["01000"] * 4}
+    )  # fmt: skip
+    horizon = pd.DataFrame(
+        {"store_id": ["S1", "S2", "S2", "S9", "S1"], "product_id": ["P1", "P2", "P3", "P1", "P1"],
+         "week_start": ["2024-01-08", "2024-01-15", "2024-01-15", "2024-01-15", "2023-12-25"]}
+    )  # fmt: skip
+    rows = requested_weeks(horizon, history, pd.Timestamp("2024-01-08"))
+    got = rows[["store_id", "product_id", "velocity", "format"]].to_dict("records")
+    assert got == [
+        {"store_id": "S1", "product_id": "P1", "velocity": "fast", "format": "large"},
+        {"store_id": "S2", "product_id": "P2", "velocity": "slow", "format": "large"},
+        # a department the store never sold: still asked for, labelled slow
+        {"store_id": "S2", "product_id": "P3", "velocity": "slow", "format": "large"},
+    ]  # S9 is no known store; the week before the start is not asked for

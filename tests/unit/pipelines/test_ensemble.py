@@ -4,7 +4,7 @@ validated where it may be: on small data."""
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -14,10 +14,13 @@ from forecasting import metrics, synthetic
 from forecasting.models import (
     BOUND_FACTOR,
     DEFAULT_MEMBERS,
+    MEMBERS,
     EmbeddingNet,
     InputGuard,
     SegmentForecaster,
     TrainConfig,
+    mape_weights,
+    parse_members,
     plan_origins,
     poisson_mape_point,
     select_weights,
@@ -120,6 +123,56 @@ def test_a_future_value_of_a_feature_not_known_ahead_cannot_change_a_forecast(
     # What is known ahead does reach the features: events and planned spend.
     busy = F.build_features(segment.history, holdout.assign(event_count=3.0), exog)
     assert (busy["event_count"] == 3.0).all()
+
+
+def test_a_series_the_history_never_saw_still_gets_a_forecast(
+    trained: SegmentForecaster, segment: Segment
+) -> None:
+    """A forecast request may ask for a product a store never sold (Walmart's test.csv has 11
+    such series): it gets neutral features and a finite, bounded forecast from every member."""
+    rows = segment.test.drop_duplicates("week_start")[["store_id", "product_id", "week_start",
+                                                       "region", "format", "velocity"]]  # fmt: skip
+    request = rows.assign(product_id="P-new")
+    new = F.build_features(segment.history, request, segment.exog)
+    assert (new["has_lag52"] == 0).all() and new["level_scale"].notna().all()
+    parts = trained.predict_components(new)
+    assert list(parts.columns) == [*DEFAULT_MEMBERS, "ensemble"]
+    values = parts.to_numpy()
+    assert np.isfinite(values).all() and (values >= 0).all()
+    assert (parts["ensemble"] <= upper_bound(new)).all()
+
+
+def test_min_actual_is_the_mape_filter_of_validation_weights_and_the_direct_loss(
+    segment: Segment, trained: SegmentForecaster
+) -> None:
+    # A row filter that leaves out the smaller weeks, as 100 does for sales in dollars.
+    threshold = float(segment.history["quantity"].quantile(0.4))
+    quantity = segment.history["quantity"].to_numpy(dtype=float)
+    scale = np.full(len(quantity), 10.0)
+    weights = mape_weights(quantity, scale, threshold)
+    small = np.abs(quantity) < threshold
+    assert small.any() and (weights[small] == 1.0).all()  # left out of MAPE: neutral
+    np.testing.assert_allclose(weights, np.where(small, 1.0, mape_weights(quantity, scale)))
+    config = replace(FAST, min_actual=threshold)
+    model = SegmentForecaster(segment.exog, config).fit(segment.history)
+    assert model.describe()["min_actual"] == threshold
+    assert trained.describe()["min_actual"] == metrics.MIN_ACTUAL
+    validation = {n: r.validation["mape"] for n, r in model.reports.items() if r.validation}
+    default = {n: r.validation["mape"] for n, r in trained.reports.items() if r.validation}
+    assert validation["baseline"] != default["baseline"]  # measured on other rows
+    direct = model.members["direct"].predict(segment.test)
+    assert not np.allclose(direct, trained.members["direct"].predict(segment.test))
+    with pytest.raises(ValueError, match="min_actual"):
+        replace(FAST, min_actual=0.0)
+
+
+def test_members_are_named_by_default_all_or_a_list() -> None:
+    assert parse_members("default") == DEFAULT_MEMBERS
+    assert parse_members(" ALL ") == MEMBERS
+    assert parse_members("baseline, direct,direct") == ("baseline", "direct")
+    for bad in ("", "baseline,prophet", " , "):
+        with pytest.raises(ValueError, match="members"):
+            parse_members(bad)
 
 
 def test_every_member_and_the_ensemble_are_reported(

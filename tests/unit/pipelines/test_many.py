@@ -27,6 +27,16 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     return history, F.build_features(history, holdout, exog), exog
 
 
+def _partitioned(
+    frames: tuple[pd.DataFrame, pd.DataFrame, list[str]],
+) -> tuple[pd.DataFrame, list[str]]:
+    """History and holdout rows as the parallel step gets them: ``split`` and ``partition``."""
+    train, holdout, exog = frames
+    both = pd.concat([train.assign(split="train"), holdout.assign(split="holdout")])
+    both["partition"] = many.with_partition(both, ("store_id", "product_id"))
+    return both, exog
+
+
 def test_partitions_are_an_mltable_the_executor_reads_back(
     tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame, list[str]]
 ) -> None:
@@ -56,9 +66,7 @@ def test_a_coarser_key_still_stays_inside_one_segment(
 def test_each_partition_is_gated_and_segments_pool_exactly(
     frames: tuple[pd.DataFrame, pd.DataFrame, list[str]],
 ) -> None:
-    train, holdout, exog = frames
-    both = pd.concat([train.assign(split="train"), holdout.assign(split="holdout")])
-    both["partition"] = many.with_partition(both, ("store_id", "product_id"))
+    both, exog = _partitioned(frames)
     config = TrainConfig(direct_iterations=30)
     rows = []
     forecasts = []
@@ -86,6 +94,29 @@ def test_each_partition_is_gated_and_segments_pool_exactly(
     assert seg["partitions"]["total"] == len(mine)
     assert seg["partitions"]["passed"] + seg["partitions"]["failed"] == len(mine)
     assert seg["gate"]["verdict"] in ("pass", "fail")
+
+
+def test_a_partition_is_gated_with_the_row_filter_it_was_given_and_says_so(
+    frames: tuple[pd.DataFrame, pd.DataFrame, list[str]],
+) -> None:
+    both, exog = _partitioned(frames)
+    name, group = next(iter(both.groupby("partition", sort=True)))
+    part = group[group["split"] == "holdout"]
+    threshold = float(part["quantity"].median())
+    config = TrainConfig(direct_iterations=30, min_actual=threshold)
+    forecaster, row = many.train_partition(group, str(name), exog, config, max_mape=0.45)
+    assert forecaster is not None and row["min_actual"] == threshold
+    ensemble = forecaster.predict_components(part)["ensemble"]
+    assert row["ensemble"]["mape"] == pytest.approx(metrics.mape(part["quantity"], ensemble,
+                                                                 threshold))  # fmt: skip
+    assert row["ensemble"]["sums"]["ape_n"] < len(part)  # the small weeks are left out
+    summary = many.summarise([row], 0.45)
+    assert summary["min_actual"] == threshold
+    assert summary["segments"][row["segment"]]["ensemble"]["mape"] == pytest.approx(
+        row["ensemble"]["mape"]
+    )
+    with pytest.raises(ValueError, match="min_actual"):
+        many.summarise([row, {**row, "partition": "other", "min_actual": 1.0}], 0.45)
 
 
 def test_an_untrained_partition_fails_its_gate_and_ranks_worst() -> None:

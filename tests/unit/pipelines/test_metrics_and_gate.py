@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from datetime import date
 
+import numpy as np
 import pytest
 from forecasting import gate, metrics
 
@@ -14,6 +15,22 @@ def test_mape_counts_the_rows_of_at_least_one_unit_and_only_those() -> None:
     assert value == pytest.approx((0.1 + 0.1 + 0.5) / 3)
     assert math.isnan(metrics.mape([0, 0.2], [1, 2]))
     assert list(metrics.mape_rows([0.99, 1.0, -1.0])) == [False, True, True]
+
+
+def test_mapes_row_filter_is_one_rule_in_the_datas_unit() -> None:
+    dollars = np.array([40.0, 150.0, 300.0, -250.0, 99.0])
+    forecast = np.array([10.0, 165.0, 240.0, -200.0, 0.0])
+    # In dollars with min_actual 100: the $40 and $99 weeks are left out...
+    in_dollars = metrics.mape(dollars, forecast, min_actual=100)
+    assert in_dollars == pytest.approx((0.1 + 0.2 + 0.2) / 3)
+    # ...which is the default filter on the same sales counted in hundreds of dollars (the
+    # forecast benchmark's unit): one definition, not two.
+    assert metrics.mape(dollars / 100, forecast / 100) == pytest.approx(in_dollars)
+    assert metrics.summarize(dollars, forecast, min_actual=100)["mape"] == pytest.approx(in_dollars)
+    assert list(metrics.mape_rows(dollars, 100)) == [False, True, True, True, False]
+    for bad in (0, -1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="min_actual"):
+            metrics.mape(dollars, forecast, min_actual=bad)
 
 
 def test_rmse_zero_only_looks_at_zero_actuals() -> None:
@@ -93,3 +110,5 @@ def test_the_dashboard_measures_forecasts_with_the_pipelines_definition() -> Non
     assert series.overlap_mape() == pytest.approx(metrics.mape(actual, forecast))
     assert series.overlap_wape() == pytest.approx(metrics.wape(actual, forecast))
     assert replace(series, actual={weeks[1]: 0.0}).overlap_mape() is None
+    # With the threshold a model was gated with (its min_actual tag), the same figure too.
+    assert series.overlap_mape(12.0) == pytest.approx(metrics.mape(actual, forecast, 12.0))
