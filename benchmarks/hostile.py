@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -926,6 +927,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     p.add_argument("--paths", default="cli,blob,http")
     p.add_argument("--tmp", type=Path, default=None, help="where the corpus and Azurite go")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     p.add_argument("command", nargs="*", help=argparse.SUPPRESS)
@@ -944,6 +946,10 @@ def main(argv: list[str] | None = None) -> int:
     wrong = [m for m in measured if m.outcome not in expected(m.case)]
     for m in wrong:
         print(f"unexpected: {m.case} via {m.path}: {m.outcome}", file=sys.stderr)
+    if args.json:
+        rows = [{**dataclasses.asdict(m), "expected": sorted(expected(m.case))} for m in measured]
+        result = {"goal_mb": GOAL_MB, "goal_seconds": GOAL_SECONDS, "measured": rows}
+        args.json.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     return 1 if wrong else 0
 
 

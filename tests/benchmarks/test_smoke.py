@@ -29,6 +29,7 @@ SMOKE_TESTS = {
     "blob_binding": "tests/benchmarks/test_smoke.py",
     "executor": "tests/benchmarks/test_smoke.py",
     "many_models": "tests/benchmarks/test_smoke.py",
+    "hostile": "tests/benchmarks/test_smoke.py",
 }
 
 
@@ -128,3 +129,17 @@ def test_many_models_loop_trains_gates_registers_and_scores_partitions(
     assert run["largest_history_events"] <= 250  # a job monitor continues as new at ~200
     assert all(str(v).startswith("200") for v in run["dashboard"]["pages"].values())
     assert all(goal["holds"] for goal in result["goals"]), result["goals"]
+
+
+@pytest.mark.timeout(900)
+def test_hostile_inputs_are_refused_within_the_memory_goal(run_bench: RunBench) -> None:
+    # One decompression bomb, the million-column header and deep JSON on every path, plus an
+    # oversized Event Grid batch; the whole corpus runs in tests/integration/test_hostile_corpus.py.
+    cases = "gzip_huge_field,wide_header,deep_jsonl,start_deep_json,eventgrid_20mb_batch"
+    result = run_bench("hostile", "--cases", cases, timeout=900)
+    measured = result["measured"]
+    assert {m["case"] for m in measured} == set(cases.split(","))
+    assert {m["path"] for m in measured} == {"cli", "blob", "http"}
+    for m in measured:
+        assert m["outcome"] in m["expected"], m
+        assert m["peak_mb"] is not None and m["peak_mb"] <= result["goal_mb"], m
