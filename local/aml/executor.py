@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -45,7 +45,7 @@ from local.aml.bindings import (
     resolve_step_inputs,
     topological_order,
 )
-from local.aml.locations import AssetResolver, Datastores
+from local.aml.locations import AssetResolver, ComponentResolver, Datastores
 from local.aml.snapshot import collect_artifacts, take_snapshot
 from local.aml.spec import PipelineSpec, StepSpec, load_pipeline
 from local.aml.status import JobStatus
@@ -153,7 +153,8 @@ class LocalExecutor:
     ``azureml://datastores/NAME/paths/P`` locations live under ``datastore_root/NAME/P``
     (default ``root/datastores``) unless ``datastores`` maps ``NAME`` to another folder;
     ``asset_resolver`` is the local data-asset index ``azureml:`` inputs may resolve through
-    (default: the one under ``root``, ``local/aml/assets.py``).
+    and ``component_resolver`` the registered components ``azureml:`` components resolve
+    through (default: the local workspace under ``root``, ``local/aml/assets.py``).
     """
 
     def __init__(
@@ -170,6 +171,7 @@ class LocalExecutor:
         datastore_root: str | Path | None = None,
         datastores: Mapping[str, str | Path] | None = None,
         asset_resolver: AssetResolver | None = None,
+        component_resolver: ComponentResolver | None = None,
     ) -> None:
         self.store = JobStore(root)
         self.datastores = Datastores(
@@ -179,6 +181,7 @@ class LocalExecutor:
         # Without another index, azureml:<name>:<version> inputs resolve through the data
         # assets registered under this root (local/aml/assets.py), as the local runtime's are.
         self.asset_resolver = asset_resolver or assets.resolver(self.store.root)
+        self.component_resolver = component_resolver or assets.component_resolver(self.store.root)
         self.publisher: EventPublisher = publisher or NullEventPublisher()
         self.tracking_uri = tracking_uri
         self.max_parallel = max(1, max_parallel)
@@ -230,7 +233,10 @@ class LocalExecutor:
         """The pipeline bound to ``inputs`` and its step order; ``BadInputError`` if unrunnable."""
         with self._phase("load and validate"):
             spec = load_pipeline(
-                path, datastores=self.datastores, asset_resolver=self.asset_resolver
+                path,
+                datastores=self.datastores,
+                asset_resolver=self.asset_resolver,
+                component_resolver=self.component_resolver,
             ).bind(inputs)
             order = topological_order(spec.steps)
             check_constraints(spec.steps, spec.inputs)
@@ -466,6 +472,8 @@ class LocalExecutor:
         log_path = step_dir / "user_logs" / "std_log.txt"
         step.log_path = str(log_path)
         self._step_transition(record, name, JobStatus.QUEUED)
+        if step_spec.sweep is not None:
+            return self._start_sweep(record, spec, name, step_paths, produced)
         try:
             values = resolve_step_inputs(step_spec, spec.path.parent, spec.inputs, step_paths)
             check_input_paths(step_spec, values, produced)
@@ -542,6 +550,71 @@ class LocalExecutor:
         run.start()
         return run
 
+    def _start_sweep(
+        self,
+        record: JobRecord,
+        spec: PipelineSpec,
+        name: str,
+        step_paths: dict[str, dict[str, Path]],
+        produced: set[Path],
+    ) -> _Running | None:
+        """A sweep node: its trials run as child runs (``local/aml/sweep_run.py``)."""
+        from local.aml.sweep_run import TrialTemplate, start_sweep
+
+        step_spec = spec.steps[name]
+        step = record.steps[name]
+        step_dir = self.store.job_dir(record.name) / "steps" / name
+
+        def values_for(params: Mapping[str, Any]) -> dict[str, Any]:
+            trial = replace(step_spec, inputs={**step_spec.inputs, **params})
+            values = resolve_step_inputs(trial, spec.path.parent, spec.inputs, step_paths)
+            check_input_paths(trial, values, produced)
+            return values
+
+        log_path = Path(step.log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        step.run_id = self._start_tracking_run(record, name)
+        handle = log_path.open("ab")
+        template = TrialTemplate(
+            node=name,
+            command=step_spec.command,
+            code_dir=step_spec.code_dir,
+            output_types=step_spec.output_types,
+            values_for=values_for,
+            env_for=lambda run_id: self._step_env(record, step_spec, run_id),
+        )
+        try:
+            run = start_sweep(
+                template,
+                step_spec.sweep,
+                job=record.name,
+                node_outputs=step_paths[name],
+                step_dir=step_dir,
+                log=handle,
+                tracking=self._get_tracking(),
+                experiment=record.experiment_name or "Default",
+                parent_run_id=step.run_id,
+                tags={"azureml.pipeline": record.name, "azureml.nodeid": name, **record.tags},
+                max_parallel=self.max_parallel,
+                step_timeout=self.step_timeout,
+            )
+        except MlopsError as exc:
+            handle.close()
+            step.error = str(exc)
+            self._step_transition(record, name, JobStatus.FAILED)
+            return None
+        step.command = f"sweep of {step_spec.command}"
+        self._step_transition(record, name, JobStatus.RUNNING)
+        return _Running(
+            step_spec,
+            run,
+            handle,
+            time.monotonic(),
+            step_spec.timeout_seconds,
+            step_dir / "snapshot",
+            step_dir / "artifacts",
+        )
+
     def _reap(self, record: JobRecord, name: str, item: _Running) -> bool:
         """True once the step ended (and its record is final)."""
         step = record.steps[name]
@@ -582,6 +655,9 @@ class LocalExecutor:
         now = time.monotonic()
         if counts != step.progress and (final or now - item.progress_saved >= 0.5):
             step.progress = counts
+            details = getattr(item.proc, "details", None)
+            if callable(details):  # a sweep: its trials and the best one
+                step.sweep = details()
             item.progress_saved = now
             if not final:  # a final transition saves the record anyway
                 self._save(record)
