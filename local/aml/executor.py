@@ -626,6 +626,7 @@ class LocalExecutor:
             item.close()
             step.exit_code = item.proc.poll()
             step.log_tail = tail(Path(step.log_path))
+            self._record_progress(record, step, item, final=True)
             step.error = (
                 f"step {name!r} timed out after {item.timeout:g}s and was killed "
                 f"(exit code {step.exit_code}); log tail:\n{step.log_tail}"
@@ -653,11 +654,11 @@ class LocalExecutor:
             return
         counts = progress()
         now = time.monotonic()
+        details = getattr(item.proc, "details", None)
+        if callable(details) and (final or counts != step.progress):
+            step.sweep = details()  # a sweep: its trials and the best one
         if counts != step.progress and (final or now - item.progress_saved >= 0.5):
             step.progress = counts
-            details = getattr(item.proc, "details", None)
-            if callable(details):  # a sweep: its trials and the best one
-                step.sweep = details()
             item.progress_saved = now
             if not final:  # a final transition saves the record anyway
                 self._save(record)
@@ -668,6 +669,7 @@ class LocalExecutor:
             step = record.steps[name]
             step.exit_code = item.proc.poll()
             step.log_tail = tail(Path(step.log_path))
+            self._record_progress(record, step, item, final=True)
             self._step_transition(record, name, status)
 
     def _job_log(self, record: JobRecord, lines: list[str]) -> None:

@@ -4,6 +4,8 @@ MLflow sqlite store, the best trial's outputs become the node's, every trial is 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +227,28 @@ def test_bayesian_sampling_runs_as_random_with_a_warning_in_the_job_log(tmp_path
     assert any("bayesian sampling is run as random sampling" in w for w in record.warnings)
     job_log = runner.store.job_dir(record.name) / "logs" / "job_log.txt"
     assert "bayesian sampling is run as random sampling" in job_log.read_text()
+
+
+def test_cancelling_the_job_cancels_the_running_trials(tmp_path: Path) -> None:
+    pipeline = write(
+        tmp_path,
+        "python -c 'import sys, time; open(sys.argv[1], \"w\").close(); time.sleep(60)' "
+        "${{outputs.out}}/started${{inputs.code}}",
+        values="[1, 2]",
+    )
+    runner = executor(tmp_path)
+    record = runner.submit(pipeline)
+    thread = threading.Thread(target=runner.run, args=(record.name,))
+    thread.start()
+    trials = runner.store.job_dir(record.name) / "steps" / "tune" / "trials"
+    deadline = time.monotonic() + 60
+    while len(list(trials.glob("*/outputs/out/started*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runner.cancel(record.name)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    final = runner.status(record.name)
+    assert final.status == "Canceled"
+    assert final.steps["tune"].status == "Canceled"
+    assert [t["status"] for t in final.steps["tune"].sweep["trials"]] == ["Canceled", "Canceled"]
+    assert final.steps["tune"].progress["canceled"] == 2
