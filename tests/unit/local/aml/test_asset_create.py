@@ -233,3 +233,45 @@ def test_a_component_that_azure_ml_would_refuse_is_refused(
     assert code == 2
     assert err.startswith("error: component.yml: ")
     assert assets.list_versions(workspace / "aml", "components") == []
+
+
+@pytest.mark.parametrize(
+    ("reference", "wanted"),
+    [
+        ("azureml:train:2", ("train", "2")),
+        ("azureml:train@latest", ("train", "latest")),
+        ("azureml:train", ("train", "latest")),
+        (
+            "azureml://subscriptions/s/resourceGroups/r/workspaces/w/components/train/versions/2",
+            ("train", "2"),
+        ),
+        (
+            "azureml://locations/eastus/workspaces/0a1b/components/train/labels/latest",
+            ("train", "latest"),
+        ),
+    ],
+)
+def test_component_references_are_read_in_every_form_azure_ml_takes(
+    reference: str, wanted: tuple[str, str]
+) -> None:
+    from local.aml.locations import resolve_component
+
+    asked: list[tuple[str, str]] = []
+
+    def resolver(name: str, version: str) -> Path:
+        asked.append((name, version))
+        return Path("/x.yml")
+
+    assert resolve_component(reference, what="node 'n'", resolver=resolver) == Path("/x.yml")
+    assert asked == [wanted]
+
+
+def test_registry_components_are_refused_naming_the_registry() -> None:
+    from local.aml.locations import resolve_component
+
+    with pytest.raises(BadInputError, match="from registry 'azureml', which the local executor"):
+        resolve_component(
+            "azureml://registries/azureml/components/train/labels/latest",
+            what="node 'n'",
+            resolver=lambda name, version: Path("/x.yml"),
+        )
