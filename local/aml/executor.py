@@ -581,7 +581,7 @@ class LocalExecutor:
             code_dir=step_spec.code_dir,
             output_types=step_spec.output_types,
             values_for=values_for,
-            env_for=lambda run_id: self._step_env(record, step_spec, run_id),
+            env_for=lambda run_id, values, outputs: self._step_env(record, step_spec, run_id),
         )
         try:
             run = start_sweep(

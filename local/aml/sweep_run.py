@@ -111,15 +111,15 @@ def _last_line(path: Path) -> str:
 class TrialTemplate:
     """What every trial of one sweep node shares: the trial component's command, code and
     outputs, how sampled parameters become its input values (``values_for``, raising
-    ``MlopsError`` for a value the component refuses), its environment variables for a run id
-    (``env_for``) and how its command starts (``launch``)."""
+    ``MlopsError`` for a value the component refuses), its process environment for a run id,
+    input values and output paths (``env_for``) and how its command starts (``launch``)."""
 
     node: str
     command: str
     code_dir: Path | None
     output_types: Mapping[str, str]
     values_for: Callable[[Mapping[str, Any]], dict[str, Any]]
-    env_for: Callable[[str], dict[str, str]]
+    env_for: Callable[[str, Mapping[str, Any], Mapping[str, Path]], dict[str, str]]
     launch: Launcher = launch_command
 
 
@@ -314,7 +314,7 @@ class SweepRun:
             "hyperparameters": json.dumps(params, sort_keys=True, default=str),
         }
         trial.run_id = self.runs.start(index, tags)
-        env = dict(self.template.env_for(trial.run_id))
+        env = dict(self.template.env_for(trial.run_id, values, trial.outputs))
         for name, value in params.items():
             env[f"AZUREML_SWEEP_{name}"] = str(value)
         trial.log = trial.log_path.open("ab")
