@@ -142,7 +142,8 @@ def build_ml_services(
         from adapters.registry import AzureMLModelRegistry
 
         client = client or workspace_client(settings)
-        return AzureMLPipelineJobs(client), AzureMLModelRegistry(client)
+        azure_jobs = AzureMLPipelineJobs(client, compute=settings.aml_compute)
+        return azure_jobs, AzureMLModelRegistry(client)
     from local.aml.jobs import LocalPipelineJobs
     from local.aml.registry import MLflowModelRegistry
 
@@ -152,6 +153,7 @@ def build_ml_services(
         events_url=settings.aml_events_url or None,
         max_parallel=settings.aml_max_parallel,
         max_jobs=settings.aml_max_jobs,
+        env_mode=settings.aml_step_environments,
     )
     return jobs, MLflowModelRegistry(settings.tracking_uri)
 

@@ -107,7 +107,8 @@ inputs:
 outputs:
   out:
     type: uri_folder
-environment: azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest
+environment:
+  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest
 command: {command}
 """
 
@@ -212,8 +213,10 @@ def test_grid_sampling_over_a_continuous_parameter_is_refused(tmp_path: Path) ->
 
 
 def test_a_sweep_without_mlflow_tracking_fails_saying_why(tmp_path: Path) -> None:
+    # Steps in declared environments always get a tracking server; the project's own
+    # virtualenv without a tracking URI has none to read trial metrics from.
     pipeline = write(tmp_path, "python -c pass")
-    runner = LocalExecutor(tmp_path / "aml", step_timeout=60)
+    runner = LocalExecutor(tmp_path / "aml", step_timeout=60, env_mode="project")
     record = runner.run(runner.submit(pipeline).name)
     assert record.status == "Failed"
     assert "reads its trials' 'accuracy' from MLflow" in record.error
