@@ -198,11 +198,11 @@ def _prepare(executor: LocalExecutor, pipelines: list[str]) -> int:
     """Build every environment the pipelines' steps declare; one line per environment."""
     seen: set[str] = set()
     for pipeline in pipelines:
-        spec, order = executor.load(pipeline, {})
-        for step, built in executor.prepare_environments(spec, order).items():
-            if built.key in seen:
+        for step, env in executor.declared_environments(pipeline).items():
+            if env.key in seen:
                 continue
-            seen.add(built.key)
+            seen.add(env.key)
+            built = executor.environments.ensure(env, executor.progress)
             how = "cached" if built.cached else f"built in {built.seconds:.1f}s"
             print(f"{built.name}: {built.packages} packages, {how} ({built.folder.name}; {step})")
     return 0
