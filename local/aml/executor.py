@@ -286,6 +286,7 @@ class LocalExecutor:
             Path(pipeline_path).resolve(),
             datastores=self.datastores,
             asset_resolver=self.asset_resolver,
+            component_resolver=self.component_resolver,
         )
         return {name: self.step_environment(step) for name, step in spec.steps.items()}
 

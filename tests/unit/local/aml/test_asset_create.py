@@ -275,3 +275,14 @@ def test_registry_components_are_refused_naming_the_registry() -> None:
             what="node 'n'",
             resolver=lambda name, version: Path("/x.yml"),
         )
+
+
+def test_prepare_builds_the_environments_of_registered_components(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = workspace / "aml"
+    create(capsys, root, "component", "-f", str(workspace / "src/components/hello/component.yml"))
+    create(capsys, root, "data", "-f", str(workspace / "src" / "data" / "data.yml"))
+    environments = LocalExecutor(root).declared_environments(workspace / "src" / "pipeline.yml")
+    assert set(environments) == {"latest", "pinned"}
+    assert environments["latest"].key == environments["pinned"].key
