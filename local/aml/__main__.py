@@ -6,11 +6,16 @@
     python -m local.aml prepare PIPELINE.yml ...   build every step environment they declare
     python -m local.aml status JOB_NAME [--workdir DIR]
     python -m local.aml cancel JOB_NAME [--workdir DIR]
+    python -m local.aml component|data|environment create --file X.yml [--set KEY=VALUE ...]
+    python -m local.aml component|data|environment list [--name NAME]
+    python -m local.aml component|data|environment show --name NAME [--version V | --label latest]
 
 ``run`` streams step status lines and exits 0 when the job is Completed, 1 otherwise.
 ``execute`` (used by the PipelineJobs adapter) runs an already submitted job. ``--env
 project`` runs every step in the project's virtualenv instead of its component's environment.
 ``prepare`` builds environments ahead of time (``make run`` does, so the demo never waits).
+The asset commands are the local ``az ml component|data|environment create|list|show``: they
+register assets in the local workspace under ``WORKDIR/assets`` and print them as JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from adapters.errors import BadInputError, NotFoundError
+from adapters.errors import BadInputError, ConflictError, NotFoundError
 from adapters.events import EventGridWebhookPublisher, EventPublisher, NullEventPublisher
 from local.aml.environments import DEFAULT_CACHE, EnvironmentCache
 from local.aml.executor import DEFAULT_ROOT, ENV_DECLARED, ENV_MODES, LocalExecutor
@@ -98,6 +103,95 @@ def _report(record: JobRecord) -> int:
     if record.failed_step:
         print(f"failed step: {record.failed_step}", file=sys.stderr)
     return 1
+
+
+ASSET_KINDS = {"component": "components", "data": "data", "environment": "environments"}
+
+
+def _asset_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``component``, ``data`` and ``environment``, each with ``create``, ``list``, ``show``
+    and the flags ``az ml <kind> create`` accepts that mean something locally."""
+    for kind in ASSET_KINDS:
+        group = sub.add_parser(kind, help=f"register, list and show {kind} assets locally")
+        verbs = group.add_subparsers(dest="verb", required=True)
+        create = verbs.add_parser("create", help=f"register a {kind} (az ml {kind} create)")
+        create.add_argument("--file", "-f", default=None, help="the asset's YAML")
+        create.add_argument("--name", "-n", default=None)
+        create.add_argument("--version", "-v", default=None)
+        create.add_argument(
+            "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+            help="override a YAML field (dotted keys; repeatable)",
+        )  # fmt: skip
+        if kind != "component":
+            create.add_argument("--description", "-d", default=None)
+        if kind == "data":
+            create.add_argument("--path", "-p", default=None, help="local path or URI")
+            create.add_argument("--type", "-t", default=None, help="uri_folder, uri_file, mltable")
+        if kind == "environment":
+            create.add_argument("--image", "-i", default=None)
+            create.add_argument("--conda-file", default=None)
+            create.add_argument("--build-context", "-b", default=None)
+            create.add_argument("--dockerfile-path", default=None)
+        listing = verbs.add_parser("list", help=f"registered {kind} versions")
+        listing.add_argument("--name", "-n", default=None)
+        shown = verbs.add_parser("show", help=f"one {kind} version (default: the latest)")
+        shown.add_argument("--name", "-n", required=True)
+        which = shown.add_mutually_exclusive_group()
+        which.add_argument("--version", "-v", default=None)
+        which.add_argument("--label", "-l", default=None)
+        for verb in (create, listing, shown):
+            verb.add_argument(
+                "--workdir", "--root", dest="workdir", default=str(DEFAULT_ROOT),
+                help="the local workspace's folder (default .local/aml)",
+            )  # fmt: skip
+
+
+def _parse_overrides(values: list[str]) -> dict[str, object]:
+    from local.aml.asset_create import parse_value
+
+    overrides: dict[str, object] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInputError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = parse_value(value)
+    return overrides
+
+
+def _asset_command(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from local.aml import asset_create, assets
+
+    root = Path(args.workdir).resolve()
+    kind = ASSET_KINDS[args.command]
+    if args.verb == "list":
+        print(json.dumps(assets.list_versions(root, kind, args.name), indent=2))
+        return 0
+    if args.verb == "show":
+        print(json.dumps(assets.show(root, kind, args.name, args.version, args.label), indent=2))
+        return 0
+    if args.file is None and kind == "components":
+        raise BadInputError("component create needs --file COMPONENT.yml")
+    overrides = _parse_overrides(args.sets)
+    fields: dict[str, object] = {"name": args.name, "version": args.version}
+    created: object
+    if kind == "components":
+        given = {k: v for k, v in fields.items() if v is not None}
+        created = asdict(asset_create.create_component(root, args.file, {**given, **overrides}))
+    elif kind == "data":
+        fields.update(path=args.path, type=args.type, description=args.description)
+        data = asset_create.create_data(root, file=args.file, fields=fields, overrides=overrides)
+        created = asdict(data)
+    else:
+        fields.update(image=args.image, conda_file=args.conda_file, description=args.description)
+        if args.build_context is not None:
+            fields["build"] = {"path": args.build_context, "dockerfile_path": args.dockerfile_path}
+        created = asset_create.create_environment(
+            root, file=args.file, fields=fields, overrides=overrides
+        )
+    print(json.dumps(created, indent=2))
+    return 0
 
 
 def _prepare(executor: LocalExecutor, pipelines: list[str]) -> int:
@@ -180,9 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     cancel = sub.add_parser("cancel", help="request cancellation of a job")
     cancel.add_argument("name")
     common(cancel)
+    _asset_parsers(sub)
     args = parser.parse_args(argv)
 
     try:
+        if args.command in ASSET_KINDS:
+            return _asset_command(args)
         if args.command == "run":
             executor = _executor(args, stream=True)
             record = executor.submit(
@@ -200,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         executor.cancel(args.name)
         print(f"cancel requested for {args.name}")
         return 0
-    except (BadInputError, NotFoundError) as exc:
+    except (BadInputError, NotFoundError, ConflictError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

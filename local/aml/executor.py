@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -52,7 +52,7 @@ from local.aml.environments import (
     project_environment,
     resolve_environment,
 )
-from local.aml.locations import AssetResolver, Datastores
+from local.aml.locations import AssetResolver, ComponentResolver, Datastores
 from local.aml.snapshot import collect_artifacts, take_snapshot
 from local.aml.spec import PipelineSpec, StepSpec, load_pipeline
 from local.aml.status import JobStatus
@@ -164,7 +164,8 @@ class LocalExecutor:
     ``azureml://datastores/NAME/paths/P`` locations live under ``datastore_root/NAME/P``
     (default ``root/datastores``) unless ``datastores`` maps ``NAME`` to another folder;
     ``asset_resolver`` is the local data-asset index ``azureml:`` inputs may resolve through
-    (default: the one under ``root``, ``local/aml/assets.py``).
+    and ``component_resolver`` the registered components ``azureml:`` components resolve
+    through (default: the local workspace under ``root``, ``local/aml/assets.py``).
 
     ``env_mode`` ``"declared"`` (the default) runs each step in the environment its component
     declares (``local/aml/environments.py``, built once into ``environments``) under Azure
@@ -188,6 +189,7 @@ class LocalExecutor:
         datastore_root: str | Path | None = None,
         datastores: Mapping[str, str | Path] | None = None,
         asset_resolver: AssetResolver | None = None,
+        component_resolver: ComponentResolver | None = None,
         environments: EnvironmentCache | None = None,
         env_mode: str = ENV_DECLARED,
         workspace: WorkspaceIdentity | None = None,
@@ -210,6 +212,7 @@ class LocalExecutor:
         # Without another index, azureml:<name>:<version> inputs resolve through the data
         # assets registered under this root (local/aml/assets.py), as the local runtime's are.
         self.asset_resolver = asset_resolver or assets.resolver(self.store.root)
+        self.component_resolver = component_resolver or assets.component_resolver(self.store.root)
         self.publisher: EventPublisher = publisher or NullEventPublisher()
         self.tracking_uri = tracking_uri
         self.max_parallel = max(1, max_parallel)
@@ -275,12 +278,7 @@ class LocalExecutor:
     def _registered_environment(
         self, name: str, version: str | None, label: str | None
     ) -> Mapping[str, Any]:
-        try:
-            from local.aml.assets import environment_definition  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise NotFoundError(f"environment {name!r} is not registered") from exc
-        found: Mapping[str, Any] = environment_definition(self.store.root, name, version, label)
-        return found
+        return assets.environment_definition(self.store.root, name, version, label)
 
     def declared_environments(self, pipeline_path: str | Path) -> dict[str, EnvironmentSpec]:
         """Step name → the environment it declares, without binding any input (no data needed)."""
@@ -288,6 +286,7 @@ class LocalExecutor:
             Path(pipeline_path).resolve(),
             datastores=self.datastores,
             asset_resolver=self.asset_resolver,
+            component_resolver=self.component_resolver,
         )
         return {name: self.step_environment(step) for name, step in spec.steps.items()}
 
@@ -308,7 +307,10 @@ class LocalExecutor:
         """The pipeline bound to ``inputs`` and its step order; ``BadInputError`` if unrunnable."""
         with self._phase("load and validate"):
             spec = load_pipeline(
-                path, datastores=self.datastores, asset_resolver=self.asset_resolver
+                path,
+                datastores=self.datastores,
+                asset_resolver=self.asset_resolver,
+                component_resolver=self.component_resolver,
             ).bind(inputs)
             order = topological_order(spec.steps)
             check_constraints(spec.steps, spec.inputs)
@@ -586,6 +588,8 @@ class LocalExecutor:
         log_path = step_dir / "user_logs" / "std_log.txt"
         step.log_path = str(log_path)
         self._step_transition(record, name, JobStatus.QUEUED)
+        if step_spec.sweep is not None:
+            return self._start_sweep(record, spec, name, step_paths, produced)
         try:
             values = resolve_step_inputs(step_spec, spec.path.parent, spec.inputs, step_paths)
             check_input_paths(step_spec, values, produced)
@@ -680,6 +684,81 @@ class LocalExecutor:
         run.start()
         return run
 
+    def _start_sweep(
+        self,
+        record: JobRecord,
+        spec: PipelineSpec,
+        name: str,
+        step_paths: dict[str, dict[str, Path]],
+        produced: set[Path],
+    ) -> _Running | None:
+        """A sweep node: its trials run as child runs (``local/aml/sweep_run.py``)."""
+        from local.aml.sweep_run import TrialTemplate, start_sweep
+
+        step_spec = spec.steps[name]
+        step = record.steps[name]
+        step_dir = self.store.job_dir(record.name) / "steps" / name
+
+        def values_for(params: Mapping[str, Any]) -> dict[str, Any]:
+            trial = replace(step_spec, inputs={**step_spec.inputs, **params})
+            values = resolve_step_inputs(trial, spec.path.parent, spec.inputs, step_paths)
+            check_input_paths(trial, values, produced)
+            return values
+
+        try:
+            built = self._built_environment(step_spec)
+        except MlopsError as exc:
+            step.error = str(exc)
+            self._step_transition(record, name, JobStatus.FAILED)
+            return None
+        step.environment = built.name if built.key == "project" else f"{built.name}-{built.key}"
+        step.python = str(built.python)
+        log_path = Path(step.log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        step.run_id = self._start_tracking_run(record, name)
+        handle = log_path.open("ab")
+        template = TrialTemplate(
+            node=name,
+            command=step_spec.command,
+            code_dir=step_spec.code_dir,
+            output_types=step_spec.output_types,
+            values_for=values_for,
+            env_for=lambda run_id, values, outputs: self._step_env(
+                record, step_spec, run_id, built, values, outputs
+            ),
+        )
+        try:
+            run = start_sweep(
+                template,
+                step_spec.sweep,
+                job=record.name,
+                node_outputs=step_paths[name],
+                step_dir=step_dir,
+                log=handle,
+                tracking=self._get_tracking(),
+                experiment=record.experiment_name or "Default",
+                parent_run_id=step.run_id,
+                tags={"azureml.pipeline": record.name, "azureml.nodeid": name, **record.tags},
+                max_parallel=self.max_parallel,
+                step_timeout=self.step_timeout,
+            )
+        except MlopsError as exc:
+            handle.close()
+            step.error = str(exc)
+            self._step_transition(record, name, JobStatus.FAILED)
+            return None
+        step.command = f"sweep of {step_spec.command}"
+        self._step_transition(record, name, JobStatus.RUNNING)
+        return _Running(
+            step_spec,
+            run,
+            handle,
+            time.monotonic(),
+            step_spec.timeout_seconds,
+            step_dir / "snapshot",
+            step_dir / "artifacts",
+        )
+
     def _reap(self, record: JobRecord, name: str, item: _Running) -> bool:
         """True once the step ended (and its record is final)."""
         step = record.steps[name]
@@ -691,6 +770,7 @@ class LocalExecutor:
             item.close()
             step.exit_code = item.proc.poll()
             step.log_tail = tail(Path(step.log_path))
+            self._record_progress(record, step, item, final=True)
             step.error = (
                 f"step {name!r} timed out after {item.timeout:g}s and was killed "
                 f"(exit code {step.exit_code}); log tail:\n{step.log_tail}"
@@ -718,6 +798,9 @@ class LocalExecutor:
             return
         counts = progress()
         now = time.monotonic()
+        details = getattr(item.proc, "details", None)
+        if callable(details) and (final or counts != step.progress):
+            step.sweep = details()  # a sweep: its trials and the best one
         if counts != step.progress and (final or now - item.progress_saved >= 0.5):
             step.progress = counts
             item.progress_saved = now
@@ -730,6 +813,7 @@ class LocalExecutor:
             step = record.steps[name]
             step.exit_code = item.proc.poll()
             step.log_tail = tail(Path(step.log_path))
+            self._record_progress(record, step, item, final=True)
             self._step_transition(record, name, status)
 
     def _job_log(self, record: JobRecord, lines: list[str]) -> None:

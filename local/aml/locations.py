@@ -39,12 +39,26 @@ _ASSET_LONG = re.compile(
     r"^azureml://(?:.*/)?data/(?P<name>[^/]+)"
     r"(?:/(?:versions/(?P<version>[^/]+)|labels/(?P<label>[^/]+)))?/?$"
 )
+# Component references: azureml:NAME:VERSION, azureml:NAME@LABEL, and the long asset ids of a
+# workspace (azureml://subscriptions/.../workspaces/W/components/...) or a registry.
+_COMPONENT_LONG = re.compile(
+    r"^azureml://(?P<scope>.*/)?components/(?P<name>[^/]+)"
+    r"(?:/(?:versions/(?P<version>[^/]+)|labels/(?P<label>[^/]+)))?/?$"
+)
+_REGISTRY = re.compile(r"^(?:.*/)?registries/(?P<registry>[^/]+)/")
 # Runtime expressions Azure ML fills in output paths.
 _OUTPUT_EXPR = re.compile(r"\$\{\{\s*(name|output_name|default_datastore)\s*\}\}")
 DEFAULT_DATASTORE = "workspaceblobstore"
 
-AssetResolver = Callable[[str, str], Path | None]
-"""``resolver(name, version_or_"latest")`` → the local folder of a data asset, or ``None``."""
+AssetResolver = Callable[[str, str], Path | str | None]
+"""``resolver(name, version_or_"latest")`` → the local folder of a data asset, the location it
+was registered over when that is not a local path (a datastore URI, a URL), or ``None``."""
+ComponentResolver = Callable[[str, str], Path | None]
+"""``resolver(name, version_or_"latest")`` → the YAML of a registered component, or ``None``."""
+REGISTER_COMPONENT_HINT = (
+    "register it first with python -m local.aml component create --file COMPONENT.yml "
+    "(the local az ml component create)"
+)
 
 
 @dataclass(frozen=True)
@@ -87,13 +101,63 @@ def is_asset_reference(text: str) -> bool:
     return stripped.startswith("azureml:")
 
 
+def is_component_reference(text: str) -> bool:
+    return str(text).strip().startswith("azureml:")
+
+
+def resolve_component(
+    reference: str, *, what: str, resolver: ComponentResolver | None = None
+) -> Path:
+    """The local YAML of workspace component ``reference`` (``azureml:NAME:VERSION``,
+    ``azureml:NAME@latest``, or a workspace's long asset id) used by ``what`` (a node).
+
+    Raises ``BadInputError`` in one line naming ``what`` and the component when it comes from
+    a registry, or when it is not registered in the local workspace (``resolver``).
+    """
+    text = str(reference).strip()
+    short = _ASSET_SHORT.match(text)
+    long = None if short else _COMPONENT_LONG.match(text)
+    match = short or long
+    if long is not None:
+        registry = _REGISTRY.match(long.group("scope") or "")
+        if registry is not None:
+            raise BadInputError(
+                f"{what} uses component {text!r} from registry {registry.group('registry')!r}, "
+                "which the local executor cannot fetch; use a local component YAML, or register "
+                "a copy in the local workspace and refer to it as azureml:NAME:VERSION",
+                code="unsupported_node",
+            )
+    if match is None:
+        raise BadInputError(
+            f"{what} uses component {text!r}, which is not a component reference the local "
+            "executor reads (azureml:NAME:VERSION, azureml:NAME@latest or a local YAML)",
+            code="unsupported_node",
+        )
+    name = match.group("name")
+    version = match.group("version") or match.group("label") or "latest"
+    found = resolver(name, version) if resolver is not None else None
+    if found is None:
+        raise BadInputError(
+            f"{what} uses component {name}:{version} ({text}), which is not registered in the "
+            f"local workspace; {REGISTER_COMPONENT_HINT}",
+            code="unknown_component",
+        )
+    return Path(found)
+
+
 def resolve_asset_input(
-    reference: str, *, what: str, hint: str, resolver: AssetResolver | None = None
+    reference: str,
+    *,
+    what: str,
+    hint: str,
+    resolver: AssetResolver | None = None,
+    datastores: Datastores | None = None,
 ) -> Path:
     """The local folder of data asset ``reference`` for input ``what``.
 
     Every ``azureml:`` data reference goes through here. With a ``resolver`` (a local asset
-    index) the asset's folder is returned when it knows it; otherwise — or when it does not —
+    index) the asset's folder is returned when it knows it — an asset registered over a
+    datastore URI is read from ``datastores`` — otherwise (or for an asset over a web URL)
     ``BadInputError`` names the input, the asset, and ``hint`` (how to run it locally).
     """
     text = reference.strip()
@@ -102,17 +166,27 @@ def resolve_asset_input(
     version = (match.group("version") or match.group("label") or "latest") if match else "latest"
     if resolver is not None and match is not None:
         found = resolver(name, version)
-        if found is not None:
-            return Path(found).resolve()
+        if isinstance(found, Path):
+            return found.resolve()
+        if isinstance(found, str):
+            store = parse_datastore_uri(found)
+            if store is not None and datastores is not None:
+                return datastores.path_of(*store)
+            scheme = found.split(":", 1)[0]
+            raise BadInputError(
+                f"{what} refers to data asset {name}:{version} ({text}), registered over "
+                f"{found}, a {scheme}:// location the local executor does not download; {hint}",
+                code="unsupported_input",
+            )
     shown = f"{name}:{version}" if match else text
     where = (
-        "is not in the local asset index and lives in a workspace"
+        "is not registered in the local workspace (python -m local.aml data create registers "
+        "it, as az ml data create does in Azure)"
         if resolver is not None
-        else "lives in a workspace"
+        else "lives in a workspace the local executor cannot fetch from"
     )
     raise BadInputError(
-        f"{what} refers to data asset {shown} ({text}), which {where} the local executor "
-        f"cannot fetch from; {hint}",
+        f"{what} refers to data asset {shown} ({text}), which {where}; {hint}",
         code="unsupported_input",
     )
 
@@ -136,7 +210,9 @@ def local_input_path(
     if store is not None:
         return datastores.path_of(*store)
     if is_asset_reference(text):
-        return resolve_asset_input(text, what=what, hint=hint, resolver=resolver)
+        return resolve_asset_input(
+            text, what=what, hint=hint, resolver=resolver, datastores=datastores
+        )
     if text.startswith("file://"):
         return Path(text.removeprefix("file://")).resolve()
     if _URL.match(text):

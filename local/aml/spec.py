@@ -23,14 +23,18 @@ from typing import Any
 from adapters.errors import BadInputError
 from local.aml.locations import (
     AssetResolver,
+    ComponentResolver,
     Datastores,
     check_output_path,
+    is_component_reference,
     local_input_path,
     parse_datastore_uri,
+    resolve_component,
 )
 from local.aml.store import DEFAULT_ROOT
+from local.aml.sweep import SweepSpec, parse_sweep
 
-SUPPORTED_NODE_TYPES = frozenset({"command", "parallel", "pipeline"})
+SUPPORTED_NODE_TYPES = frozenset({"command", "parallel", "pipeline", "sweep"})
 _EXPR = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
 # Types whose value is a path on disk (everything else is a literal parameter).
 PATH_TYPES = frozenset({"uri_file", "uri_folder", "mlflow_model", "custom_model", "mltable"})
@@ -115,6 +119,7 @@ class StepSpec:
     environment: str = ""
     kind: str = "command"
     parallel: ParallelSpec | None = None
+    sweep: SweepSpec | None = None
     # The environment as the component declares it (azure.ai.ml's ``Environment`` or a
     # reference string) and the file that declares it, for local.aml.environments.
     environment_decl: Any = field(default=None, compare=False)
@@ -255,6 +260,8 @@ class _Raw:
     doc: dict[str, Any]
     children: dict[str, _Raw] = field(default_factory=dict)
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Nodes whose component (or sweep trial) is a workspace component: its stored YAML.
+    registered: dict[str, Path] = field(default_factory=dict)
 
     def node(self, name: str) -> dict[str, Any]:
         node = (self.doc.get("jobs") or {}).get(name)
@@ -270,7 +277,24 @@ def _read_yaml(path: Path, what: str) -> Any:
         raise BadInputError(f"{what}: invalid YAML: {_one_line(exc)}", code="invalid_yaml") from exc
 
 
-def _prescan(path: Path, depth: int = 0) -> _Raw:
+def _component_file(
+    raw: _Raw, name: str, reference: str, key: str, components: ComponentResolver | None
+) -> Path:
+    """The YAML a node's ``component`` (or a sweep's ``trial``) names: a local file, or a
+    component registered in the local workspace."""
+    if is_component_reference(reference):
+        target = resolve_component(reference, what=f"node {name!r}", resolver=components)
+        raw.registered[name] = target
+        return target
+    target = (raw.path.parent / reference.removeprefix("file:")).resolve()
+    if not target.is_file():
+        raise BadInputError(
+            f"node {name!r}: {key} file {reference!r} not found", code="unknown_component"
+        )
+    return target
+
+
+def _prescan(path: Path, depth: int = 0, components: ComponentResolver | None = None) -> _Raw:
     """Reject what the executor cannot run before the (slower, vaguer) SDK parse."""
     doc = _read_yaml(path, path.name)
     if not isinstance(doc, dict):
@@ -285,29 +309,29 @@ def _prescan(path: Path, depth: int = 0) -> _Raw:
         if not isinstance(node, dict):
             raise BadInputError(f"{path.name}: node {name!r} is not a mapping")
         node_type = str(node.get("type", "command"))
-        component = node.get("component")
-        if isinstance(component, str) and component.startswith("azureml:"):
-            raise BadInputError(
-                f"node {name!r} uses component {component!r} from a workspace or registry, "
-                "which the local executor cannot fetch (use a local component YAML)",
-                code="unsupported_node",
-            )
+        key = "trial" if node_type == "sweep" else "component"
+        component = node.get(key)
         comp: dict[str, Any] = {}
+        target: Path | None = None
         if isinstance(component, str):
-            target = (path.parent / component.removeprefix("file:")).resolve()
-            if not target.is_file():
-                raise BadInputError(
-                    f"node {name!r}: component file {component!r} not found",
-                    code="unknown_component",
-                )
-            loaded = _read_yaml(target, f"node {name!r} component {component}")
+            target = _component_file(raw, name, component, key, components)
+            loaded = _read_yaml(target, f"node {name!r} {key} {component}")
             comp = loaded if isinstance(loaded, dict) else {}
-            node_type = str(comp.get("type", node_type)) if isinstance(loaded, dict) else "?"
+            if node_type != "sweep":
+                node_type = str(comp.get("type", node_type)) if isinstance(loaded, dict) else "?"
             raw.components[name] = comp
+        elif isinstance(component, dict) and node_type == "sweep":
+            comp = component
         if node_type not in SUPPORTED_NODE_TYPES:
             raise BadInputError(
                 f"node {name!r} has type {node_type!r}, which the local executor does not run "
-                "(supported: command, parallel, pipeline)",
+                "(supported: command, parallel, pipeline, sweep)",
+                code="unsupported_node",
+            )
+        if node_type == "sweep" and str(comp.get("type", "command")) != "command":
+            raise BadInputError(
+                f"node {name!r}: a sweep's trial must be a command component, not "
+                f"{comp.get('type')!r}",
                 code="unsupported_node",
             )
         if node_type == "parallel":
@@ -320,7 +344,7 @@ def _prescan(path: Path, depth: int = 0) -> _Raw:
                     code="unsupported_node",
                 )
         if node_type == "pipeline":
-            if not isinstance(component, str):
+            if target is None:
                 raise BadInputError(
                     f"node {name!r}: a pipeline node needs 'component: ./FILE.yml' "
                     "(a pipeline component YAML)",
@@ -328,8 +352,7 @@ def _prescan(path: Path, depth: int = 0) -> _Raw:
                 )
             if depth > 8:
                 raise BadInputError(f"node {name!r}: pipeline components nest too deeply")
-            target = (path.parent / component.removeprefix("file:")).resolve()
-            raw.children[name] = _prescan(target, depth + 1)
+            raw.children[name] = _prescan(target, depth + 1, components)
     return raw
 
 
@@ -544,13 +567,15 @@ def _collect(
         full = prefix + name
         raw_node = raw.node(name)
         comp_raw = raw.components.get(name, {})
-        component = node.component
+        node_type = str(getattr(node, "type", "command"))
+        component = node.trial if node_type == "sweep" else node.component
+        if name in raw.registered:
+            component = _load_component(raw.registered[name], full)
         if isinstance(component, str):
             raise BadInputError(
                 f"node {full!r} refers to component {component!r}, which is not a local file",
                 code="unsupported_node",
             )
-        node_type = str(getattr(node, "type", "command"))
         component_type = str(getattr(component, "type", node_type))
         if component_type not in SUPPORTED_NODE_TYPES:
             # e.g. a prompt flow (flow.dag.yaml) run as a parallel node: "promptflow_parallel".
@@ -587,6 +612,7 @@ def _collect(
             }.items()
         }
         parallel = _parallel(full, node, component) if node_type == "parallel" else None
+        sweep = _sweep(full, raw_node, input_defs, ctx) if node_type == "sweep" else None
         if parallel is not None:
             task = getattr(node, "task", None) or getattr(component, "task", None)
             code = getattr(task, "code", None)
@@ -624,11 +650,41 @@ def _collect(
             environment_variables=env_vars,
             timeout_seconds=_timeout(node),
             environment=_environment_name(env),
-            kind="parallel" if parallel is not None else "command",
+            kind="sweep" if sweep else "parallel" if parallel else "command",
             parallel=parallel,
+            sweep=sweep,
             environment_decl=env,
             environment_source=_environment_source(comp_raw, raw_node, base),
         )
+
+
+def _load_component(path: Path, full: str) -> Any:
+    """A component registered in the local workspace, parsed by the SDK from its stored YAML."""
+    from azure.ai.ml import load_component
+
+    try:
+        return load_component(str(path))
+    except Exception as exc:
+        raise BadInputError(
+            f"node {full!r}: registered component {path.parent.name}: {_one_line(exc)}",
+            code="invalid_pipeline",
+        ) from exc
+
+
+def _sweep(
+    full: str, raw_node: Mapping[str, Any], input_defs: Mapping[str, InputDef], ctx: _Context
+) -> SweepSpec:
+    """A sweep node's settings; every search-space parameter must be a trial input."""
+    sweep = parse_sweep(f"node {full!r}", raw_node)
+    unknown = sorted(set(sweep.search_space) - set(input_defs))
+    if unknown:
+        raise BadInputError(
+            f"node {full!r}: search_space parameter {', '.join(map(repr, unknown))} is not an "
+            "input of its trial component",
+            code="unresolved_binding",
+        )
+    ctx.warnings.extend(f"node {full!r}: {note}" for note in sweep.notes())
+    return sweep
 
 
 def _input_name(expr: Any, full: str, what: str) -> str:
@@ -719,16 +775,19 @@ def load_pipeline(
     *,
     datastores: Datastores | None = None,
     asset_resolver: AssetResolver | None = None,
+    component_resolver: ComponentResolver | None = None,
 ) -> PipelineSpec:
     """Parse ``path`` offline; raise ``BadInputError`` (one line) for anything not runnable.
 
     Node-level data references are resolved here (they cannot be overridden); pipeline
-    inputs keep their location as written until ``PipelineSpec.bind``.
+    inputs keep their location as written until ``PipelineSpec.bind``. Components referred to
+    as ``azureml:NAME:VERSION`` / ``azureml:NAME@latest`` are read from the local workspace
+    through ``component_resolver`` (without one, or when it does not know them, refused).
     """
     yaml_path = Path(path).resolve()
     if not yaml_path.is_file():
         raise BadInputError(f"pipeline file {path} not found", code="not_found")
-    raw = _prescan(yaml_path)
+    raw = _prescan(yaml_path, components=component_resolver)
     from azure.ai.ml import load_job
 
     # Parsing instantiates schema classes azure-ai-ml marks experimental, and it warns about

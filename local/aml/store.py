@@ -46,8 +46,11 @@ class StepRecord:
     # The environment the step ran in ("project" with --env project) and its interpreter.
     environment: str = ""
     python: str = ""
-    # Parallel steps: mini-batch counts (total, succeeded, failed, retried, running, items_failed).
+    # Parallel steps: mini-batch counts (total, succeeded, failed, retried, running, items_failed);
+    # sweeps: trial counts (total, running, completed, failed, canceled).
     progress: dict[str, int] = field(default_factory=dict)
+    # Sweeps: the settings, every trial (a child run: parameters, status, metric) and the best.
+    sweep: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -152,6 +152,12 @@ class Tracking:
     def finish(self, run_id: str, status: str) -> None:
         self._client.set_terminated(run_id, MLFLOW_STATUS.get(status, "FAILED"))
 
+    def metric_history(self, run_id: str, key: str) -> list[float]:
+        """Every value run ``run_id`` logged for metric ``key``, in the order logged."""
+        history = self._client.get_metric_history(run_id, key)
+        ordered = sorted(history, key=lambda m: (m.step, m.timestamp))
+        return [float(m.value) for m in ordered]
+
     def registered_by(self, run_id: str) -> list[RegisteredVersion]:
         """Model versions whose source run is ``run_id``."""
         versions = self._client.search_model_versions(f"run_id = '{run_id}'")

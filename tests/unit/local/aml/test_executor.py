@@ -89,8 +89,14 @@ def test_hanging_step_is_killed_at_its_timeout(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("pipeline", "message"),
     [
-        ("sweep.yml", "node 'tune' has type 'sweep'"),
+        ("sweep.yml", "node 'tune': trial file './trial.yml' not found"),
         ("registry_component.yml", "node 'train' uses component 'azureml://registries"),
+        (
+            "unregistered_component.yml",
+            "node 'train' uses component never_registered:latest "
+            "(azureml:never_registered@latest), which is not registered in the local workspace; "
+            "register it first with python -m local.aml component create",
+        ),
         ("unknown_component.yml", "component file './components/does_not_exist.yml' not found"),
         ("unresolved.yml", "parent.inputs.nowhere"),
         ("missing_input.yml", "no_such_folder does not exist"),

@@ -427,7 +427,7 @@ def test_a_pipeline_node_without_a_component_file_is_refused(tmp_path: Path) -> 
             """
         )
     )
-    with pytest.raises(BadInputError, match="from a workspace or registry"):
+    with pytest.raises(BadInputError, match=r"shared_pipeline:1 .* not registered in the local"):
         LocalExecutor(tmp_path / "aml").submit(tmp_path / "pipeline.yml")
 
 
