@@ -142,7 +142,8 @@ def build_ml_services(
         from adapters.registry import AzureMLModelRegistry
 
         client = client or workspace_client(settings)
-        return AzureMLPipelineJobs(client), AzureMLModelRegistry(client)
+        azure_jobs = AzureMLPipelineJobs(client, compute=settings.aml_compute)
+        return azure_jobs, AzureMLModelRegistry(client)
     from local.aml.jobs import LocalPipelineJobs
     from local.aml.registry import MLflowModelRegistry
 

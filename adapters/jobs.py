@@ -149,12 +149,17 @@ class AzureMLPipelineJobs:
     Pipelines are parsed with ``load_job`` here, so a bad YAML fails before anything is sent.
     The failed step of a failed pipeline job is read from its child runs (run history) and its
     error from that run's record, the part of Azure ML the SDK's job objects leave out.
-    Downloads go to temporary folders under ``scratch_dir`` (default: the system's).
+    Downloads go to temporary folders under ``scratch_dir`` (default: the system's). With
+    ``compute`` (``MLOPS_AML_COMPUTE``) every job runs on that compute cluster instead of the
+    YAML's ``default_compute``: the cluster whose identity may read the conditioned data.
     """
 
-    def __init__(self, client: Any, *, scratch_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, client: Any, *, scratch_dir: str | Path | None = None, compute: str = ""
+    ) -> None:
         self._client = client
         self._scratch = str(scratch_dir) if scratch_dir is not None else None
+        self._compute = compute
 
     def submit(
         self,
@@ -188,6 +193,8 @@ class AzureMLPipelineJobs:
             else:
                 setattr(job.inputs, key, value)
         job.experiment_name = experiment_name
+        if self._compute:
+            job.settings.default_compute = self._compute
         job.tags = {**(job.tags or {}), **dict(tags or {})}
         if display_name:
             job.display_name = display_name

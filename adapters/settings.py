@@ -27,6 +27,7 @@ DATALAKE_CONNECTION = "MLOPS_DATALAKE"
 _TASK_HUB = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,44}$")
 _MODEL_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_COMPUTE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,15}$")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Settings:
     aml_max_parallel: int = 2
     aml_max_jobs: int = 2
     aml_datastore: str = "datalake"
+    aml_compute: str = ""
     model_name_prefix: str = "forecast-"
 
     @property
@@ -193,6 +195,12 @@ def _parse_model_prefix(value: str) -> str:
     return value
 
 
+def _parse_compute(value: str) -> str:
+    if value and not _COMPUTE.match(value):
+        raise ValueError("must be an Azure ML compute name: 2-16 letters, digits or '-'")
+    return value
+
+
 def _parse_container(value: str) -> str:
     if not _CONTAINER.match(value):
         raise ValueError("must be a valid blob container name (3-63 chars: a-z, 0-9, '-')")
@@ -274,6 +282,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "datalake",
         "Azure ML datastore over the data lake (pipeline inputs are read through it)",
     ),
+    SettingSpec(
+        "MLOPS_AML_COMPUTE",
+        _parse_compute,
+        "",
+        "Azure ML compute cluster the app's jobs run on (empty: the pipeline YAML's own)",
+    ),
     SettingSpec("MLOPS_STALE_AFTER_DAYS", _parse_positive_float, "60", "a model older is stale"),
     SettingSpec(
         "MLOPS_DRIFT_SCHEDULE", _parse_text, "0 15 * * * *", "NCRONTAB of the drift check (UTC)"
@@ -294,7 +308,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "conditioned sources a training run needs",
     ),
     SettingSpec(
-        "MLOPS_REGIONS", _parse_text, "", "regions the weekly retrain covers (comma-separated)"
+        "MLOPS_REGIONS",
+        _parse_text,
+        "",
+        "regions scheduled work covers (comma-separated); empty: every region the conditioned "
+        "store master names",
     ),
     SettingSpec(
         "MLOPS_TRAIN_ON_ARRIVAL",
@@ -430,5 +448,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         aml_max_parallel=values["MLOPS_AML_MAX_PARALLEL"],
         aml_max_jobs=values["MLOPS_AML_MAX_JOBS"],
         aml_datastore=values["MLOPS_AML_DATASTORE"],
+        aml_compute=values["MLOPS_AML_COMPUTE"],
         model_name_prefix=values["MLOPS_MODEL_NAME_PREFIX"],
     )

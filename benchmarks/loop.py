@@ -179,7 +179,7 @@ def run_once(segments: int, job_seconds: float) -> dict[str, Any]:
             status, payload = _call(
                 f"{host.base_url}/api/orchestrations/train?code={key}", body, "POST"
             )
-            if status != 202:
+            if status != 200:
                 raise SystemExit(f"the start request answered {status}: {payload}")
             instance = payload["id"]
             status_url = f"{host.base_url}/api/orchestrations/{instance}?code={key}"

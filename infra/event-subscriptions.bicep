@@ -54,6 +54,7 @@ module amlSubscriptions 'modules/aml-event-subscriptions.bicep' = {
     deadLetterStorageId: deadLetterStorageId
     deadLetterContainerName: deadLetterContainerName
     modelNamePrefix: modelNamePrefix
+    namePrefix: functionAppName
   }
 }
 

@@ -25,7 +25,7 @@ param amlWorkspaceName string
 @description('Resource group of the Azure ML workspace (same subscription).')
 param amlResourceGroupName string
 
-@description('Name of the workspace Event Grid system topic; if the workspace already has one, its name.')
+@description('Name of the workspace Event Grid system topic if the workspace already has one (another deployment\'s or team\'s): it is used, not redeployed, and never deleted by this deployment\'s teardown. Empty: this deployment creates evgt-aml-<token>.')
 param amlSystemTopicName string = ''
 
 @description('Regions the weekly retrain covers, comma-separated (MLOPS_REGIONS); empty: every region with data.')
@@ -49,8 +49,15 @@ param alertFlushSchedule string = '0 */1 * * * *'
 @description('Prefix of the names of the models the app trains and tests (MLOPS_MODEL_NAME_PREFIX); the workspace ModelRegistered subscription delivers only these (infra/scripts/postdeploy.sh passes it on).')
 param modelNamePrefix string = 'forecast-'
 
-@description('Azure ML datastore over the data lake that pipeline inputs are read through.')
-param amlDatastoreName string = 'datalake'
+@description('Azure ML datastore this deployment creates over the data lake\'s conditioned container (MLOPS_AML_DATASTORE); pipeline inputs are read through it. Empty: mlops_<token>, one per deployment, so two environments on one workspace do not overwrite each other\'s.')
+param amlDatastoreName string = ''
+
+@description('VM size of the compute cluster this deployment creates in the workspace for its jobs (MLOPS_AML_COMPUTE).')
+param amlComputeVmSize string = 'Standard_DS3_v2'
+
+@description('Most nodes that compute cluster scales out to; it scales in to none when idle.')
+@minValue(1)
+param amlComputeMaxNodes int = 4
 
 @description('Durable Functions task hub name: 3-45 letters or digits, starting with a letter.')
 param taskHubName string = 'mlopshub'
@@ -117,6 +124,11 @@ var tags = {
 }
 
 var functionAppName = 'func-${resourceToken}'
+// In the shared workspace, names carry the token: two environments on one workspace must not
+// overwrite each other's datastore, compute or event subscriptions.
+var amlDatastore = !empty(amlDatastoreName) ? amlDatastoreName : 'mlops_${resourceToken}'
+var amlComputeName = 'mlops-${take(resourceToken, 10)}'
+var createAmlSystemTopic = empty(amlSystemTopicName)
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var deadLetterContainerName = 'eventgrid-deadletter'
 
@@ -233,6 +245,9 @@ var appSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  // host.json sets telemetryMode OpenTelemetry; with this the worker says it exports its own
+  // logs and traces (adapters/telemetry.py), so the host does not ship them a second time.
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   MLOPS_ENVIRONMENT: 'azure'
   MLOPS_TASK_HUB: taskHubName
   MLOPS_RAW_CONTAINER: rawContainerName
@@ -248,7 +263,8 @@ var appSettings = {
   MLOPS_STALENESS_SCHEDULE: stalenessSchedule
   MLOPS_DRIFT_SCHEDULE: driftSchedule
   MLOPS_ALERT_FLUSH_SCHEDULE: alertFlushSchedule
-  MLOPS_AML_DATASTORE: amlDatastoreName
+  MLOPS_AML_DATASTORE: amlDatastore
+  MLOPS_AML_COMPUTE: amlComputeName
   MLOPS_STALE_AFTER_DAYS: '60'
   MLOPS_JOB_TIMEOUT_MINUTES: '720'
   MLOPS_RETRAIN_WINDOW_HOURS: '24'
@@ -274,7 +290,8 @@ module functionApp 'modules/function-app.bicep' = {
     name: functionAppName
     planName: 'plan-${resourceToken}'
     location: location
-    tags: union(tags, { 'azd-service-name': 'api' })
+    tags: tags
+    serviceName: 'api'
     identityId: identity.outputs.resourceId
     deploymentBlobEndpoint: appStorage.outputs.blobEndpoint
     deploymentContainerName: deploymentContainerName
@@ -328,8 +345,16 @@ module amlAccess 'modules/aml-access.bicep' = {
   scope: amlResourceGroup
   params: {
     workspaceName: amlWorkspaceName
-    systemTopicName: !empty(amlSystemTopicName) ? amlSystemTopicName : 'evgt-aml-${resourceToken}'
+    systemTopicName: createAmlSystemTopic ? 'evgt-aml-${resourceToken}' : amlSystemTopicName
+    createSystemTopic: createAmlSystemTopic
     appPrincipalId: identity.outputs.principalId
+    datastoreName: amlDatastore
+    dataLakeAccountName: dataLake.outputs.name
+    dataLakeResourceGroupName: rg.name
+    conditionedContainerName: conditionedContainerName
+    computeName: amlComputeName
+    computeVmSize: amlComputeVmSize
+    computeMaxNodes: amlComputeMaxNodes
     tags: tags
   }
 }
@@ -357,10 +382,11 @@ module rbac 'modules/rbac.bicep' = {
     communicationServiceName: communication.outputs.name
     appPrincipalId: identity.outputs.principalId
     dataFactoryPrincipalId: dataFactory.outputs.principalId
-    systemTopicPrincipalIds: [
-      dataLakeTopic.outputs.principalId
-      amlAccess.outputs.systemTopicPrincipalId
-    ]
+    dataLakeTopicPrincipalId: dataLakeTopic.outputs.principalId
+    amlTopicPrincipalId: amlAccess.outputs.systemTopicPrincipalId
+    amlComputePrincipalId: amlAccess.outputs.computePrincipalId
+    conditionedContainerName: conditionedContainerName
+    deadLetterContainerName: deadLetterContainerName
     operatorPrincipalId: principalId
     operatorPrincipalType: principalType
   }
@@ -381,6 +407,13 @@ output AZURE_RAW_CONTAINER_NAME string = rawContainerName
 output AZURE_AML_RESOURCE_GROUP string = amlResourceGroupName
 output AZURE_AML_WORKSPACE_NAME string = amlWorkspaceName
 output AZURE_AML_SYSTEM_TOPIC_NAME string = amlAccess.outputs.systemTopicName
+// infra/scripts/predown.sh deletes the workspace topic only if this deployment created it.
+output AZURE_AML_SYSTEM_TOPIC_CREATED bool = createAmlSystemTopic
+output AZURE_AML_WORKSPACE_ID string = amlAccess.outputs.workspaceId
+output AZURE_AML_DATASTORE_NAME string = amlDatastore
+output AZURE_AML_COMPUTE_NAME string = amlComputeName
+output AZURE_AML_COMPUTE_PRINCIPAL_ID string = amlAccess.outputs.computePrincipalId
+output AZURE_APP_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_MODEL_NAME_PREFIX string = modelNamePrefix
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_DATA_FACTORY_NAME string = dataFactory.outputs.name

@@ -354,10 +354,13 @@ def read_model_test_verdict(request: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="request")
 def list_champion_segments(request: dict[str, Any]) -> list[str]:
-    """Segments of the configured regions that have a champion (what a blanket retrain covers)."""
+    """Segments of the covered regions (``covered_regions``) that have a champion (what a
+    blanket retrain covers)."""
+    from orchestrators.regions import covered_regions
+
     services = _services()
     assert services.model_registry is not None
-    segments = Segment.for_regions(services.settings.automation.regions)
+    segments = Segment.for_regions(covered_regions(services))
     return [s.id for s in segments if services.model_registry.get_by_alias(s.model_name, CHAMPION)]
 
 
@@ -383,7 +386,9 @@ def claim_retrain_slot(request: dict[str, Any]) -> bool:
 
 @bp.activity_trigger(input_name="request")
 def send_job_failure_alert(request: dict[str, Any]) -> dict[str, Any]:
-    """Alert Ops that a job failed (deduplicated with the Event Grid path by signature)."""
+    """Record the alert that a job failed (deduplicated with the Event Grid path by id and
+    signature); the outbox timer completes and sends it. The name stays what in-flight
+    orchestrations' histories call."""
     from orchestrators.failure_alerts import alert_for_job_failure
 
     return alert_for_job_failure(_services(), request)

@@ -1,11 +1,16 @@
 """The alert service: record an alert durably, apply the policy, send, retry until delivered.
 
-Two entry points, both safe to call concurrently within a process and again after a crash:
+Entry points, all safe to call concurrently within a process and again after a crash:
 
-* ``raise_alert`` — for the Event Grid failure handler and the orchestrations. Idempotent by
-  ``Alert.id``: the same event delivered ten times records and sends one alert.
-* ``flush_pending`` — for a timer and after every ``raise_alert``. Sends the digest that is due
-  and retries every pending email whose back-off has expired.
+* ``record_alert`` — for the Event Grid failure handler and the orchestrations. Records the
+  alert and applies the policy, and sends nothing: an Event Grid delivery must be answered
+  within seconds, and an email send can take tens of seconds. Idempotent by ``Alert.id``: the
+  same event delivered ten times records one alert. ``needs_details`` leaves the slow lookups
+  (the failed job's step and log) to the sender.
+* ``flush_pending`` — the outbox sender (a timer). Completes recorded alerts with their details,
+  sends the digest that is due and every pending email whose back-off has expired.
+* ``raise_alert`` — ``record_alert`` and a first delivery attempt at once, for callers that
+  may wait for the mail system.
 
 Delivery is at least once: an email is recorded as pending *before* the first attempt and is
 marked sent only after the mail system accepted it. A failed attempt leaves it pending with
@@ -17,6 +22,7 @@ marked failed, logged as an error and kept in the store. A crash between "accept
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -37,6 +43,8 @@ from orchestrators.alert_policy import (
 log = logging.getLogger("mlops.alerts")
 
 DEFAULT_ALERT_POLICY = AlertPolicy()
+DETAILS_PENDING = "details_pending"
+"""Payload key of a record whose alert the sender completes before its first attempt."""
 
 
 def policy_from_settings(settings: AlertSettings) -> AlertPolicy:
@@ -89,6 +97,60 @@ def _outcome(record: OutboxRecord, action: str) -> AlertOutcome:
     )
 
 
+def record_alert(
+    alert: Alert,
+    *,
+    store: AlertStore,
+    now: datetime,
+    policy: AlertPolicy = DEFAULT_ALERT_POLICY,
+    needs_details: bool = False,
+) -> AlertOutcome:
+    """Record ``alert`` and decide whether it is emailed; never send (see the module doc).
+
+    ``action`` is ``recorded`` (pending: the sender emails it), ``suppressed`` (folded into a
+    later digest) or ``already_recorded``. With ``needs_details`` the sender completes the alert
+    (``flush_pending``'s ``complete``) before its first attempt. Raises ``TransientError`` only
+    when the store itself is unreachable (then nothing was recorded and the caller should let
+    the platform retry).
+    """
+    with store.lock():
+        existing = store.get(alert.id)
+        if existing is not None:
+            return _outcome(existing, "already_recorded")
+        state = PolicyState.from_json(store.load_state())
+        verdict, after = decide(state, alert, now, policy)
+        payload = alert.to_json()
+        if verdict is Verdict.SEND:
+            if needs_details:
+                payload[DETAILS_PENDING] = True
+            record = OutboxRecord(
+                id=alert.id,
+                kind="alert",
+                status=DeliveryStatus.PENDING,
+                created_at=now,
+                email=render_alert(alert),
+                next_try_at=now,
+                payload=payload,
+            )
+        else:
+            record = OutboxRecord(
+                id=alert.id,
+                kind="alert",
+                status=DeliveryStatus.SUPPRESSED,
+                created_at=now,
+                note=verdict.value,
+                payload=payload,
+            )
+        try:
+            store.add(record)
+        except ConflictError:
+            current = store.get(alert.id)
+            return _outcome(current or record, "already_recorded")
+        store.save_state(after.to_json())
+    log.info("alert %s recorded: %s (signature %s)", alert.id, verdict.value, alert.signature.key())
+    return _outcome(record, "recorded" if verdict is Verdict.SEND else "suppressed")
+
+
 def raise_alert(
     alert: Alert,
     *,
@@ -103,42 +165,12 @@ def raise_alert(
     recorded and the caller should let the platform retry the event). Mail failures do not
     raise: they leave the alert pending, reported as ``action="pending"``.
     """
+    outcome = record_alert(alert, store=store, now=now, policy=policy)
+    if outcome.action != "recorded":
+        return outcome
     with store.lock():
-        existing = store.get(alert.id)
-        if existing is not None:
-            return _outcome(existing, "already_recorded")
-        state = PolicyState.from_json(store.load_state())
-        verdict, after = decide(state, alert, now, policy)
-        if verdict is Verdict.SEND:
-            record = OutboxRecord(
-                id=alert.id,
-                kind="alert",
-                status=DeliveryStatus.PENDING,
-                created_at=now,
-                email=render_alert(alert),
-                next_try_at=now,
-                payload=alert.to_json(),
-            )
-        else:
-            record = OutboxRecord(
-                id=alert.id,
-                kind="alert",
-                status=DeliveryStatus.SUPPRESSED,
-                created_at=now,
-                note=verdict.value,
-                payload=alert.to_json(),
-            )
-        try:
-            store.add(record)
-        except ConflictError:
-            current = store.get(alert.id)
-            return _outcome(current or record, "already_recorded")
-        store.save_state(after.to_json())
-        log.info(
-            "alert %s recorded: %s (signature %s)", alert.id, verdict.value, alert.signature.key()
-        )
-        if verdict is not Verdict.SEND:
-            return _outcome(record, "suppressed")
+        record = store.get(alert.id)
+        assert record is not None
         record = _attempt(record, store=store, notifier=notifier, now=now, policy=policy)
     action = {DeliveryStatus.SENT: "sent", DeliveryStatus.FAILED: "failed"}.get(
         record.status, "pending"
@@ -153,11 +185,15 @@ def flush_pending(
     now: datetime,
     policy: AlertPolicy = DEFAULT_ALERT_POLICY,
     limit: int = 100,
+    complete: Callable[[Alert], Alert] | None = None,
 ) -> FlushReport:
     """Send the digest due at ``now`` (if any) and retry up to ``limit`` pending emails.
 
-    Safe to call as often as wanted: a record is only retried once its ``next_try_at`` has
-    come, and a sent record is never sent again. Mail failures do not raise.
+    A record recorded with ``needs_details`` is first completed with ``complete`` (the slow
+    lookups: the failed job's step and log) and stored again, so they run once; a ``complete``
+    that fails leaves the alert as it was recorded (an alert without its excerpt beats no
+    alert). Safe to call as often as wanted: a record is only retried once its ``next_try_at``
+    has come, and a sent record is never sent again. Mail failures do not raise.
     """
     sent: list[str] = []
     retrying: list[str] = []
@@ -188,12 +224,29 @@ def flush_pending(
             store.save_state(after.to_json())
             digest_id = digest.id
             log.info("digest %s recorded: %d suppressed alert(s)", digest.id, digest.total)
-        for record in store.due(now, limit):
+        for due in store.due(now, limit):
+            record = _complete(due, complete, store) if due.payload.get(DETAILS_PENDING) else due
             done = _attempt(record, store=store, notifier=notifier, now=now, policy=policy)
             {DeliveryStatus.SENT: sent, DeliveryStatus.FAILED: failed}.get(
                 done.status, retrying
             ).append(done.id)
     return FlushReport(tuple(sent), tuple(retrying), tuple(failed), digest_id)
+
+
+def _complete(
+    record: OutboxRecord, complete: Callable[[Alert], Alert] | None, store: AlertStore
+) -> OutboxRecord:
+    """``record`` with its alert completed and re-rendered, stored; the details mark gone."""
+    alert = Alert.from_json(record.payload)
+    if complete is not None:
+        try:
+            alert = complete(alert)
+        # Whatever the lookup raises, the alert goes out as it was recorded.
+        except Exception as exc:  # noqa: BLE001
+            log.warning("alert %s goes out without its details: %s", record.id, exc)
+    updated = replace(record, email=render_alert(alert), payload=alert.to_json())
+    store.update(updated)
+    return updated
 
 
 def _attempt(

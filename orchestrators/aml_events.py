@@ -2,7 +2,7 @@
 
 Parsing tolerates every quirk seen in real payloads: data keys in PascalCase or camelCase
 (sometimes mixed), ``modelVersion`` as an integer or a string, Event Grid schema or CloudEvents,
-subjects ``datadrifts/{id}/runs/{run}`` or ``datadrift/{id}/run/{run}``, times with seven
+times with seven
 fractional digits and ``Z`` or ``+00:00``. ``plan_reaction`` maps an event to one ``Reaction``;
 it never raises for an event type it does not know (those are logged and acknowledged).
 
@@ -178,9 +178,9 @@ class SendAlert:
 
 @dataclass(frozen=True)
 class StartRetrain:
-    reason: str  # "drift" | "monitor_breach"
+    reason: str  # "monitor_breach" (retrain's other reasons come from the timers)
     segment: str  # "" when the event does not name one: resolved by the retrain flow
-    source: str  # monitor / drift monitor name for the audit trail
+    source: str  # the monitor's name, for the audit trail
     detail: dict[str, str]
 
 
@@ -293,16 +293,9 @@ def plan_reaction(event: AmlEvent, model_prefix: str = "forecast-") -> Reaction:
             )
         return Ignore(f"run status {_text(status) or 'unknown'} needs no action")
     if kind is AzureMLEventType.DATASET_DRIFT_DETECTED:
-        return StartRetrain(
-            reason="drift",
-            segment="",
-            source=_text(d.text("dataDriftName")),
-            detail={
-                "drift_id": _text(d.text("dataDriftId")),
-                "run_id": _text(d.text("runId")),
-                "drift_coefficient": _text(d.text("driftCoefficient")),
-                "target_dataset": _text(d.text("targetDatasetId")),
-            },
+        return Ignore(
+            "DatasetDriftDetected comes from v1 dataset monitors, retired on 2025-09-01; drift "
+            "arrives as a RunStatusChanged with the model-monitor threshold tag"
         )
     if kind is AzureMLEventType.RUN_COMPLETED:
         return RecordTelemetry(

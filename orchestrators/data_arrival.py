@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from orchestrators.policies import Segment
+from orchestrators.regions import covered_regions
 
 if TYPE_CHECKING:
     from composition import Services
@@ -27,8 +28,6 @@ def training_request(services: Services) -> tuple[str, dict[str, Any]] | str:
     automation = settings.automation
     if not automation.train_on_arrival:
         return "training on data arrival is off (MLOPS_TRAIN_ON_ARRIVAL)"
-    if not automation.regions:
-        return "no regions configured (MLOPS_REGIONS)"
     assert services.datasets is not None
     latest: dict[str, str] = {}
     for source in automation.training_sources:
@@ -40,7 +39,10 @@ def training_request(services: Services) -> tuple[str, dict[str, Any]] | str:
     if not shipments_end:
         return "the shipments data names no period"
     week = week_of(date.fromisoformat(shipments_end[:10])).isoformat()
-    segments = [s.id for s in Segment.for_regions(automation.regions)]
+    regions = covered_regions(services)
+    if not regions:
+        return "no regions: MLOPS_REGIONS names none and no conditioned store master names one"
+    segments = [s.id for s in Segment.for_regions(regions)]
     payload = {
         "segments": segments,
         "week": week,

@@ -4,10 +4,17 @@ Two paths see a failure: the Event Grid handler (``RunStatusChanged``) and the o
 that polls the job (Azure ML may emit no event at all). Both build the alert with the same id,
 ``job-<job name>-<status>``, so the outbox records it once and Ops gets one email; the alert
 policy also deduplicates by signature (pipeline, segment, failure kind) across jobs.
+
+Both only record: an Event Grid delivery must be answered within seconds (Event Grid gives a
+webhook 30 and then redelivers), and reading the failed job (azure.ai.ml, seconds to import)
+and sending the email (tens of seconds through Communication Services) do not fit. The outbox
+sender, ``flush_alerts`` on the alert outbox timer, reads the job's failed step and log for
+each recorded alert before it sends it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -47,28 +54,27 @@ def _job_details(services: Services, job_name: str) -> tuple[str, str]:
     return info.error, info.failed_step
 
 
-def _raise(services: Services, alert: Alert) -> dict[str, Any]:
-    from orchestrators.alerting import raise_alert
+def _record(services: Services, alert: Alert) -> dict[str, Any]:
+    from orchestrators.alerting import record_alert
 
-    assert services.alert_store is not None and services.notifier is not None
-    outcome = raise_alert(
+    assert services.alert_store is not None
+    outcome = record_alert(
         alert,
         store=services.alert_store,
-        notifier=services.notifier,
         now=datetime.now(UTC),
         policy=_policy(services),
+        needs_details=True,
     )
     return {"alert_id": outcome.alert_id, "action": outcome.action}
 
 
 def alert_for_job_failure(services: Services, request: dict[str, Any]) -> dict[str, Any]:
     """From an orchestration: ``{"pipeline", "segment", "job_name", "status", "timed_out",
-    "error", "failed_step"}``."""
+    "error", "failed_step"}``. Records the alert; the outbox sender completes and sends it."""
     job_name = str(request.get("job_name", ""))
     status = str(request.get("status", "Failed"))
-    excerpt, step = _job_details(services, job_name)
     kind = FailureKind.TIMED_OUT if request.get("timed_out") else FailureKind.from_status(status)
-    failed_step = request.get("failed_step") or step
+    failed_step = str(request.get("failed_step") or "")
     detail = str(request.get("error") or f"the job ended {status}")
     if failed_step:
         detail = f"step '{failed_step}' failed: {detail}"
@@ -81,15 +87,15 @@ def alert_for_job_failure(services: Services, request: dict[str, Any]) -> dict[s
         job_name=job_name,
         link=job_link(services, job_name),
         last_status=status,
-        log_excerpt=excerpt or str(request.get("error", "")),
+        log_excerpt=str(request.get("error", "")),
         detail=detail,
     )
-    return _raise(services, alert)
+    return _record(services, alert)
 
 
 def alert_for_failed_run(services: Services, reaction: SendAlert, event: AmlEvent) -> str:
-    """From the Event Grid handler; returns what happened, for the log line."""
-    excerpt, step = _job_details(services, reaction.run_id)
+    """From the Event Grid handler: records the alert and returns what happened, for the log
+    line. Reads no job and sends nothing (see the module docstring)."""
     alert = Alert(
         id=f"job-{reaction.run_id}-{reaction.status}",
         kind=FailureKind.from_status(reaction.status),
@@ -99,15 +105,24 @@ def alert_for_failed_run(services: Services, reaction: SendAlert, event: AmlEven
         job_name=reaction.run_id,
         link=job_link(services, reaction.run_id),
         last_status=reaction.status,
-        log_excerpt=excerpt,
-        detail=f"step '{step}' failed" if step else f"the run ended {reaction.status}",
+        detail=f"the run ended {reaction.status}",
     )
-    result = _raise(services, alert)
-    return str(result["action"])
+    return str(_record(services, alert)["action"])
+
+
+def with_job_details(services: Services, alert: Alert) -> Alert:
+    """``alert`` with the failed step and the end of its error read from the job (the
+    outbox sender calls this before the first attempt; see ``flush_pending``)."""
+    excerpt, step = _job_details(services, alert.job_name)
+    detail = alert.detail
+    if step and not detail.startswith("step "):
+        detail = f"step '{step}' failed: {detail}"
+    return replace(alert, log_excerpt=excerpt or alert.log_excerpt, detail=detail)
 
 
 def flush_alerts(services: Services) -> FlushReport | None:
-    """Retry pending alerts and send a due digest; ``None`` when there was nothing to do."""
+    """The outbox sender: complete recorded alerts with their job's details, send them, retry
+    pending ones and send a due digest; ``None`` when there was nothing to do."""
     from orchestrators.alerting import flush_pending
 
     assert services.alert_store is not None and services.notifier is not None
@@ -116,6 +131,7 @@ def flush_alerts(services: Services) -> FlushReport | None:
         notifier=services.notifier,
         now=datetime.now(UTC),
         policy=_policy(services),
+        complete=lambda alert: with_job_details(services, alert),
     )
     if not (report.sent or report.retrying or report.failed or report.digest_id):
         return None

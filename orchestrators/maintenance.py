@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from adapters.errors import ConflictError, NotFoundError
 from adapters.locator import data_files
 from orchestrators.policies import Segment, is_stale
+from orchestrators.regions import covered_regions
 
 if TYPE_CHECKING:
     from adapters.datasets import DatasetVersion
@@ -41,11 +42,12 @@ class StaleModel:
 
 
 def stale_champions(services: Services, now: datetime) -> list[StaleModel]:
-    """Champions of the configured regions trained longer ago than the staleness limit."""
+    """Champions of the covered regions (``covered_regions``) trained longer ago than the
+    staleness limit."""
     assert services.model_registry is not None
     limit = timedelta(days=services.settings.automation.stale_after_days)
     stale: list[StaleModel] = []
-    for segment in Segment.for_regions(services.settings.automation.regions):
+    for segment in Segment.for_regions(covered_regions(services)):
         champion = services.model_registry.get_by_alias(segment.model_name, "champion")
         if champion is None or champion.trained_at is None:
             continue

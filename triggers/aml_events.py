@@ -6,7 +6,8 @@ delivers at least once and out of order:
 
 * orchestrations start under ids derived from the event (model + version, event id), so a
   redelivery finds the instance that already exists;
-* alerts are keyed by the event id in the alert outbox.
+* alerts are keyed by the failed job in the alert outbox, which only records them here: the
+  outbox timer reads the job and sends the email.
 
 They return quickly (start work, never do it inline) and never fail on an event they do not
 understand, on malformed data or on a model that is not the app's: that is logged and
@@ -43,11 +44,13 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 # Which event types each function subscribes to. The Bicep's Event Grid subscriptions and
-# the local runtime's event router are both checked against this table.
+# the local runtime's event router are both checked against this table. DatasetDriftDetected
+# is not among them: its source (v1 dataset monitors) was retired on 2025-09-01, and drift
+# comes as a RunStatusChanged with the model-monitor tag; one that still arrives is
+# acknowledged with a log line.
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "on_model_registered": (AzureMLEventType.MODEL_REGISTERED,),
     "on_run_status_changed": (AzureMLEventType.RUN_STATUS_CHANGED,),
-    "on_dataset_drift_detected": (AzureMLEventType.DATASET_DRIFT_DETECTED,),
     "on_run_completed": (AzureMLEventType.RUN_COMPLETED,),
 }
 
@@ -122,7 +125,8 @@ async def _react(event: AmlEvent, client: df.DurableOrchestrationClient) -> str:
         from composition import get_services
         from orchestrators.failure_alerts import alert_for_failed_run
 
-        # Reading the job and sending mail block: off the loop, which every handler shares.
+        # Only recorded in the outbox (a blob write, off the loop every handler shares): the
+        # outbox timer reads the job and sends the email, which would not fit in a delivery.
         outcome = await asyncio.to_thread(alert_for_failed_run, get_services(), reaction, event)
         return f"alert for run {reaction.run_id}: {outcome}"
     if isinstance(reaction, RecordTelemetry):
@@ -169,14 +173,6 @@ async def on_run_status_changed(
     event: func.EventGridEvent, client: df.DurableOrchestrationClient
 ) -> None:
     await _handle("on_run_status_changed", event, client)
-
-
-@bp.event_grid_trigger(arg_name="event")
-@bp.durable_client_input(client_name="client")
-async def on_dataset_drift_detected(
-    event: func.EventGridEvent, client: df.DurableOrchestrationClient
-) -> None:
-    await _handle("on_dataset_drift_detected", event, client)
 
 
 @bp.event_grid_trigger(arg_name="event")

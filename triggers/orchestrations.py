@@ -4,8 +4,10 @@
 ``model_test``. The instance id comes from the caller's ``idempotencyKey`` (query parameter
 or body field; ADF sends its pipeline run id), so a retried call finds its run and the next
 pipeline run starts a new one. Without a key every request starts a new run, unless the same
-request arrives again within ``MLOPS_START_DEDUPE_SECONDS``. It answers the Durable 202
-payload (``id``, ``statusQueryGetUri``, ...).
+request arrives again within ``MLOPS_START_DEDUPE_SECONDS``. It answers 200 with the Durable
+management payload (``id``, ``statusQueryGetUri``, ...) and no ``Location`` header: ADF's async
+pattern follows a 202 + Location until the work ends (its Web activity does; its Azure Function
+activity may), and a start must not invite that. The pipeline polls the status endpoint below.
 
 ``GET /api/orchestrations/{id}`` (function key) is what ADF's Web activity polls: always a
 JSON object with ``runtimeStatus`` (200 while the instance exists, whatever its status; 404
@@ -79,8 +81,8 @@ async def start_orchestration(
         log.info("started %s as %s", ORCHESTRATORS[name], instance_id)
     else:
         log.info("orchestration %s already exists; returning it", instance_id)
-    response: func.HttpResponse = client.create_check_status_response(req, instance_id)
-    return response
+    # Not create_check_status_response: its 202 + Location would have ADF wait on the run.
+    return json_response(client.get_client_response_links(req, instance_id))
 
 
 @bp.route(route="orchestrations/{instance_id}", methods=["GET"])

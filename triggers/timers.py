@@ -33,11 +33,17 @@ async def on_weekly_retrain_timer(
     timer: func.TimerRequest, client: df.DurableOrchestrationClient
 ) -> None:
     from composition import get_services
+    from orchestrators.regions import covered_regions
 
-    settings = get_services().settings
-    regions = settings.automation.regions
+    services = get_services()
+    settings = services.settings
+    # MLOPS_REGIONS, or every region with conditioned data: that reads the lake, off the loop.
+    regions = await asyncio.to_thread(covered_regions, services)
     if not regions:
-        log.warning("weekly retrain skipped: MLOPS_REGIONS names no regions")
+        log.warning(
+            "weekly retrain skipped: MLOPS_REGIONS names no region and no conditioned store "
+            "master names one yet"
+        )
         return
     week = week_of(datetime.now(UTC).date() - timedelta(days=7)).isoformat()
     instance = f"train-weekly-{week}"

@@ -15,24 +15,38 @@ param deadLetterContainerName string
 @description('Prefix of the names of the models the app registers (MLOPS_MODEL_NAME_PREFIX); ModelRegistered events for other models in the workspace are not delivered.')
 param modelNamePrefix string = 'forecast-'
 
+@description('Prefix of the experiments the app submits its jobs under (orchestrators/aml_events.py EXPERIMENT_PREFIX); run events of other experiments are not delivered.')
+param experimentNamePrefix string = 'forecast-'
+
+@description('Prefix of the subscription names: the function app\'s name. The workspace topic may be shared by several deployments (one topic per workspace), and each needs its own subscriptions to its own app.')
+param namePrefix string
+
 // Event Grid ANDs separate advanced filters and ORs the values of one filter, so "terminal failure
 // OR monitor threshold breach" is two subscriptions to the same function. An event matching both is
 // delivered twice with the same id; the handler is idempotent by event id.
 // Keys are the camelCase names real workspaces deliver; string comparisons are case-insensitive.
 // Subject filters: a ModelRegistered subject is models/{name}:{version}, so a name prefix narrows
 // it to the app's models. Run events have subjects experiments/{experimentId}/runs/{runId}: the
-// experiment is a GUID, so no subject prefix can select the app's runs, and none is set (one
-// would drop the app's own failures and breaches).
+// experiment is a GUID, so no subject prefix can select the app's runs. Their data names the
+// experiment, so failures and completions are narrowed to the app's experiments with an
+// advanced filter (without it every run of every team in the workspace is delivered). Monitor
+// breaches are not: a model monitor's runs carry the monitor's experiment, which the app does
+// not name; they are narrowed by the breach tag, and the handler judges them by the segment tag.
+var experimentFilter = {
+  operatorType: 'StringBeginsWith'
+  key: 'data.experimentName'
+  values: [experimentNamePrefix]
+}
 var subscriptions = [
   {
-    name: 'aml-model-registered'
+    name: '${namePrefix}-model-registered'
     functionName: 'on_model_registered'
     eventTypes: ['Microsoft.MachineLearningServices.ModelRegistered']
     subjectBeginsWith: 'models/${modelNamePrefix}'
     advancedFilters: []
   }
   {
-    name: 'aml-run-terminal-failure'
+    name: '${namePrefix}-run-terminal-failure'
     functionName: 'on_run_status_changed'
     eventTypes: ['Microsoft.MachineLearningServices.RunStatusChanged']
     subjectBeginsWith: ''
@@ -42,10 +56,11 @@ var subscriptions = [
         key: 'data.runStatus'
         values: ['Failed', 'Canceled', 'NotResponding']
       }
+      experimentFilter
     ]
   }
   {
-    name: 'aml-monitor-threshold-breach'
+    name: '${namePrefix}-monitor-threshold-breach'
     functionName: 'on_run_status_changed'
     eventTypes: ['Microsoft.MachineLearningServices.RunStatusChanged']
     subjectBeginsWith: ''
@@ -58,18 +73,13 @@ var subscriptions = [
     ]
   }
   {
-    name: 'aml-dataset-drift-detected'
-    functionName: 'on_dataset_drift_detected'
-    eventTypes: ['Microsoft.MachineLearningServices.DatasetDriftDetected']
-    subjectBeginsWith: ''
-    advancedFilters: []
-  }
-  {
-    name: 'aml-run-completed'
+    name: '${namePrefix}-run-completed'
     functionName: 'on_run_completed'
     eventTypes: ['Microsoft.MachineLearningServices.RunCompleted']
     subjectBeginsWith: ''
-    advancedFilters: []
+    advancedFilters: [
+      experimentFilter
+    ]
   }
 ]
 

@@ -9,8 +9,11 @@ param planName string
 @description('Azure region.')
 param location string
 
-@description('Tags applied to the plan and the app (azd finds the app by azd-service-name).')
+@description('Tags applied to the plan and the app.')
 param tags object = {}
+
+@description('azd service name (azure.yaml): only the app carries it as azd-service-name, since azd deploys to the one resource tagged with it.')
+param serviceName string
 
 @description('Resource id of the user-assigned identity the app runs as.')
 param identityId string
@@ -54,7 +57,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 resource app 'Microsoft.Web/sites@2024-04-01' = {
   name: name
   location: location
-  tags: tags
+  tags: union(tags, { 'azd-service-name': serviceName })
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'

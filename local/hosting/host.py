@@ -6,12 +6,13 @@ What it serves (see docs/local-runtime.md for every known difference from Azure)
   ``x-functions-key`` header) for non-anonymous routes;
 * Event Grid triggers at ``/runtime/webhooks/eventgrid?functionName=X`` (Event Grid schema with
   the SubscriptionValidation handshake, CloudEvents with the OPTIONS handshake, arrays and single
-  objects; ``code`` must be the ``eventgrid_extension`` system key);
+  objects; ``code`` must be the ``eventgrid_extension`` system key, or the master key);
 * blob triggers by polling the container: the host's ``{name}`` template semantics, a receipt per
   function and blob ETag so each blob version runs once, and after 5 failed tries a message on
   the ``webjobs-blobtrigger-poison`` queue. A function taking ``func.InputStream`` gets the
   blob's bytes; one taking an SDK type (``BlobClient``…) gets model binding data that the
-  azurefunctions extension turns into the real client, as the worker does;
+  azurefunctions extension turns into the real client, as the worker does. At most host.json
+  ``extensions.blobs.maxDegreeOfParallelism`` blob invocations run at once, across the app;
 * timer triggers on their NCRONTAB schedule, and on demand through the admin API
   ``POST /admin/functions/{name}`` (master key), as the real host offers;
 * orchestrations and activities on the Durable Task engine (``local.hosting.durable``), the durable
@@ -37,6 +38,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,19 +75,28 @@ HTTP_RESPONSE_LIMIT = timedelta(seconds=230)
 _TIME_SPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
 
 
+def _host_json(host_json: Path) -> dict[str, Any] | None:
+    """host.json as a dict; ``None`` when the file is missing. A file that is not a JSON
+    object raises ``ValueError``, as the real host refuses to start on a bad host.json."""
+    try:
+        config = json.loads(host_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{host_json.name} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"{host_json.name} must be a JSON object")
+    return config
+
+
 def read_function_timeout(host_json: Path) -> timedelta | None:
     """host.json ``functionTimeout`` as a ``timedelta``; ``None`` for unbounded (``-1``).
 
     A missing file or setting gives the Flex Consumption default; a malformed value raises
     ``ValueError`` naming it, as the real host refuses to start on a bad host.json.
     """
-    try:
-        config = json.loads(host_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return FLEX_DEFAULT_TIMEOUT
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{host_json.name} is not valid JSON: {exc}") from exc
-    raw = config.get("functionTimeout") if isinstance(config, dict) else None
+    config = _host_json(host_json)
+    raw = None if config is None else config.get("functionTimeout")
     if raw is None:
         return FLEX_DEFAULT_TIMEOUT
     text = str(raw).strip()
@@ -101,6 +112,32 @@ def read_function_timeout(host_json: Path) -> timedelta | None:
     if limit <= timedelta(0):
         raise ValueError(f"{host_json.name}: functionTimeout must be positive, got {raw!r}")
     return limit
+
+
+def read_blob_parallelism(host_json: Path) -> int:
+    """host.json ``extensions.blobs.maxDegreeOfParallelism``: how many blob-triggered
+    invocations run at once across the app (the blobs extension's default, 8 x the cores,
+    when it is not set). A value below 1 or not an integer raises ``ValueError``."""
+    config = _host_json(host_json) or {}
+    extensions = config.get("extensions") or {}
+    blobs = extensions.get("blobs") if isinstance(extensions, dict) else None
+    raw = blobs.get("maxDegreeOfParallelism") if isinstance(blobs, dict) else None
+    if raw is None:
+        return 8 * (os.cpu_count() or 1)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError(
+            f"{host_json.name}: extensions.blobs.maxDegreeOfParallelism must be an integer "
+            f">= 1, got {raw!r}"
+        )
+    return raw
+
+
+def host_json_settings(host_json: Path) -> dict[str, Any]:
+    """What ``HostConfig`` takes from an app's host.json, as keyword arguments."""
+    return {
+        "function_timeout": read_function_timeout(host_json),
+        "blob_parallelism": read_blob_parallelism(host_json),
+    }
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -129,6 +166,8 @@ class HostConfig:
     function_timeout: timedelta | None = field(
         default_factory=lambda: read_function_timeout(DEFAULT_HOST_JSON)
     )
+    # host.json extensions.blobs.maxDegreeOfParallelism: blob invocations at once, app-wide.
+    blob_parallelism: int = field(default_factory=lambda: read_blob_parallelism(DEFAULT_HOST_JSON))
     # When set, the host's event loop runs in asyncio debug mode and logs every callback that
     # holds the loop longer than this many seconds ("Executing <Handle ...> took X seconds").
     slow_callback_seconds: float | None = None
@@ -140,6 +179,12 @@ class BlobTriggerStats:
     completed: int = 0
     failures: int = 0
     poisoned: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, what: str) -> None:
+        """Add one to counter ``what`` (blob invocations may run on several threads)."""
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
 
 
 @dataclass
@@ -169,6 +214,9 @@ class LocalFunctionsHost:
         self._tasks: list[asyncio.Task[None]] = []
         self._blob_clients: dict[str, BlobServiceClient] = {}
         self._blob_locks: dict[str, threading.Lock] = {}
+        # Every blob-triggered invocation takes a slot, whichever function it is for.
+        self._blob_slots = threading.BoundedSemaphore(config.blob_parallelism)
+        self._blob_pool: ThreadPoolExecutor | None = None
         self._durable: LocalDurableEngine | None = None
         self._port = 0
         self._started = threading.Event()
@@ -189,6 +237,10 @@ class LocalFunctionsHost:
 
     def start(self, timeout: float = 30.0) -> LocalFunctionsHost:
         self._export_sdk_connections()
+        if self.blob_stats:
+            self._blob_pool = ThreadPoolExecutor(
+                max_workers=self.config.blob_parallelism, thread_name_prefix="blob-trigger"
+            )
         self._start_durable()
         self._thread = threading.Thread(target=self._run_loop, name="functions-host", daemon=True)
         self._thread.start()
@@ -217,6 +269,9 @@ class LocalFunctionsHost:
             with contextlib.suppress(Exception):
                 client.close()
         self._blob_clients.clear()
+        if self._blob_pool is not None:
+            self._blob_pool.shutdown(wait=True, cancel_futures=True)
+            self._blob_pool = None
         self._sdk_objects.clear()
         for key, value in self._exported.items():
             if os.environ.get(key) == value:
@@ -325,6 +380,7 @@ class LocalFunctionsHost:
                 app,
                 base_url=lambda: self.base_url,
                 system_key=self.keys.system_keys["durabletask_extension"],
+                master_key=self.keys.master,
             )
         app.router.add_route("*", "/{tail:.*}", self._handle_not_found)
         runner = web.AppRunner(app, access_log=None)
@@ -664,12 +720,36 @@ class LocalFunctionsHost:
                 blobs = list(container.list_blobs(name_starts_with=spec.blob_path.prefix or None))
             except ResourceNotFoundError:
                 return
+            running = []
             for props in blobs:
                 params = spec.blob_path.match(spec.blob_path.container, props.name)
-                if params is not None:
-                    self._process_blob(spec, props, params)
+                if params is None:
+                    continue
+                # As the blobs extension: at most maxDegreeOfParallelism invocations at once.
+                self._blob_slots.acquire()
+                try:
+                    running.append(self._blob_invoker().submit(self._process_in_slot, spec,
+                                                                props, params))  # fmt: skip
+                except BaseException:
+                    self._blob_slots.release()
+                    raise
+            for future in running:
+                future.result()
         finally:
             lock.release()
+
+    def _blob_invoker(self) -> ThreadPoolExecutor:
+        if self._blob_pool is None:  # scan_now on a host that was not started
+            self._blob_pool = ThreadPoolExecutor(
+                max_workers=self.config.blob_parallelism, thread_name_prefix="blob-trigger"
+            )
+        return self._blob_pool
+
+    def _process_in_slot(self, spec: FunctionSpec, props: Any, params: dict[str, str]) -> None:
+        try:
+            self._process_blob(spec, props, params)
+        finally:
+            self._blob_slots.release()
 
     def _receipt_name(self, spec: FunctionSpec, container: str, blob: str, etag: str) -> str:
         function_id = f"{self.config.host_id}.Functions.{spec.name}"
@@ -754,7 +834,7 @@ class LocalFunctionsHost:
                 inputs=self._extra_inputs(spec),
                 sdk_objects=self._sdk_objects,
             )
-            stats.invocations += 1
+            stats.count("invocations")
             invoke.call(spec, inv, self._loop, self.config.function_timeout)
         except Exception as exc:
             from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
@@ -763,7 +843,7 @@ class LocalFunctionsHost:
                 # The blob changed or vanished since listing: the next scan sees its new version.
                 hosts.get_blob_client(receipt_name).delete_blob()
                 return
-            stats.failures += 1
+            stats.count("failures")
             log.exception(
                 "function %s failed on blob %s/%s (attempt %d of %d)",
                 spec.name,
@@ -775,12 +855,12 @@ class LocalFunctionsHost:
             if attempts >= self.config.max_blob_attempts:
                 self._poison(spec, container_name, props.name, etag)
                 self._write_receipt(hosts, receipt_name, _Receipt(attempts, "poisoned"))
-                stats.poisoned += 1
+                stats.count("poisoned")
             else:
                 self._write_receipt(hosts, receipt_name, _Receipt(attempts, "failed"))
             return
         self._write_receipt(hosts, receipt_name, _Receipt(attempts, "completed"))
-        stats.completed += 1
+        stats.count("completed")
         log.info(
             "function %s processed blob %s/%s in %.2fs",
             spec.name,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from local.hosting.azurite import REPO_ROOT, Azurite
-from local.hosting.host import HostConfig, LocalFunctionsHost, read_function_timeout
+from local.hosting.host import HostConfig, LocalFunctionsHost, host_json_settings
 from local.hosting.keys import HostKeys
 from local.hosting.smtp import LocalSmtpServer
 from local.processes import free_port
@@ -120,10 +120,8 @@ class LocalRuntime:
                 port=port,
                 blob_poll_interval=self.blob_poll_interval,
                 topics={AML_TOPIC: {f: tuple(map(str, t)) for f, t in SUBSCRIPTIONS.items()}},
-                # The timeout of the app being served: its own host.json, as in Azure.
-                function_timeout=read_function_timeout(
-                    Path(function_app.__file__).with_name("host.json")
-                ),
+                # The limits of the app being served: its own host.json, as in Azure.
+                **host_json_settings(Path(function_app.__file__).with_name("host.json")),
             )
             self.host = LocalFunctionsHost(function_app.app.get_functions(), config).start()
         except BaseException:

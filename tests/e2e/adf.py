@@ -9,9 +9,16 @@ loudly if the pipeline grows a construct the replay does not understand.
 One ``replay`` is one pipeline run, with its own run id; an activity retry (``policy.retry``)
 repeats the activity inside that run. HTTP goes through a caller-supplied function that gets
 each ``Request`` as ADF would send it (an Azure Function activity names a function path; the
-linked service adds the base URL and the function key). Like ADF's run history, ``Run.history``
-keeps every activity's input and output, with the secured ones (``secureInput`` /
-``secureOutput``) masked, so a test can check that no key reaches it.
+linked service adds the base URL and the function key) and returns a ``Response``. Like ADF's
+run history, ``Run.history`` keeps every activity's input and output, with the secured ones
+(``secureInput`` / ``secureOutput``) masked, so a test can check that no key reaches it.
+
+ADF's asynchronous request-reply pattern: a Web activity that gets ``202 Accepted`` with a
+``Location`` header GETs that location (after ``Retry-After``) until the answer is not 202, and
+that last answer is the activity's output; it gives up when the activity's ``policy.timeout``
+runs out (``turnOffAsync`` switches the pattern off). Whether the Azure Function activity does
+the same is not documented, so the replay assumes it does: an endpoint ADF calls must be
+correct either way. Each follow-up GET is in ``Run.calls`` like any other call.
 """
 
 from __future__ import annotations
@@ -40,7 +47,20 @@ class Request:
     authentication: dict[str, Any] | None = None
 
 
-Http = Callable[[Request], tuple[int, Any]]
+@dataclass(frozen=True)
+class Response:
+    """What came back: the status, the JSON body (``None`` when empty) and the headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+
+Http = Callable[[Request], Response]
+DEFAULT_RETRY_AFTER_SECONDS = 10.0
 
 
 class PipelineFailed(Exception):
@@ -162,7 +182,10 @@ class Run:
             self._log(activity, "input", sent)
             self.calls.append((request.method, request.target))
             try:
-                status, body = http(request)
+                answer = http(request)
+                if answer.status == 202 and not props.get("turnOffAsync"):
+                    answer = self._follow(activity, request, answer, http, speed)
+                status, body = answer.status, answer.body
                 if status >= 400 or not isinstance(body, dict):
                     raise ActivityFailed(f"{name}: {status} {body!r} (ADF needs a JSON object)")
             except ActivityFailed as exc:
@@ -175,6 +198,31 @@ class Run:
             self._log(activity, "output", body)
             self.outputs[name] = body
             return
+
+    def _follow(
+        self,
+        activity: dict[str, Any],
+        request: Request,
+        answer: Response,
+        http: Http,
+        speed: float,
+    ) -> Response:
+        """The async pattern: GET ``Location`` until the answer is not a 202 (see above)."""
+        name = activity["name"]
+        deadline = time.monotonic() + _time_span(activity.get("policy", {}).get("timeout")) * speed
+        while answer.status == 202:
+            location = answer.header("Location")
+            if not location:
+                return answer
+            if time.monotonic() > deadline:
+                raise ActivityFailed(f"{name}: timed out following 202 + Location {location}")
+            wait = float(answer.header("Retry-After") or DEFAULT_RETRY_AFTER_SECONDS)
+            time.sleep(wait * speed)
+            self.calls.append(("GET", location))
+            answer = http(Request(activity=name, kind=request.kind, method="GET",
+                                  target=location, headers=dict(request.headers),
+                                  authentication=request.authentication))  # fmt: skip
+        return answer
 
     def _log(self, activity: dict[str, Any], what: str, value: Any) -> None:
         secured = activity.get("policy", {}).get(f"secure{what.capitalize()}", False)
@@ -205,6 +253,15 @@ class Run:
             raise PipelineFailed(str(self.value(props.get("message", "failed"))))
         else:
             raise ValueError(f"the replay does not run {kind} activities")
+
+
+def _time_span(value: Any) -> float:
+    """An activity timeout (``d.hh:mm:ss``) in seconds; ADF's default of 12 hours if unset."""
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})", str(value or ""))
+    if match is None:
+        return 12 * 3600.0
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
 def replay(

@@ -24,11 +24,11 @@ from typing import Any
 from adapters.events import EventGridWebhookPublisher, EventPublisher
 from local.aml.scripted import ScriptedPipelineJobs
 from local.hosting.azurite import Azurite
-from local.hosting.host import HostConfig, LocalFunctionsHost, read_function_timeout
+from local.hosting.host import HostConfig, LocalFunctionsHost, host_json_settings
 from local.hosting.keys import HostKeys
 from local.hosting.smtp import LocalSmtpServer
 from local.processes import free_port
-from tests.e2e.adf import ActivityFailed, Http, Request
+from tests.e2e.adf import ActivityFailed, Http, Request, Response
 from tests.support import wait_until as _wait_until
 
 Register = Callable[[str, str, Mapping[str, str]], str]
@@ -39,9 +39,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
     return _wait_until(predicate, timeout, step=0.2)
 
 
-def call(
+def exchange(
     url: str, body: Any = None, method: str | None = None, headers: Mapping[str, str] | None = None
-) -> tuple[int, Any]:
+) -> Response:
+    """One HTTP call; the answer with its status, JSON body and headers."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
         url,
@@ -52,10 +53,17 @@ def call(
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
+            return Response(resp.status, json.loads(raw) if raw else None, dict(resp.headers))
     except urllib.error.HTTPError as exc:
         raw = exc.read()
-        return exc.code, json.loads(raw) if raw else None
+        return Response(exc.code, json.loads(raw) if raw else None, dict(exc.headers))
+
+
+def call(
+    url: str, body: Any = None, method: str | None = None, headers: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
+    answer = exchange(url, body, method, headers)
+    return answer.status, answer.body
 
 
 @dataclass
@@ -72,9 +80,11 @@ class Automation:
         return f"{self.host.base_url}/api/{path}{sep}code={self.host.keys.default_function_key}"
 
     def start(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        status, payload = call(self.url(f"orchestrations/{name}"), body, "POST")
-        assert status == 202, payload
-        return dict(payload)
+        answer = exchange(self.url(f"orchestrations/{name}"), body, "POST")
+        # 200 and no Location: ADF's async pattern would follow a 202 + Location to the end.
+        assert answer.status == 200, answer.body
+        assert answer.header("Location") is None
+        return dict(answer.body)
 
     def wait_done(self, status_url: str, timeout: float = 90) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:
@@ -87,6 +97,16 @@ class Automation:
 
     def emails(self) -> list[email.message.Message]:
         return [email.message_from_bytes(p.read_bytes()) for p in self.smtp.messages()]
+
+    def settled_email_count(self) -> int:
+        """How many emails were sent, once the alert outbox has nothing left to send (the
+        outbox timer sends alerts after the handlers and activities recorded them)."""
+        from composition import get_services
+
+        store = get_services().alert_store
+        assert store is not None
+        wait_until(lambda: not store.pending(), timeout=60)
+        return len(self.emails())
 
     def publish(self, events: list[dict[str, Any]]) -> None:
         EventGridWebhookPublisher(self.host.topic_url("aml")).publish(events)
@@ -127,6 +147,8 @@ def running_automation(
             "MLOPS_POLL_MAX_SECONDS": "2",
             "MLOPS_REGIONS": "r01,r02",
             "MLOPS_ALERT_MAX_PER_WINDOW": "10",
+            # Handlers only record alerts; the outbox timer sends them (every minute in Azure).
+            "MLOPS_ALERT_FLUSH_SCHEDULE": "*/2 * * * * *",
         },
     )
     tracking_uri = env["MLOPS_MLFLOW_TRACKING_URI"]
@@ -165,8 +187,8 @@ def running_automation(
         port=port,
         blob_poll_interval=0.3,
         topics={"aml": {f: tuple(map(str, t)) for f, t in SUBSCRIPTIONS.items()}},
-        # The timeout of the app being served: its own host.json, as in Azure.
-        function_timeout=read_function_timeout(Path(function_app.__file__).with_name("host.json")),
+        # The limits of the app being served: its own host.json, as in Azure.
+        **host_json_settings(Path(function_app.__file__).with_name("host.json")),
     )
     host = LocalFunctionsHost(function_app.app.get_functions(), config).start()
     try:
@@ -218,20 +240,22 @@ def adf_http(automation: Automation, lose_answers: int = 0) -> Http:
     key = automation.host.keys.default_function_key
     lost = {"left": lose_answers}
 
-    def http(request: Request) -> tuple[int, Any]:
-        if request.kind == "AzureFunctionActivity":
+    def http(request: Request) -> Response:
+        if request.kind == "AzureFunctionActivity" and "://" not in request.target:
             # The linked service: <functionAppUrl>/api/<functionName>, its key in a header.
             url = f"{automation.host.base_url}/api/{request.target}"
-            status, body = call(url, request.body, request.method, {"x-functions-key": key})
+            answer = exchange(url, request.body, request.method, {"x-functions-key": key})
             if lost["left"] > 0:
                 lost["left"] -= 1
                 raise ActivityFailed("the call reached the app but its answer never came back")
-            return status, body
+            return answer
         if request.target.startswith(KEY_VAULT):
             assert request.authentication == {"type": "MSI", "resource": "https://vault.azure.net"}
             assert request.target == f"{KEY_VAULT}secrets/function-app-key?api-version=7.4"
-            return 200, {"value": key, "id": request.target.split("?")[0], "attributes": {}}
-        return call(request.target, None, request.method, request.headers)
+            secret = {"value": key, "id": request.target.split("?")[0], "attributes": {}}
+            return Response(200, secret)
+        # A Web activity's URL, or a Location the async pattern follows.
+        return exchange(request.target, None, request.method, request.headers)
 
     return http
 

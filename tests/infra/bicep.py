@@ -38,6 +38,8 @@ class Declaration:
     existing: bool = False
     loop: bool = False
     condition: str | None = None
+    loop_variable: str | None = None  # [for <loop_variable> in <loop_source>: ...]
+    loop_source: str | None = None
 
 
 @dataclass
@@ -150,9 +152,14 @@ def _declaration(kind: str, node: tree_sitter.Node) -> Declaration:
     existing = any(c.type == "existing" for c in node.children)
     loop = False
     condition: str | None = None
+    loop_variable: str | None = None
+    loop_source: str | None = None
     if body.type == "for_statement":
         loop = True
-        body = [c for c in _named(body) if c.type in ("object", "if_statement")][-1]
+        header = _named(body)
+        if len(header) >= 3 and header[0].type == "identifier":
+            loop_variable, loop_source = _text(header[0]), _text(header[1])
+        body = [c for c in header if c.type in ("object", "if_statement")][-1]
     if body.type == "if_statement":
         condition = _text(_named(body)[0])
         body = _named(body)[-1]
@@ -165,6 +172,8 @@ def _declaration(kind: str, node: tree_sitter.Node) -> Declaration:
         existing=existing,
         loop=loop,
         condition=condition,
+        loop_variable=loop_variable,
+        loop_source=loop_source,
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import yaml
 
 from adapters.settings import DATALAKE_CONNECTION, SETTINGS, STORAGE_CONNECTION
 from tests.infra.app_index import AppIndex, index_app
@@ -42,6 +43,9 @@ READ_BY_THE_PLATFORM = {
     "Services email) picks the user-assigned identity from it",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "the Functions host and the Azure Monitor "
     "exporter authenticate to Application Insights with Entra ID (local auth is disabled)",
+    "PYTHON_ENABLE_OPENTELEMETRY": "the Python worker tells the host it exports its own "
+    "OpenTelemetry logs and traces, so the host (telemetryMode OpenTelemetry) does not ship "
+    "them a second time",
 }
 # Identity-based connection settings (``<connection>__<suffix>``) that only the Functions host
 # and its extensions read; the app's settings module reads the others (see _app_connection_keys).
@@ -52,10 +56,11 @@ READ_BY_THE_HOST = {
     "in tables of the host storage",
 }
 AML_EVENT = "Microsoft.MachineLearningServices."
+# DatasetDriftDetected came from v1 dataset monitors, retired on 2025-09-01; drift arrives as a
+# RunStatusChanged with the model-monitor tag.
 F4_EVENT_TYPES = {
     AML_EVENT + "ModelRegistered",
     AML_EVENT + "RunStatusChanged",
-    AML_EVENT + "DatasetDriftDetected",
     AML_EVENT + "RunCompleted",
 }
 
@@ -180,6 +185,25 @@ def test_connections_are_identity_based(app_settings: Mapping[str, Any]) -> None
     assert "Authorization=AAD" in auth.text
 
 
+def test_telemetry_is_exported_once(app_settings: Mapping[str, Any]) -> None:
+    """The Functions OpenTelemetry guidance: the host in OpenTelemetry mode, the Python worker
+    streaming its own telemetry, the app configuring the Azure Monitor exporter once."""
+    host = json.loads((REPO_ROOT / "host.json").read_text(encoding="utf-8"))
+    assert host.get("telemetryMode") == "OpenTelemetry"
+    assert app_settings.get("PYTHON_ENABLE_OPENTELEMETRY") == "true"
+    # This one makes the worker call configure_azure_monitor itself, without the app's
+    # credential (Application Insights refuses keyless ingestion) and on top of the app's own.
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in app_settings
+    configurers = [
+        path.relative_to(REPO_ROOT).as_posix()
+        for package in ("adapters", "conditioning", "orchestrators", "triggers", "dashboard")
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+        if "configure_azure_monitor(" in path.read_text(encoding="utf-8")
+    ]
+    root = (REPO_ROOT / "function_app.py").read_text(encoding="utf-8")
+    assert configurers == ["adapters/telemetry.py"] and "configure_azure_monitor" not in root
+
+
 def test_flex_consumption_runtime_is_not_in_app_settings(
     app_settings: Mapping[str, Any],
 ) -> None:
@@ -265,8 +289,9 @@ def test_workspace_subscriptions_cover_every_f4_event_type() -> None:
 
 
 def test_run_status_changed_is_filtered_to_failures_and_monitor_breaches() -> None:
+    module = load(INFRA / "modules" / "aml-event-subscriptions.bicep")
     filters = [
-        f
+        module.resolve(f)
         for sub in _aml_subscriptions()
         if sub["eventTypes"] == [AML_EVENT + "RunStatusChanged"]
         for f in sub["advancedFilters"]
@@ -319,10 +344,103 @@ def test_postdeploy_waits_for_every_function_a_subscription_targets() -> None:
     assert waited == targets
 
 
-def test_postdeploy_reads_only_outputs_main_bicep_declares(main: BicepFile) -> None:
-    script = (INFRA / "scripts" / "postdeploy.sh").read_text()
-    used = set(re.findall(r"\bAZURE_[A-Z_]+", script))
-    assert used <= set(main.outputs)
+@pytest.mark.parametrize("script", ["postdeploy.sh", "predown.sh"])
+def test_hooks_read_only_outputs_main_bicep_declares(main: BicepFile, script: str) -> None:
+    text = (INFRA / "scripts" / script).read_text()
+    used = set(re.findall(r"\bAZURE_[A-Z_]+", text))
+    assert used and used <= set(main.outputs)
+
+
+def test_only_the_function_app_carries_the_azd_service_tag(main: BicepFile) -> None:
+    """azd deploys to the one resource tagged azd-service-name; the plan must not carry it."""
+    (call,) = main.modules("modules/function-app.bicep")
+    assert call.body["params"]["tags"] == Expr("tags")
+    assert "azd-service-name" not in main.variables["tags"]
+    module = load(INFRA / "modules" / "function-app.bicep")
+    (plan,) = module.resources("Microsoft.Web/serverfarms")
+    (site,) = module.resources("Microsoft.Web/sites")
+    assert plan.body["tags"] == Expr("tags")
+    assert site.body["tags"] == Expr("union(tags, { 'azd-service-name': serviceName })")
+    project = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text())
+    assert call.body["params"]["serviceName"] in project["services"]
+
+
+def test_the_conditioned_datastore_is_created_identity_based_under_the_name_the_code_reads(
+    main: BicepFile, app_settings: Mapping[str, Any]
+) -> None:
+    from adapters.settings import load_settings
+    from composition import build_services
+    from tests.infra.permissions import _root
+
+    aml = load(INFRA / "modules" / "aml-access.bicep")
+    (store,) = aml.resources("Microsoft.MachineLearningServices/workspaces/datastores")
+    props = store.body["properties"]
+    # No key, no SAS: the lake has shared keys disabled; jobs read with their compute identity.
+    assert props["credentials"] == {"credentialsType": "None"}
+    assert props["serviceDataAccessAuthIdentity"] == "None"
+    assert _root("modules/aml-access.bicep", props["containerName"].text) == "conditioned"
+    assert main.resolve(main.variables["conditionedContainerName"]) == "conditioned"
+    assert app_settings["MLOPS_CONDITIONED_CONTAINER"] == "conditioned"
+    # One name: what the Bicep creates is what the app setting says.
+    assert _root("modules/aml-access.bicep", store.body["name"].text) == _root(
+        "main.bicep", app_settings["MLOPS_AML_DATASTORE"].text
+    )
+    # ... and what the app's Azure adapters put in every job input.
+    env = {
+        "MLOPS_ENVIRONMENT": "azure",
+        "MLOPS_AML_DATASTORE": "mlops_abc123",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "MLOPS_DATALAKE": "UseDevelopmentStorage=true",
+    }
+    services = build_services(load_settings(env))
+    assert services.locator is not None
+    assert services.locator.folder_for("shipments", []) == (
+        "azureml://datastores/mlops_abc123/paths/shipments/"
+    )
+
+
+def test_workspace_resources_are_named_per_deployment(main: BicepFile) -> None:
+    """Two environments on one workspace must not overwrite each other's datastore, compute
+    cluster or event subscriptions (names carry the deployment's token or app name)."""
+    datastore = main.variables["amlDatastore"]
+    compute = main.variables["amlComputeName"]
+    assert isinstance(datastore, Expr) and "resourceToken" in datastore.text
+    assert isinstance(compute, Expr) and "resourceToken" in compute.text
+    (call,) = main.modules("modules/aml-access.bicep")
+    assert call.body["params"]["createSystemTopic"] == Expr("createAmlSystemTopic")
+    assert main.variables["createAmlSystemTopic"] == Expr("empty(amlSystemTopicName)")
+    aml = load(INFRA / "modules" / "aml-access.bicep")
+    (created,) = aml.resources("Microsoft.EventGrid/systemTopics")
+    assert created.condition == "(createSystemTopic)"
+    (shared,) = [
+        d
+        for d in aml.resources("Microsoft.EventGrid/systemTopics", include_existing=True)
+        if d.existing
+    ]
+    assert shared.condition == "(!createSystemTopic)"
+    subscriptions = load(INFRA / "event-subscriptions.bicep")
+    (aml_subs,) = subscriptions.modules("modules/aml-event-subscriptions.bicep")
+    assert aml_subs.body["params"]["namePrefix"] == Expr("functionAppName")
+
+
+def test_the_app_and_its_jobs_may_use_the_workspace_storage() -> None:
+    """Job submission uploads step code and reading an output downloads it, in the default
+    datastore's container of the workspace storage; the jobs write their outputs there."""
+    from tests.infra.permissions import role_assignments
+
+    contributor = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+    on_container = [
+        a
+        for a in role_assignments()
+        if a.file == "modules/storage-container-roles.bicep" and contributor in a.role_ids
+    ]
+    assert {a.principal for a in on_container} == {
+        "modules/identity.bicep: identity.properties.principalId",
+        "modules/aml-access.bicep: compute.identity.principalId",
+    }
+    aml = load(INFRA / "modules" / "aml-access.bicep")
+    (relay,) = aml.modules("aml-workspace-storage.bicep")
+    assert relay.body["params"]["storageAccountId"] == Expr("workspace.properties.storageAccount")
 
 
 def _adf(relative: str) -> dict[str, Any]:
@@ -354,7 +472,7 @@ def test_adf_pipeline_starts_polls_and_fails_unless_completed(app: AppIndex) -> 
     assert "'orchestrations/'" in function
     # The pipeline run id is the idempotency key: a retry finds its run, a new run starts one.
     assert "'?idempotencyKey='" in function and "pipeline().RunId" in function
-    # The 202 payload carries Durable URIs with a system key: never into run history.
+    # The start's payload carries Durable URIs with a system key: never into run history.
     assert start["policy"]["secureOutput"] is True
 
     (until,) = by_type["Until"]
@@ -437,13 +555,8 @@ def test_rbac_grants_the_app_identity_data_roles_only_where_needed() -> None:
         for d in rbac.resources("Microsoft.Authorization/roleAssignments")
         if d.body["properties"]["principalId"] == Expr("appPrincipalId")
     }
-    assert scopes == {
-        "appStorage",
-        "dataLake",
-        "applicationInsights",
-        "keyVault",
-        "communicationService",
-    }
+    # Nothing the app runs reads the vault (only Data Factory and the deployer do).
+    assert scopes == {"appStorage", "dataLake", "applicationInsights", "communicationService"}
     aml = load(INFRA / "modules" / "aml-access.bicep")
     (workspace_role,) = aml.resources("Microsoft.Authorization/roleAssignments")
     assert workspace_role.body["scope"] == Expr("workspace")
@@ -459,7 +572,7 @@ def test_repo_root_has_azd_project_for_the_function_app() -> None:
     api = project["services"]["api"]
     assert (api["language"], api["host"], api["project"]) == ("python", "function", ".")
     assert project["infra"]["module"] == "main"
-    for hook in ("preprovision", "postdeploy"):
+    for hook in ("preprovision", "postdeploy", "predown"):
         run = project["hooks"][hook]["posix"]["run"]
         script = run.split()[-1]
         assert (REPO_ROOT / script).is_file(), f"{hook}: {script} does not exist"

@@ -9,6 +9,7 @@ the events the app's own jobs and registrations produce and against real capture
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,22 +18,42 @@ import pytest
 
 from adapters.events import AzureMLEventType
 from local.aml.events import model_registered_event, run_event
+from orchestrators.aml_events import EXPERIMENT_PREFIX, experiment_for
 from orchestrators.policies import Segment
 from tests.infra.bicep import INFRA, Expr, load
 
 BREACH = "The monitoring run has failed due to one or more features violating metric thresholds."
 
 
-def _subscriptions() -> list[dict[str, Any]]:
+def _subscriptions(name_prefix: str = "func-app") -> list[dict[str, Any]]:
+    """The workspace subscriptions with parameters at their defaults (``namePrefix`` given)."""
     module = load(INFRA / "modules" / "aml-event-subscriptions.bicep")
-    prefix = module.param_defaults["modelNamePrefix"]
-    subs = module.variables["subscriptions"]
+    params = {**module.param_defaults, "namePrefix": name_prefix}
+
+    def text(value: Any) -> Any:
+        if not isinstance(value, Expr):
+            return value
+        if value.text in params:
+            return params[value.text]
+        template = value.text.strip("'")
+        for name, given in params.items():
+            template = template.replace("${" + name + "}", str(given))
+        return template
+
     resolved = []
-    for sub in subs:
-        subject = sub["subjectBeginsWith"]
-        if isinstance(subject, Expr):
-            subject = subject.text.strip("'").replace("${modelNamePrefix}", prefix)
-        resolved.append({**sub, "subjectBeginsWith": subject})
+    for sub in module.variables["subscriptions"]:
+        filters = []
+        for item in sub["advancedFilters"]:
+            found = module.resolve(item)
+            filters.append({**found, "values": [text(v) for v in found["values"]]})
+        resolved.append(
+            {
+                **sub,
+                "name": text(sub["name"]),
+                "subjectBeginsWith": text(sub["subjectBeginsWith"]),
+                "advancedFilters": filters,
+            }
+        )
     return resolved
 
 
@@ -54,6 +75,8 @@ def _passes(advanced: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
         return found.lower() in values
     if operator == "StringContains":
         return any(v in found.lower() for v in values)
+    if operator == "StringBeginsWith":
+        return any(found.lower().startswith(v) for v in values)
     raise AssertionError(f"the routing test does not evaluate {operator} filters")
 
 
@@ -70,10 +93,15 @@ def routed_to(event: Mapping[str, Any]) -> set[str]:
     return targets
 
 
-def _run(event_type: AzureMLEventType, status: str | None, **tags: str) -> dict[str, Any]:
+def _run(
+    event_type: AzureMLEventType,
+    status: str | None,
+    experiment: str = "forecast-train",
+    **tags: str,
+) -> dict[str, Any]:
     return run_event(
         event_type,
-        experiment_name="forecast-train",
+        experiment_name=experiment,
         run_id="train_0001",
         run_type="azureml.PipelineRun",
         status=status,
@@ -98,6 +126,37 @@ def test_the_app_s_own_events_reach_their_functions() -> None:
     assert routed_to(_run(AzureMLEventType.RUN_COMPLETED, None)) == {"on_run_completed"}
     # Progress of a healthy run is nobody's business.
     assert routed_to(_run(AzureMLEventType.RUN_STATUS_CHANGED, "Running")) == set()
+
+
+def test_runs_of_other_teams_experiments_are_not_delivered() -> None:
+    for experiment in ("churn-train", "automl-demand", "Forecast_adhoc"):
+        failed = _run(AzureMLEventType.RUN_STATUS_CHANGED, "Failed", experiment)
+        assert routed_to(failed) == set(), experiment
+        assert routed_to(_run(AzureMLEventType.RUN_COMPLETED, None, experiment)) == set()
+    # Monitor breaches are judged by the segment they name, whatever the monitor's experiment.
+    breach = _run(
+        AzureMLEventType.RUN_STATUS_CHANGED,
+        "Completed",
+        "demand-monitor",
+        azureml_modelmonitor_threshold_breached=BREACH,
+    )
+    assert routed_to(breach) == {"on_run_status_changed"}
+
+
+def test_the_experiment_prefix_is_the_one_the_app_submits_under() -> None:
+    module = load(INFRA / "modules" / "aml-event-subscriptions.bicep")
+    assert module.param_defaults["experimentNamePrefix"] == EXPERIMENT_PREFIX
+    assert experiment_for("model_test").startswith(EXPERIMENT_PREFIX)
+
+
+def test_two_deployments_on_one_workspace_get_their_own_subscriptions() -> None:
+    dev = {s["name"] for s in _subscriptions("func-devtoken")}
+    prod = {s["name"] for s in _subscriptions("func-prodtoken")}
+    assert len(dev) == len(_subscriptions()) and dev.isdisjoint(prod)
+    assert all(name.startswith("func-devtoken-") for name in dev)
+    # Event Grid: 3-64 letters, digits and hyphens (a function app name is at most 32).
+    longest = max(_subscriptions("f" * 32), key=lambda s: len(s["name"]))["name"]
+    assert re.fullmatch(r"[A-Za-z0-9-]{3,64}", longest), longest
 
 
 def test_models_of_other_teams_are_not_delivered() -> None:
@@ -134,6 +193,10 @@ def _real_events(shared_data: Path) -> list[dict[str, Any]]:
     return events
 
 
+def _experiment(event: Mapping[str, Any]) -> str:
+    return str(_lookup(event, "data.experimentName") or "").lower()
+
+
 def test_real_workspace_events_are_routed_as_their_shape_says(shared_data: Path) -> None:
     events = [
         e
@@ -150,11 +213,15 @@ def test_real_workspace_events_are_routed_as_their_shape_says(shared_data: Path)
             assert targets == set(), event["subject"]
         elif kind == "RunStatusChanged":
             failed = str(event["data"].get("runStatus", "")).lower() == "failed"
-            assert targets == ({"on_run_status_changed"} if failed else set()), event["subject"]
+            ours = _experiment(event).startswith(EXPERIMENT_PREFIX)
+            expected = {"on_run_status_changed"} if failed and ours else set()
+            assert targets == expected, event["subject"]
         elif kind == "RunCompleted":
-            assert targets == {"on_run_completed"}
+            ours = _experiment(event).startswith(EXPERIMENT_PREFIX)
+            assert targets == ({"on_run_completed"} if ours else set()), event["subject"]
         elif kind == "DatasetDriftDetected":
-            assert targets == {"on_dataset_drift_detected"}
+            # Its source, v1 dataset monitors, was retired on 2025-09-01: not subscribed.
+            assert targets == set()
 
 
 @pytest.mark.parametrize("subject", ["models/forecast-r01-large-fast:1", "MODELS/FORECAST-x:2"])

@@ -21,6 +21,24 @@ case "$*" in
     for fn in $FAKE_FUNCTIONS; do echo "$FAKE_APP/$fn"; done ;;
   *"systemKeys.blobs_extension"*) echo "blobs-key-123" ;;
   *"functionKeys.default"*) echo "function-key-456" ;;
+  "keyvault secret set"*)
+    count="$FAKE_AZ_LOG.kv"
+    n="$(cat "$count" 2>/dev/null || echo 0)"
+    echo $((n + 1)) >"$count"
+    if (( n < ${FAKE_KV_REFUSALS:-0} )); then
+      echo "ERROR: (Forbidden) Caller is not authorized to perform action on resource." >&2
+      echo "Code: Forbidden  Inner error: ForbiddenByRbac" >&2
+      exit 1
+    fi
+    if [[ -n "${FAKE_KV_ERROR:-}" ]]; then echo "$FAKE_KV_ERROR" >&2; exit 1; fi ;;
+  "eventgrid system-topic event-subscription list"*)
+    [[ -n "${FAKE_TOPIC_MISSING:-}" ]] && exit 3
+    for name in ${FAKE_SUBSCRIPTIONS:-}; do echo "$name"; done ;;
+  "eventgrid system-topic event-subscription show"*)
+    for pair in ${FAKE_LEGACY:-}; do
+      [[ "$*" == *"--name ${pair%%=*} "* ]] && { echo "${pair#*=}"; exit 0; }
+    done
+    exit 3 ;;
   "deployment group create"*)
     for arg in "$@"; do
       case "$arg" in @*) cp "${arg#@}" "$FAKE_AZ_LOG.params.json" ;; esac
@@ -28,9 +46,9 @@ case "$*" in
 esac
 """
 
+APP_ID = "/subscriptions/s/resourceGroups/rg-dev/providers/Microsoft.Web/sites/func-abc"
 FUNCTIONS = (
-    "on_raw_blob_created on_model_registered on_run_status_changed "
-    "on_dataset_drift_detected on_run_completed on_health_get"
+    "on_raw_blob_created on_model_registered on_run_status_changed on_run_completed on_health_get"
 )
 
 
@@ -55,9 +73,11 @@ def _env(fake_bin: Path, tmp_path: Path, functions: str) -> dict[str, str]:
         "FAKE_FUNCTIONS": functions,
         "MLOPS_POSTDEPLOY_ATTEMPTS": "2",
         "MLOPS_POSTDEPLOY_DELAY_SECONDS": "0",
+        "MLOPS_POSTDEPLOY_ROLE_DELAY_SECONDS": "0",
         "AZURE_RESOURCE_GROUP": "rg-dev",
         "AZURE_FUNCTION_APP_NAME": "func-abc",
         "AZURE_FUNCTION_APP_URL": "https://func-abc.example",
+        "AZURE_FUNCTION_APP_ID": APP_ID,
         "AZURE_KEY_VAULT_NAME": "kv-abc",
         "AZURE_STORAGE_ACCOUNT_ID": "/subscriptions/s/resourceGroups/rg-dev/providers/x/st",
         "AZURE_DATALAKE_SYSTEM_TOPIC_NAME": "evgt-dl-abc",
@@ -126,6 +146,142 @@ def test_postdeploy_stops_when_a_targeted_function_is_missing(
     calls = (tmp_path / "az.log").read_text()
     assert "deployment group create" not in calls
     assert "keyvault secret set" not in calls
+
+
+def _calls(tmp_path: Path, prefix: str) -> list[str]:
+    return [c for c in (tmp_path / "az.log").read_text().splitlines() if c.startswith(prefix)]
+
+
+def test_postdeploy_retries_the_secret_while_its_role_is_being_applied(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    env = {**_env(fake_bin, tmp_path, FUNCTIONS), "FAKE_KV_REFUSALS": "2"}
+    proc = _run("postdeploy.sh", env)
+    assert proc.returncode == 0, proc.stderr
+    assert len(_calls(tmp_path, "az keyvault secret set")) == 3
+    assert proc.stdout.count("retrying in") == 2
+    assert "Stored the function key" in proc.stdout
+    assert _calls(tmp_path, "az deployment group create")
+
+
+def test_postdeploy_gives_up_on_a_refused_secret_with_the_role_to_check(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    env = {
+        **_env(fake_bin, tmp_path, FUNCTIONS),
+        "FAKE_KV_REFUSALS": "99",
+        "MLOPS_POSTDEPLOY_ROLE_ATTEMPTS": "4",
+    }
+    proc = _run("postdeploy.sh", env)
+    assert proc.returncode != 0
+    assert len(_calls(tmp_path, "az keyvault secret set")) == 4  # bounded
+    assert "Key Vault Secrets Officer" in proc.stderr and "after 4 attempts" in proc.stderr
+    assert "function-key-456" not in proc.stdout + proc.stderr
+    assert not _calls(tmp_path, "az deployment group create")
+
+
+def test_postdeploy_does_not_retry_what_a_role_cannot_fix(fake_bin: Path, tmp_path: Path) -> None:
+    env = {
+        **_env(fake_bin, tmp_path, FUNCTIONS),
+        "FAKE_KV_ERROR": "ERROR: (VaultNotFound) The vault kv-abc was not found.",
+    }
+    proc = _run("postdeploy.sh", env)
+    assert proc.returncode != 0 and "VaultNotFound" in proc.stderr
+    assert len(_calls(tmp_path, "az keyvault secret set")) == 1
+
+
+def test_postdeploy_removes_only_this_app_s_subscriptions_under_the_old_names(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    other_app = APP_ID.replace("func-abc", "func-other")
+    env = {
+        **_env(fake_bin, tmp_path, FUNCTIONS),
+        "FAKE_LEGACY": f"aml-dataset-drift-detected={APP_ID}/functions/on_dataset_drift_detected "
+        f"aml-run-completed={other_app}/functions/on_run_completed",
+    }
+    proc = _run("postdeploy.sh", env)
+    assert proc.returncode == 0, proc.stderr
+    deleted = _calls(tmp_path, "az eventgrid system-topic event-subscription delete")
+    assert len(deleted) == 1 and "--name aml-dataset-drift-detected " in deleted[0]
+    assert "--resource-group rg-ml --system-topic-name evgt-aml-abc" in deleted[0]
+
+
+def _down_env(fake_bin: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+    workspace = (
+        "/subscriptions/s/resourceGroups/rg-ml/providers/"
+        "Microsoft.MachineLearningServices/workspaces/mlw"
+    )
+    return {
+        **_env(fake_bin, tmp_path, FUNCTIONS),
+        "AZURE_AML_WORKSPACE_ID": workspace,
+        "AZURE_AML_DATASTORE_NAME": "mlops_abc",
+        "AZURE_AML_COMPUTE_NAME": "mlops-abc",
+        "AZURE_APP_PRINCIPAL_ID": "app-principal",
+        "AZURE_AML_COMPUTE_PRINCIPAL_ID": "compute-principal",
+        **extra,
+    }
+
+
+def test_predown_removes_what_this_deployment_added_to_the_workspace(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    env = _down_env(
+        fake_bin,
+        tmp_path,
+        AZURE_AML_SYSTEM_TOPIC_CREATED="true",
+        FAKE_SUBSCRIPTIONS="func-abc-model-registered func-abc-run-completed",
+    )
+    proc = _run("predown.sh", env)
+    assert proc.returncode == 0, proc.stderr
+    deleted = _calls(tmp_path, "az eventgrid system-topic event-subscription delete")
+    assert [c.split("--name ")[1].split()[0] for c in deleted] == [
+        "func-abc-model-registered",
+        "func-abc-run-completed",
+    ]
+    assignments = _calls(tmp_path, "az role assignment delete")
+    assert [c.split("--assignee ")[1].split()[0] for c in assignments] == [
+        "app-principal",
+        "compute-principal",
+    ]
+    resources = _calls(tmp_path, "az resource delete")
+    assert [c.split("--ids ")[1].split()[0].rsplit("/", 2)[1:] for c in resources] == [
+        ["computes", "mlops-abc"],
+        ["datastores", "mlops_abc"],
+    ]
+    # Nothing else subscribes to the topic this deployment created: it goes too.
+    assert _calls(
+        tmp_path, "az eventgrid system-topic delete --resource-group rg-ml --name evgt-aml-abc"
+    )
+
+
+def test_predown_keeps_a_topic_that_others_subscribe_to_or_that_it_did_not_create(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    shared = "func-abc-model-registered func-prod-model-registered func-prod-run-completed"
+    for created, subscriptions in (("true", shared), ("false", "func-abc-run-completed")):
+        log = tmp_path / "az.log"
+        log.unlink(missing_ok=True)
+        env = _down_env(
+            fake_bin,
+            tmp_path,
+            AZURE_AML_SYSTEM_TOPIC_CREATED=created,
+            FAKE_SUBSCRIPTIONS=subscriptions,
+        )
+        proc = _run("predown.sh", env)
+        assert proc.returncode == 0, proc.stderr
+        deleted = _calls(tmp_path, "az eventgrid system-topic event-subscription delete")
+        assert all("--name func-abc-" in c for c in deleted) and deleted
+        assert not _calls(tmp_path, "az eventgrid system-topic delete")
+        assert "Kept system topic evgt-aml-abc" in proc.stdout
+
+
+def test_predown_deletes_no_topic_it_cannot_see(fake_bin: Path, tmp_path: Path) -> None:
+    env = _down_env(
+        fake_bin, tmp_path, AZURE_AML_SYSTEM_TOPIC_CREATED="true", FAKE_TOPIC_MISSING="1"
+    )
+    proc = _run("predown.sh", env)
+    assert proc.returncode == 0, proc.stderr
+    assert not _calls(tmp_path, "az eventgrid system-topic delete")
 
 
 def test_preprovision_selects_the_parameter_file_of_the_profile(tmp_path: Path) -> None:

@@ -109,6 +109,17 @@ def test_submitting_the_train_pipeline_uploads_its_code_and_registers_its_steps(
     assert digest
 
 
+def test_jobs_run_on_the_compute_the_deployment_created(azureml: AzureMLWorkspace) -> None:
+    """``MLOPS_AML_COMPUTE`` replaces the YAML's default_compute (the data scientists' own
+    cluster): the Bicep's cluster is the one whose identity may read the conditioned data."""
+    default = AzureMLPipelineJobs(azureml.client())
+    cluster = AzureMLPipelineJobs(azureml.client(), compute="mlops-abc123")
+    yaml_job = azureml.app.jobs[submit_train(default)].properties
+    ours = azureml.app.jobs[submit_train(cluster)].properties
+    assert yaml_job["settings"]["default_compute"].endswith("/computes/cpu-cluster")
+    assert ours["settings"]["default_compute"].endswith("/computes/mlops-abc123")
+
+
 def test_a_second_submission_reuses_the_uploaded_code(azureml: AzureMLWorkspace) -> None:
     jobs = AzureMLPipelineJobs(azureml.client())
     submit_train(jobs)

@@ -395,6 +395,31 @@ def test_management_api_needs_the_system_key(host: LocalFunctionsHost) -> None:
     assert isinstance(json.loads(body), dict)
 
 
+def test_the_master_key_opens_the_durable_and_event_grid_webhooks(
+    host: LocalFunctionsHost,
+) -> None:
+    """Azure's host master key is accepted on every endpoint, extension webhooks included."""
+    master = host.keys.master
+    status, _, body = call(
+        f"{host.base_url}/runtime/webhooks/durabletask/instances/nope?code={master}"
+    )
+    assert status == 404, body  # past the key check: there is no such instance
+    status, _, _ = call(
+        f"{host.base_url}/runtime/webhooks/durabletask/instances/nope",
+        headers={"x-functions-key": master},
+    )
+    assert status == 404
+    body = json.dumps([_event("master-key")]).encode()
+    assert call(_eg_url(host, key=master), body, "POST")[0] == 200
+    # A function key is not a system key.
+    function_key = host.keys.default_function_key
+    status, _, _ = call(
+        f"{host.base_url}/runtime/webhooks/durabletask/instances/nope?code={function_key}"
+    )
+    assert status == 401
+    assert call(_eg_url(host, key=function_key), body, "POST")[0] == 401
+
+
 def test_state_dir_holds_generated_keys(host: LocalFunctionsHost) -> None:
     keys = json.loads((Path(host.config.state_dir) / "host-keys.json").read_text())
     assert keys["masterKey"] == host.keys.master

@@ -19,7 +19,6 @@ EXPECTED = {
     "get_orchestration": "httpTrigger",
     "on_model_registered": "eventGridTrigger",
     "on_run_status_changed": "eventGridTrigger",
-    "on_dataset_drift_detected": "eventGridTrigger",
     "on_run_completed": "eventGridTrigger",
     "on_weekly_retrain_timer": "timerTrigger",
     "on_daily_staleness_timer": "timerTrigger",

@@ -201,10 +201,17 @@ class LocalDurableEngine:
     # -- HTTP -------------------------------------------------------------------------------
 
     def add_routes(
-        self, app: web.Application, *, base_url: Callable[[], str], system_key: str
+        self,
+        app: web.Application,
+        *,
+        base_url: Callable[[], str],
+        system_key: str,
+        master_key: str | None = None,
     ) -> None:
         """Serve the Durable HTTP API on ``app`` (see :mod:`local.hosting.durable.http`)."""
-        add_durable_routes(app, self, base_url=base_url, system_key=system_key)
+        add_durable_routes(
+            app, self, base_url=base_url, system_key=system_key, master_key=master_key
+        )
 
     def client_binding(self, base_url: str, system_key: str) -> str:
         """The durable client binding JSON the real ``DurableOrchestrationClient`` is built from."""

@@ -6,7 +6,8 @@ Two route sets serve the same operations:
   binding's ``rpcBaseUrl`` (the Functions host serves it on loopback without a key);
 * ``/runtime/webhooks/durabletask/...`` — the public management webhooks that
   ``create_check_status_response`` links to; they require ``code=<system key>`` (or the
-  ``x-functions-key`` header) and answer 401 otherwise.
+  ``x-functions-key`` header) — or the host's master key, which Azure accepts on every
+  endpoint — and answer 401 otherwise.
 
 Status codes follow the Functions host: status 202 while Pending/Running/ContinuedAsNew/
 Suspended, 200 once finished (500 for a failed instance when
@@ -356,11 +357,16 @@ class _DurableApi:
     """Handlers shared by the RPC and the public route sets."""
 
     def __init__(
-        self, engine: DurableManagement, base_url: Callable[[], str], system_key: str
+        self,
+        engine: DurableManagement,
+        base_url: Callable[[], str],
+        system_key: str,
+        master_key: str | None = None,
     ) -> None:
         self._engine = engine
         self._base_url = base_url
         self._system_key = system_key
+        self._accepted = tuple(k.encode() for k in (system_key, master_key) if k)
 
     def guarded(self, handler: Handler, *, require_key: bool) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -374,8 +380,12 @@ class _DurableApi:
         return run
 
     def _authorised(self, request: web.Request) -> bool:
-        supplied = request.query.get("code") or request.headers.get("x-functions-key") or ""
-        return secrets.compare_digest(supplied.encode(), self._system_key.encode())
+        supplied = (
+            request.query.get("code") or request.headers.get("x-functions-key") or ""
+        ).encode()
+        # Compare with every accepted key, so the time taken does not say which one matched.
+        matches = [secrets.compare_digest(supplied, key) for key in self._accepted]
+        return any(matches)
 
     @classmethod
     def _error_for(cls, exc: Exception, request: web.Request) -> web.Response:
@@ -540,15 +550,17 @@ def add_durable_routes(
     *,
     base_url: Callable[[], str],
     system_key: str,
+    master_key: str | None = None,
 ) -> None:
-    """Register the RPC routes (no key) and the public webhooks (system key) on ``app``.
+    """Register the RPC routes (no key) and the public webhooks (system key, or the host's
+    ``master_key``) on ``app``.
 
     ``base_url`` returns the host's public origin (``http://127.0.0.1:<port>``); it is called
     per request because the port is known only once the site is bound.
     """
     if not system_key:
         raise BadInputError("The durable system key must not be empty")
-    api = _DurableApi(engine, base_url, system_key)
+    api = _DurableApi(engine, base_url, system_key, master_key)
     for prefix, require_key in ((RPC_PREFIX, False), (PUBLIC_PREFIX, True)):
 
         def route(handler: Handler, require_key: bool = require_key) -> Handler:

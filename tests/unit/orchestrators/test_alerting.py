@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,13 @@ from adapters.datalake import InMemoryDataLake
 from adapters.errors import BadInputError
 from adapters.notify import InMemoryNotifier
 from orchestrators.alert_policy import Alert, AlertPolicy, FailureKind, Verdict
-from orchestrators.alerting import flush_pending, policy_from_settings, raise_alert
+from orchestrators.alerting import (
+    DETAILS_PENDING,
+    flush_pending,
+    policy_from_settings,
+    raise_alert,
+    record_alert,
+)
 
 T0 = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 POLICY = AlertPolicy(
@@ -165,6 +172,68 @@ def test_unsafe_ids_are_stored_under_safe_names() -> None:
     record = store.get("topic/evt 1?x")
     assert record is not None and record.status is DeliveryStatus.SENT
     assert all("?" not in b.name and " " not in b.name for b in lake.list("ops"))
+
+
+def test_recording_sends_nothing_and_the_sender_completes_each_alert_once(
+    store: AlertStore,
+) -> None:
+    mail = InMemoryNotifier()
+    looked_up: list[str] = []
+
+    def complete(alert: Alert) -> Alert:
+        looked_up.append(alert.job_name)
+        return replace(
+            alert, log_excerpt="Traceback ...\nValueError: no rows", detail="step 'prep'"
+        )
+
+    recorded = record_alert(failure(1), store=store, now=T0, policy=POLICY, needs_details=True)
+    assert recorded.action == "recorded" and recorded.attempts == 0
+    assert mail.attempts == 0 and looked_up == []
+    record = store.get("evt-1")
+    assert record is not None and record.payload[DETAILS_PENDING] is True
+    # The first attempt fails: the details are kept, not looked up again on the retry.
+    mail.fail_next(1)
+    flush_pending(store=store, notifier=mail, now=T0, policy=POLICY, complete=complete)
+    report = flush_pending(
+        store=store, notifier=mail, now=T0 + timedelta(minutes=5), policy=POLICY, complete=complete
+    )
+    assert report.sent == ("evt-1",) and looked_up == ["job-1"]
+    assert "ValueError: no rows" in mail.sent[0].text
+    sent = store.get("evt-1")
+    assert sent is not None and DETAILS_PENDING not in sent.payload
+
+
+def test_an_alert_whose_details_cannot_be_read_still_goes_out(store: AlertStore) -> None:
+    mail = InMemoryNotifier()
+
+    def complete(alert: Alert) -> Alert:
+        raise ConnectionError("workspace unreachable")
+
+    record_alert(failure(1), store=store, now=T0, policy=POLICY, needs_details=True)
+    report = flush_pending(store=store, notifier=mail, now=T0, policy=POLICY, complete=complete)
+    assert report.sent == ("evt-1",) and len(mail.sent) == 1
+
+
+def test_recorded_alerts_keep_the_dedup_rate_limit_and_digest_rules(store: AlertStore) -> None:
+    mail = InMemoryNotifier()
+    actions = [
+        record_alert(
+            failure(i, segment=f"seg{i % 3}"),
+            store=store,
+            now=T0 + timedelta(seconds=i * 0.6),
+            policy=POLICY,
+            needs_details=True,
+        ).action
+        for i in range(100)
+    ]
+    assert actions.count("recorded") == 3 and actions.count("suppressed") == 97
+    assert mail.attempts == 0
+    flush_pending(store=store, notifier=mail, now=T0 + timedelta(minutes=1), policy=POLICY)
+    assert len(mail.sent) == 3
+    report = flush_pending(
+        store=store, notifier=mail, now=T0 + timedelta(minutes=16), policy=POLICY
+    )
+    assert report.digest_id is not None and "97 more failure alert(s)" in mail.sent[-1].subject
 
 
 def test_policy_from_settings() -> None:

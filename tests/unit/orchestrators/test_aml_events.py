@@ -169,6 +169,18 @@ def test_unknown_and_deployed_types_are_ignored_not_errors() -> None:
         assert isinstance(reaction, Ignore)
 
 
+def test_a_retired_dataset_drift_event_is_acknowledged_with_the_reason() -> None:
+    raw = {
+        "id": "drift-1",
+        "eventType": "Microsoft.MachineLearningServices.DatasetDriftDetected",
+        "subject": "datadrift/01d29aa4/run/my_driftrun1_1550564444_fbbcdc0f",
+        "data": {"dataDriftName": "mydatadriftmonitor", "driftCoefficient": 0.83},
+    }
+    reaction = plan_reaction(parse_event(raw))
+    assert isinstance(reaction, Ignore)
+    assert "retired" in reaction.reason and "RunStatusChanged" in reaction.reason
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -190,7 +202,8 @@ def test_unusable_events_are_bad_input(raw: dict[str, Any]) -> None:
 EXPECTED_BY_TYPE = {
     # The real samples register other people's models (sklearn_regression_model, ...).
     "Microsoft.MachineLearningServices.ModelRegistered": Ignore,
-    "Microsoft.MachineLearningServices.DatasetDriftDetected": StartRetrain,
+    # v1 dataset monitors were retired on 2025-09-01: acknowledged, never acted on.
+    "Microsoft.MachineLearningServices.DatasetDriftDetected": Ignore,
     "Microsoft.MachineLearningServices.RunCompleted": RecordTelemetry,
     "Microsoft.MachineLearningServices.ModelDeployed": Ignore,
 }
