@@ -265,6 +265,7 @@ def serve_with_settings(
         task_hub=loaded.task_hub,
         port=port,
         blob_poll_interval=blob_poll_interval,
-        function_timeout=read_function_timeout(Path(function_app.__file__).with_name("host.json")),
+        # host.json of the app being served (timeout, blob parallelism), as in Azure.
+        **host_json_settings(Path(function_app.__file__).with_name("host.json")),
     )
     return LocalFunctionsHost(function_app.app.get_functions(), config).start()
