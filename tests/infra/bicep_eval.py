@@ -106,6 +106,18 @@ def _guid(*parts: Any) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "|".join(arm_string(p) for p in parts)))
 
 
+# ``environment()``: the Azure public cloud's endpoints and suffixes.
+AZURE_CLOUD = {
+    "name": "AzureCloud",
+    "resourceManager": "https://management.azure.com/",
+    "authentication": {"loginEndpoint": "https://login.microsoftonline.com/"},
+    "suffixes": {
+        "storage": "core.windows.net",
+        "keyvaultDns": ".vault.azure.net",
+        "acrLoginServer": ".azurecr.io",
+    },
+}
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "toLower": lambda s: str(s).lower(),
     "toUpper": lambda s: str(s).upper(),
@@ -410,6 +422,8 @@ class Deployment:
             }
         if name == "tenant":
             return {"tenantId": self.cloud.tenant_id}
+        if name == "environment":
+            return AZURE_CLOUD
         if name == "loadJsonContent":
             return json.loads((self.template.parent / str(args[0])).read_text(encoding="utf-8"))
         if name == "loadTextContent":

@@ -78,6 +78,10 @@ POLLING = {
 }
 
 
+# The platform's other actors, named as the permission matrix (docs/permissions.md) names them.
+ACTORS = ("adf", "aml-topic", "lake-topic", "aml-compute", "operator")
+
+
 def azd_environment(name: str) -> dict[str, str]:
     """The azd environment ``azd up`` would have for environment ``name``."""
     return {
@@ -180,10 +184,7 @@ class Rehearsal:
         self.key_vault.url = self._serve(self.key_vault).url
         self.cloud.key_vault_url = self.key_vault.url
 
-        self.actors = {
-            name: self.identities.add(name)
-            for name in ("data-factory", "aml-system-topic", "aml-compute", "operator")
-        }
+        self.actors = {name: self.identities.add(name) for name in ACTORS}
         self.settings = app_settings(self.deployment)
         self._start_workspace()
         self._start_app()
@@ -243,6 +244,7 @@ class Rehearsal:
             tracking_uri=tracking,
             events_url=f"{self.topic.url}/events",
             datastores=self.datastores(),
+            computes=self.computes(),
             read_datastore=self._read_datastore,
         )
         arm = self._serve(self.workspace)
@@ -340,25 +342,40 @@ class Rehearsal:
             )
         return out
 
+    def _workspace_resources(self, resource_type: str) -> list[tuple[Deployment, str]]:
+        """(module deployment, resource symbol) of every resource of ``resource_type`` the
+        modules of main.bicep declare (not conditional, not looped)."""
+        found = []
+        for module in load(INFRA / "main.bicep").declarations:
+            if module.kind != "module" or module.loop or module.condition:
+                continue
+            for resource in load(INFRA / module.target).resources(resource_type):
+                if not (resource.loop or resource.condition):
+                    found.append((self.deployment.module(module.symbol), resource.symbol))
+        return found
+
     def datastores(self) -> dict[str, Datastore]:
         """The workspace datastores the deployment provisions over the data lake."""
         found: dict[str, Datastore] = {}
-        main = load(INFRA / "main.bicep")
-        for module in main.declarations:
-            if module.kind != "module" or module.loop or module.condition:
-                continue
-            parsed = load(INFRA / module.target)
-            for resource in parsed.resources(
-                "Microsoft.MachineLearningServices/workspaces/datastores"
-            ):
-                child = self.deployment.module(module.symbol)
-                props = child.resource_properties(resource.symbol)
-                name = str(child.evaluate(f"{resource.symbol}.name")).rsplit("/", 1)[-1]
-                account = str(props.get("accountName", ""))
-                found[name] = Datastore(
-                    name, self.blob.endpoint(account), str(props.get("containerName", ""))
-                )
+        for module, symbol in self._workspace_resources(
+            "Microsoft.MachineLearningServices/workspaces/datastores"
+        ):
+            props = module.resource_properties(symbol)
+            name = str(module.evaluate(f"{symbol}.name")).rsplit("/", 1)[-1]
+            account = str(props.get("accountName", ""))
+            found[name] = Datastore(
+                name, self.blob.endpoint(account), str(props.get("containerName", ""))
+            )
         return found
+
+    def computes(self) -> set[str]:
+        """The compute clusters the deployment creates in the workspace."""
+        return {
+            str(module.evaluate(f"{symbol}.name")).rsplit("/", 1)[-1]
+            for module, symbol in self._workspace_resources(
+                "Microsoft.MachineLearningServices/workspaces/computes"
+            )
+        }
 
     # -- platform actors -------------------------------------------------------------------
 
@@ -379,7 +396,7 @@ class Rehearsal:
     def _dead_letter(self, name: str, body: bytes) -> None:
         """The system topic writes an undeliverable event with its own identity."""
         account = self.accounts["appStorage"]
-        client = self.actor_client("aml-system-topic", account)
+        client = self.actor_client("aml-topic", account)
         client.get_blob_client(self.dead_letter_container, name).upload_blob(body)
 
     def upload_raw(self, files: Mapping[str, Path], batch: str) -> dict[str, str]:
@@ -414,7 +431,7 @@ class Rehearsal:
         each activity's calls took, from its first request to its last answer (202 follow-ups
         included), is kept in ``adf_seconds``.
         """
-        factory = IdentityCredential(self.identities, self.actors["data-factory"])
+        factory = IdentityCredential(self.identities, self.actors["adf"])
         vault = str(self.deployment.module("keyVault").output("uri"))
 
         def with_token(resource: str) -> dict[str, str]:

@@ -5,24 +5,22 @@ Every stand-in records the requests it served with the caller's token (``oid``).
 named: the REST operation, its route template, the RBAC action Azure checks for it (data
 actions for storage, Key Vault, Application Insights; the resource provider's actions for
 Azure ML and Communication Services), the identity (by the name the rehearsal gave it) and
-the resource. ``ungranted`` then holds them against the repository's permission matrix
-(a Markdown table with at least the columns ``operation``, ``rbac_action`` and ``identity``),
-so an operation the deployment performs that no row grants fails the rehearsal.
+the resource, with the identity and scope names of the repository's permission matrix
+(docs/permissions.md, read by ``tests/infra/permissions.py``). ``ungranted`` holds them
+against it, so an operation the deployment performs that no row grants fails the rehearsal.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from tests.infra.permissions import Permission
     from tests.rehearsal.harness import Rehearsal
 
-REPO = Path(__file__).resolve().parents[2]
 ML = "Microsoft.MachineLearningServices/workspaces"
 # Azure ML REST operations (the stand-in's operation ids) → the action Azure RBAC checks
 # (Azure resource provider operations, Microsoft.MachineLearningServices).
@@ -62,6 +60,8 @@ OTHER_ACTIONS = {
 # Requests that need no RBAC action: the workspace's discovery document is anonymous, the
 # identity endpoint is the platform's, the system topic's publishing side is Azure ML's own.
 NOT_AUTHORISED_BY_RBAC = frozenset({"discovery", "identity.token", "topic.publish"})
+# main.bicep's storage modules → the matrix's scope names for their accounts.
+STORAGE_SCOPES = {"appStorage": "host-storage", "dataLake": "data-lake"}
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,12 @@ class Observed:
     template: str
     action: str
     identity: str
-    resource: str
+    scope: str  # the matrix's scope name: ``data-lake``, ``data-lake/conditioned`` …
 
     def __str__(self) -> str:
         return (
             f"{self.identity}: {self.operation} ({self.method} {self.template}) on "
-            f"{self.resource} needs {self.action}"
+            f"{self.scope} needs {self.action}"
         )
 
 
@@ -94,20 +94,22 @@ def observed_operations(rehearsal: Rehearsal) -> list[Observed]:
         found = r.identities.by_principal(oid)
         return found.name if found else f"unknown principal {oid}"
 
+    accounts = {name: STORAGE_SCOPES[symbol] for symbol, name in r.accounts.items()}
     out: set[Observed] = set()
     for front in (r.blob, r.queue):
         for op in front.observed:
+            scope = accounts.get(op.account, op.account)
             out.add(
                 Observed(
                     f"storage.{op.service}", op.operation, op.method, op.template, op.action,
-                    who(op.caller), f"{op.account}/{op.container}" if op.container else op.account,
+                    who(op.caller), f"{scope}/{op.container}" if op.container else scope,
                 )
             )  # fmt: skip
     services = (
-        ("azureml", r.workspace, AML_ACTIONS, f"workspace {r.workspace.workspace}"),
-        ("communication", r.acs, OTHER_ACTIONS, "communication service"),
-        ("appinsights", r.ingestion, OTHER_ACTIONS, "application insights"),
-        ("keyvault", r.key_vault, OTHER_ACTIONS, "key vault"),
+        ("azureml", r.workspace, AML_ACTIONS, "aml-workspace"),
+        ("communication", r.acs, OTHER_ACTIONS, "communication"),
+        ("appinsights", r.ingestion, OTHER_ACTIONS, "app-insights"),
+        ("keyvault", r.key_vault, OTHER_ACTIONS, "key-vault"),
     )
     for service, app, actions, resource in services:
         template_for = getattr(app, "template_for", lambda t: t)
@@ -124,86 +126,20 @@ def observed_operations(rehearsal: Rehearsal) -> list[Observed]:
     return sorted(out, key=str)
 
 
-@dataclass(frozen=True)
-class MatrixRow:
-    operation: str
-    action: str
-    identity: str
-    cells: dict[str, str]
+def granted(observed: Observed, rows: Iterable[Permission]) -> bool:
+    """Whether a row of the matrix grants ``observed``: the same identity, an action that
+    covers it (``*`` wildcards allowed), on the resource's scope or on the account that
+    holds it (a role on an account reaches its containers)."""
+    scopes = {observed.scope, observed.scope.split("/", 1)[0]}
+    return any(
+        row.identity == observed.identity
+        and row.scope in scopes
+        and any(fnmatch.fnmatchcase(observed.action.lower(), a.lower()) for a in row.rbac_actions)
+        for row in rows
+    )
 
 
-_ACTION_COLUMNS = ("rbac_action", "rbac action", "action", "data action")
-
-
-def _split(line: str) -> list[str]:
-    return [c.strip().strip("`").strip() for c in line.strip().strip("|").split("|")]
-
-
-def find_matrix(roots: Iterable[Path] = (REPO / "docs", REPO / "infra")) -> Path | None:
-    """The Markdown file holding the permission matrix (a table with an RBAC action and an
-    identity column), if the repository has one."""
-    for root in roots:
-        for path in sorted(root.rglob("*.md")):
-            if read_matrix(path):
-                return path
-    return None
-
-
-def read_matrix(path: Path) -> list[MatrixRow]:
-    """Rows of the first table in ``path`` with operation, RBAC action and identity columns."""
-    rows: list[MatrixRow] = []
-    header: list[str] | None = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip().startswith("|"):
-            if rows:
-                break
-            header = None
-            continue
-        cells = _split(line)
-        if header is None:
-            lowered = [c.lower() for c in cells]
-            if "identity" in lowered and any(c in lowered for c in _ACTION_COLUMNS):
-                header = lowered
-            continue
-        if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
-            continue
-        values = dict(zip(header, cells, strict=False))
-        action_key = next(c for c in _ACTION_COLUMNS if c in header)
-        rows.append(
-            MatrixRow(
-                values.get("operation", ""),
-                values.get(action_key, ""),
-                values.get("identity", ""),
-                values,
-            )
-        )
-    return rows
-
-
-def _identity_matches(cell: str, identity: str, aliases: dict[str, tuple[str, ...]]) -> bool:
-    text = cell.lower()
-    return any(alias in text for alias in aliases.get(identity, (identity,)))
-
-
-def _action_matches(cell: str, action: str) -> bool:
-    """An action cell (``a``, ``a; b``, wildcards ``*``) granting ``action``."""
-    for part in re.split(r"[;,<>\n]|<br\s*/?>|\s+", cell):
-        candidate = part.strip().strip("`")
-        if candidate and fnmatch.fnmatchcase(action.lower(), candidate.lower()):
-            return True
-    return False
-
-
-def ungranted(
-    observed: Iterable[Observed], rows: list[MatrixRow], aliases: dict[str, tuple[str, ...]]
-) -> list[Observed]:
-    """Observed operations no row grants (same identity and an action cell covering it)."""
-    return [
-        o
-        for o in observed
-        if not any(
-            _identity_matches(row.identity, o.identity, aliases)
-            and _action_matches(row.action, o.action)
-            for row in rows
-        )
-    ]
+def ungranted(observed: Iterable[Observed], rows: Iterable[Permission]) -> list[Observed]:
+    """Observed operations no row of the permission matrix grants."""
+    kept = list(rows)
+    return [o for o in observed if not granted(o, kept)]

@@ -92,7 +92,8 @@ def datastore_target(uri: str) -> tuple[str, str]:
 class RunningWorkspace(AzureMLStandIn):
     """A workspace whose jobs run on ``executor`` (a ``local.aml.LocalExecutor``).
 
-    ``datastores`` are the workspace's datastores besides its default blob store;
+    ``datastores`` are the workspace's datastores besides its default blob store and
+    ``computes`` its compute clusters (a job on any other compute fails);
     ``read_datastore`` fetches their data with the compute's identity; ``events_url`` is the
     system topic the executor publishes to; ``tracking_uri`` the MLflow store the steps
     register models in (the workspace's registry).
@@ -106,6 +107,7 @@ class RunningWorkspace(AzureMLStandIn):
         tracking_uri: str,
         events_url: str,
         datastores: dict[str, Datastore],
+        computes: set[str],
         read_datastore: Reader,
         **kwargs: Any,
     ) -> None:
@@ -115,6 +117,7 @@ class RunningWorkspace(AzureMLStandIn):
         self.tracking_uri = tracking_uri
         self.events_url = events_url
         self.datastores = datastores
+        self.computes = computes
         self.read_datastore = read_datastore
         self.runners: list[Any] = []
         self.refused: list[str] = []
