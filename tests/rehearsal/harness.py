@@ -257,10 +257,13 @@ class Rehearsal:
         )
 
         def stop_jobs() -> None:
-            for runner in self.workspace.runners:
-                from local.processes import stop_process
+            from local.processes import stop_process
 
-                stop_process(runner)
+            for name in list(self.workspace.jobs):
+                if executor.store.exists(name):
+                    executor.cancel(name)
+            for runner in self.workspace.runners:
+                stop_process(runner, grace=15)
 
         self._stops.append(stop_jobs)
 

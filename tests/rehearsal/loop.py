@@ -10,10 +10,10 @@ weekly cycle has them:
    registers, ``ModelRegistered`` starts a model test, which runs and records its verdict;
 3. a second pipeline run trains a region with no data: its job fails for real, and Ops must
    get exactly one email, through Communication Services;
-4. with the prod parameters, the weekly retrain timer is run through the host's admin API
-   and must start training;
-5. cold starts: a fresh app process answers each Event Grid handler's first delivery, and
+4. cold starts: a fresh app process answers each Event Grid handler's first delivery, and
    an HTTP start;
+5. with the prod parameters, the weekly retrain timer is run through the host's admin API
+   and must start training (its first job is waited for, not the whole run);
 6. the app stops (flushing telemetry) and the rows Application Insights received are kept;
 7. an event published while the app is down exhausts Event Grid's retries and is
    dead-lettered.
@@ -112,11 +112,11 @@ def run_loop(r: Rehearsal) -> Loop:
         _model_tests(loop)
     with loop.stage("injected failure"):
         _failure(loop)
+    with loop.stage("cold starts"):
+        _cold_starts(loop)
     if r.environment == "prod":
         with loop.stage("weekly timer"):
             _weekly_timer(loop)
-    with loop.stage("cold starts"):
-        _cold_starts(loop)
     with loop.stage("telemetry"):
         _telemetry(loop)
     with loop.stage("dead letter"):
@@ -126,10 +126,13 @@ def run_loop(r: Rehearsal) -> Loop:
 
 def _drop(loop: Loop) -> None:
     from conditioning.synthetic import SyntheticSpec, write_drop
+    from orchestrators.data_arrival import week_of
 
     r = loop.rehearsal
+    # History up to this week, so the weekly retrain (which trains last week) finds it current.
+    first = week_of(datetime.now(UTC).date()) - dt.timedelta(weeks=WEEKS - 1)
     spec = SyntheticSpec(regions=1, stores_per_region=2, products=6, weeks=WEEKS,
-                         defect_rate=0.01)  # fmt: skip
+                         first_week=first, defect_rate=0.01)  # fmt: skip
     folder = r.work / "drop"
     write_drop(folder, spec)
     batch = (spec.first_week + dt.timedelta(weeks=WEEKS - 1)).isoformat()
@@ -309,7 +312,10 @@ def _dead_letter(loop: Loop) -> None:
 def report(loop: Loop) -> list[str]:
     """The figures a person wants from one rehearsal, one line each."""
     r = loop.rehearsal
-    lines = [f"[{r.environment}] app process ready in {r.app.started_seconds:.1f}s"]
+    lines = [
+        f"[{r.environment}] executor mode: {executor_mode(r)}",
+        f"[{r.environment}] app process ready in {r.app.started_seconds:.1f}s",
+    ]
     for stage, seconds in loop.timings.items():
         mark = "  FAILED" if stage in loop.errors else ""
         lines.append(f"[{r.environment}] stage {stage:<24} {seconds:7.1f}s{mark}")
@@ -330,6 +336,15 @@ def report(loop: Loop) -> list[str]:
     if loop.http_starts:
         lines.append(f"[{r.environment}] ADF Start orchestration max {max(loop.http_starts):.2f}s")
     return lines
+
+
+def executor_mode(r: Rehearsal) -> str:
+    """How the workspace's jobs ran: in their declared environments under Azure ML's job
+    contract, or in the project's virtualenv with a sqlite MLflow store."""
+    mode = getattr(r.workspace.executor, "env_mode", None)
+    if mode == "declared":
+        return "steps in their components' declared environments, azureml:// MLflow tracking URI"
+    return "steps in the project's virtualenv, MLflow on a sqlite tracking URI"
 
 
 def _job_spans(loop: Loop) -> dict[str, tuple[str, float, float, str]]:
