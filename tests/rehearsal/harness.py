@@ -38,8 +38,7 @@ from azure.core.credentials import AccessToken
 from azure.storage.blob import BlobServiceClient
 
 from local.hosting.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
-from tests.e2e import adf
-from tests.e2e.adf import ActivityFailed, Http, Request
+from tests.e2e.adf import ActivityFailed, Http, Request, Response
 from tests.infra.bicep import INFRA, load
 from tests.infra.bicep_eval import Deployment
 from tests.integration.azure_standin.acs import AcsStandIn
@@ -55,18 +54,7 @@ from tests.rehearsal.app import AppProcess, call
 from tests.rehearsal.cloud import StandInCloud, app_settings, main_deployment, storage_account_names
 from tests.rehearsal.workspace import Datastore, RunningWorkspace
 
-
-def adf_answer(status: int, body: Any, headers: Mapping[str, str]) -> Any:
-    """What the ADF replay's ``Http`` returns: its ``Response`` (with headers, so 202 +
-    Location is followed) where the replay has one, else ``(status, body)``."""
-    response = getattr(adf, "Response", None)
-    if response is None:
-        return status, body
-    return response(status, body, dict(headers))
-
-
 SUBSCRIPTION_ID = "3f5c2a1e-8b7d-4c6a-9e0f-1a2b3c4d5e6f"
-ARM = "https://management.azure.com"
 AML_RESOURCE_GROUP = "rg-mlops-aml"
 AML_WORKSPACE = "mlw-mlops"
 # Local jobs take a minute, not an hour: the polling knobs the Bicep exposes through
@@ -460,12 +448,12 @@ class Rehearsal:
             return call(request.target, request.body, request.method, headers,
                         context=self.trust)  # fmt: skip
 
-        def http(request: Request) -> Any:
+        def http(request: Request) -> Response:
             started = time.monotonic()
             status, body, headers = send(request)
             span = self.adf_spans.setdefault(request.activity, [started, started])
             span[1] = time.monotonic()
-            return adf_answer(status, body, headers)
+            return Response(status, body, headers)
 
         return http
 
