@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
 
-.PHONY: help setup browser run test lint typecheck unit integration e2e dashboard clean package \
+.PHONY: help setup envs browser run test lint typecheck unit integration e2e dashboard clean package \
 	bench-startup bench-conditioning bench-forecast bench-polling bench-dashboard bench-loop bench-blob bench-executor
 
 help:
@@ -32,6 +32,11 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.installed node_modules/.installed
 
+# Every pipeline step runs in the environment its component declares: build those virtualenvs
+# once (cached by content under .local/envs), so neither the demo nor a test waits for one.
+envs: setup
+	$(PY) -m local.aml prepare $(wildcard pipelines/*.yml)
+
 # The dashboard's browser test needs Chromium (Debian's package). Installed when missing and we
 # may (root, e.g. CI); otherwise that test says how to install it and skips outside CI.
 browser:
@@ -40,7 +45,7 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: Chromium is missing; the dashboard browser test will skip (apt-get install chromium)"; fi; }
 
-run: setup
+run: setup envs
 	$(PY) -m local run
 
 lint: setup
@@ -50,7 +55,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup browser lint typecheck
+test: setup browser envs lint typecheck
 	$(PY) -m pytest
 
 unit: setup

@@ -153,6 +153,7 @@ def build_ml_services(
         events_url=settings.aml_events_url or None,
         max_parallel=settings.aml_max_parallel,
         max_jobs=settings.aml_max_jobs,
+        env_mode=settings.aml_step_environments,
     )
     return jobs, MLflowModelRegistry(settings.tracking_uri)
 

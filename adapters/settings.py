@@ -100,6 +100,7 @@ class Settings:
     aml_workspace: str = ""
     aml_max_parallel: int = 2
     aml_max_jobs: int = 2
+    aml_step_environments: str = "declared"
     aml_datastore: str = "datalake"
     aml_compute: str = ""
     model_name_prefix: str = "forecast-"
@@ -358,6 +359,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "2",
         "local executor: pipeline jobs running at once (the local compute cluster's size)",
     ),
+    SettingSpec(
+        "MLOPS_AML_STEP_ENVIRONMENTS",
+        _parse_choice("declared", "project"),
+        "declared",
+        "local executor: declared runs each step in its component's environment under Azure "
+        "ML's job contract; project runs every step in the project's virtualenv (quicker)",
+    ),
 )
 
 _AZURE_ONLY = ("MLOPS_AML_SUBSCRIPTION_ID", "MLOPS_AML_RESOURCE_GROUP", "MLOPS_AML_WORKSPACE")
@@ -447,6 +455,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         aml_workspace=values["MLOPS_AML_WORKSPACE"],
         aml_max_parallel=values["MLOPS_AML_MAX_PARALLEL"],
         aml_max_jobs=values["MLOPS_AML_MAX_JOBS"],
+        aml_step_environments=values["MLOPS_AML_STEP_ENVIRONMENTS"],
         aml_datastore=values["MLOPS_AML_DATASTORE"],
         aml_compute=values["MLOPS_AML_COMPUTE"],
         model_name_prefix=values["MLOPS_MODEL_NAME_PREFIX"],

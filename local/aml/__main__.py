@@ -2,11 +2,15 @@
 
     python -m local.aml run PIPELINE.yml [--set inputs.NAME=VALUE ...] [--workdir DIR]
                                          [--datastore NAME=DIR ...] [--datastore-root DIR]
+                                         [--env declared|project]
+    python -m local.aml prepare PIPELINE.yml ...   build every step environment they declare
     python -m local.aml status JOB_NAME [--workdir DIR]
     python -m local.aml cancel JOB_NAME [--workdir DIR]
 
 ``run`` streams step status lines and exits 0 when the job is Completed, 1 otherwise.
-``execute`` (used by the PipelineJobs adapter) runs an already submitted job.
+``execute`` (used by the PipelineJobs adapter) runs an already submitted job. ``--env
+project`` runs every step in the project's virtualenv instead of its component's environment.
+``prepare`` builds environments ahead of time (``make run`` does, so the demo never waits).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 
 from adapters.errors import BadInputError, NotFoundError
 from adapters.events import EventGridWebhookPublisher, EventPublisher, NullEventPublisher
-from local.aml.executor import DEFAULT_ROOT, LocalExecutor
+from local.aml.environments import DEFAULT_CACHE, EnvironmentCache
+from local.aml.executor import DEFAULT_ROOT, ENV_DECLARED, ENV_MODES, LocalExecutor
 from local.aml.status import JobStatus
 from local.aml.store import JobRecord
 from local.aml.tracking import sqlite_tracking_uri
@@ -74,7 +79,14 @@ def _executor(args: argparse.Namespace, stream: bool) -> LocalExecutor:
         on_status=_printer if stream else None,
         datastore_root=args.datastore_root,
         datastores=_parse_datastores(args.datastore),
+        environments=EnvironmentCache(args.env_cache),
+        env_mode=args.env,
+        progress=_say if stream else None,
     )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _report(record: JobRecord) -> int:
@@ -86,6 +98,20 @@ def _report(record: JobRecord) -> int:
     if record.failed_step:
         print(f"failed step: {record.failed_step}", file=sys.stderr)
     return 1
+
+
+def _prepare(executor: LocalExecutor, pipelines: list[str]) -> int:
+    """Build every environment the pipelines' steps declare; one line per environment."""
+    seen: set[str] = set()
+    for pipeline in pipelines:
+        spec, order = executor.load(pipeline, {})
+        for step, built in executor.prepare_environments(spec, order).items():
+            if built.key in seen:
+                continue
+            seen.add(built.key)
+            how = "cached" if built.cached else f"built in {built.seconds:.1f}s"
+            print(f"{built.name}: {built.packages} packages, {how} ({built.folder.name}; {step})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +150,18 @@ def main(argv: list[str] | None = None) -> int:
             metavar="NAME=DIR",
             help="serve datastore NAME from a local folder (repeatable)",
         )
+        p.add_argument(
+            "--env",
+            choices=ENV_MODES,
+            default=ENV_DECLARED,
+            help="declared: each step in its component's environment (default); project: "
+            "every step in the project's virtualenv",
+        )
+        p.add_argument(
+            "--env-cache",
+            default=str(DEFAULT_CACHE),
+            help="where step environments are built (default .local/envs)",
+        )
 
     run = sub.add_parser("run", help="run a pipeline YAML and stream step status")
     run.add_argument("pipeline")
@@ -133,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     execute = sub.add_parser("execute", help="run an already submitted job")
     execute.add_argument("name")
     common(execute)
+    prepare = sub.add_parser("prepare", help="build the step environments of pipelines")
+    prepare.add_argument("pipelines", nargs="+")
+    common(prepare)
     status = sub.add_parser("status", help="print a job record as JSON")
     status.add_argument("name")
     common(status)
@@ -150,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(executor.run(record.name))
         if args.command == "execute":
             return _report(_executor(args, stream=False).run(args.name))
+        if args.command == "prepare":
+            return _prepare(_executor(args, stream=True), args.pipelines)
         executor = LocalExecutor(Path(args.workdir))
         if args.command == "status":
             print(json.dumps(executor.status(args.name).to_json(), indent=2))

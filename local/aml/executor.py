@@ -45,12 +45,20 @@ from local.aml.bindings import (
     resolve_step_inputs,
     topological_order,
 )
+from local.aml.environments import (
+    BuiltEnvironment,
+    EnvironmentCache,
+    EnvironmentSpec,
+    project_environment,
+    resolve_environment,
+)
 from local.aml.locations import AssetResolver, Datastores
 from local.aml.snapshot import collect_artifacts, take_snapshot
 from local.aml.spec import PipelineSpec, StepSpec, load_pipeline
 from local.aml.status import JobStatus
 from local.aml.store import DEFAULT_ROOT, REPO_ROOT, JobRecord, JobStore, StepRecord, utc_now
-from local.aml.tracking import Tracking
+from local.aml.tracking import Tracking, sqlite_tracking_uri
+from local.aml.workspace import WorkspaceIdentity
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,9 @@ LOG_TAIL_LINES = 20
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 
 StatusCallback = Callable[[JobRecord, str | None], None]
+ENV_DECLARED = "declared"
+ENV_PROJECT = "project"
+ENV_MODES = (ENV_DECLARED, ENV_PROJECT)
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -154,6 +165,13 @@ class LocalExecutor:
     (default ``root/datastores``) unless ``datastores`` maps ``NAME`` to another folder;
     ``asset_resolver`` is the local data-asset index ``azureml:`` inputs may resolve through
     (default: the one under ``root``, ``local/aml/assets.py``).
+
+    ``env_mode`` ``"declared"`` (the default) runs each step in the environment its component
+    declares (``local/aml/environments.py``, built once into ``environments``) under Azure
+    ML's job contract: the ``azureml://`` tracking URI of the workspace endpoint
+    (``local/aml/mlflow_front.py``) that serves the job while it runs. ``"project"`` runs
+    every step in the project's own virtualenv against the sqlite store directly — quicker
+    to iterate, and said so in the job record. ``progress`` receives environment build lines.
     """
 
     def __init__(
@@ -170,8 +188,21 @@ class LocalExecutor:
         datastore_root: str | Path | None = None,
         datastores: Mapping[str, str | Path] | None = None,
         asset_resolver: AssetResolver | None = None,
+        environments: EnvironmentCache | None = None,
+        env_mode: str = ENV_DECLARED,
+        workspace: WorkspaceIdentity | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
+        if env_mode not in ENV_MODES:
+            raise BadInputError(
+                f"environment mode {env_mode!r} is not one of {', '.join(ENV_MODES)}",
+                code="bad_setting",
+            )
         self.store = JobStore(root)
+        self.environments = environments or EnvironmentCache()
+        self.env_mode = env_mode
+        self.workspace = workspace or WorkspaceIdentity()
+        self.progress = progress or (lambda line: log.info("%s", line))
         self.datastores = Datastores(
             Path(datastore_root).resolve() if datastore_root else self.store.root / "datastores",
             {k: Path(v).resolve() for k, v in (datastores or {}).items()},
@@ -187,6 +218,7 @@ class LocalExecutor:
         self.on_status = on_status
         self.topic = topic
         self._tracking: Tracking | None = None
+        self._endpoint: Any = None
         self._stop_signal = False
         # Seconds spent per phase (load, snapshot, record writes, events, tracking), summed
         # over every job this executor ran: where the time goes (benchmarks/executor.py).
@@ -211,7 +243,10 @@ class LocalExecutor:
         missing paths), a value of the wrong type or outside its declared constraints.
         """
         path = Path(pipeline_path).resolve()
-        self.load(path, {k: str(v) for k, v in (inputs or {}).items()})
+        spec, order = self.load(path, {k: str(v) for k, v in (inputs or {}).items()})
+        # A package that cannot be installed fails here, at submit, as Azure ML's image build
+        # fails the job before any step runs.
+        self.prepare_environments(spec, order)
         shown = display_name or path.stem
         record = JobRecord(
             name=name or new_job_name(shown),
@@ -223,8 +258,42 @@ class LocalExecutor:
         )
         if self.store.exists(record.name):
             raise BadInputError(f"job {record.name!r} exists already", code="conflict")
+        record.environment_mode = self.env_mode
         self._save(record)
         return record
+
+    def step_environment(self, step: StepSpec) -> EnvironmentSpec:
+        """What ``step``'s declared environment means here; ``BadInputError`` if unrunnable."""
+        return resolve_environment(
+            step.environment_decl,
+            base_dir=step.code_dir or Path(step.environment_source or ".").parent,
+            source=step.environment_source,
+            lookup=self._registered_environment,
+            where=f"node {step.name!r}",
+        )
+
+    def _registered_environment(
+        self, name: str, version: str | None, label: str | None
+    ) -> Mapping[str, Any]:
+        try:
+            from local.aml.assets import environment_definition  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise NotFoundError(f"environment {name!r} is not registered") from exc
+        found: Mapping[str, Any] = environment_definition(self.store.root, name, version, label)
+        return found
+
+    def prepare_environments(
+        self, spec: PipelineSpec, order: list[str] | None = None
+    ) -> dict[str, BuiltEnvironment]:
+        """Build (or find built) the environment of every step; step name → environment."""
+        if self.env_mode == ENV_PROJECT:
+            return {name: project_environment() for name in order or spec.steps}
+        built: dict[str, BuiltEnvironment] = {}
+        with self._phase("environments"):
+            for name in order or list(spec.steps):
+                env_spec = self.step_environment(spec.steps[name])
+                built[name] = self.environments.ensure(env_spec, self.progress)
+        return built
 
     def load(self, path: str | Path, inputs: Mapping[str, str]) -> tuple[PipelineSpec, list[str]]:
         """The pipeline bound to ``inputs`` and its step order; ``BadInputError`` if unrunnable."""
@@ -299,6 +368,7 @@ class LocalExecutor:
             argv += ["--events-url", events_url]
         if self.step_timeout:
             argv += ["--step-timeout", str(self.step_timeout)]
+        argv += ["--env", self.env_mode, "--env-cache", str(self.environments.root)]
         folder = self.store.job_dir(record.name)
         with (folder / "executor.log").open("ab") as out:
             proc = subprocess.Popen(
@@ -323,7 +393,8 @@ class LocalExecutor:
         running: dict[str, _Running] = {}
         previous = self._install_sigterm()
         try:
-            return self._run(record, running)
+            with self._workspace_endpoint(record):
+                return self._run(record, running)
         except KeyboardInterrupt:
             self._kill_all(record, running, JobStatus.CANCELED)
             self._finish(record, JobStatus.CANCELED, "interrupted")
@@ -337,6 +408,29 @@ class LocalExecutor:
             for item in running.values():
                 item.close()
             self._restore_sigterm(previous)
+
+    @contextlib.contextmanager
+    def _workspace_endpoint(self, record: JobRecord) -> Iterator[None]:
+        """The workspace MLflow endpoint steps of a declared-environment job talk to."""
+        if self.env_mode == ENV_PROJECT:
+            yield
+            return
+        from local.aml.mlflow_front import WorkspaceEndpoint
+
+        if not self.tracking_uri:
+            # Steps still get a tracking server, as in Azure ML; this job's own.
+            self.tracking_uri = sqlite_tracking_uri(self.store.job_dir(record.name) / "mlflow")
+        with self._phase("workspace endpoint start-up (once per job process)"):
+            self._get_tracking()
+            endpoint = WorkspaceEndpoint(
+                self.tracking_uri, self.store.root / "workspace", self.workspace
+            ).start()
+        self._endpoint = endpoint
+        try:
+            yield
+        finally:
+            self._endpoint = None
+            endpoint.stop()
 
     # -- the run loop -----------------------------------------------------------------------
 
@@ -373,6 +467,23 @@ class LocalExecutor:
             record.display_name = spec.display_name
         record.tags = {**spec.tags, **record.tags}
         record.warnings = list(spec.warnings)
+        notes: list[str] = []
+        if self.env_mode == ENV_PROJECT:
+            notes.append(
+                "steps run in the project's virtualenv (--env project), not in the "
+                "environments their components declare"
+            )
+        else:
+            seen: set[str] = set()
+            for name in order:
+                env_spec = self.step_environment(spec.steps[name])
+                if env_spec.key in seen:
+                    continue
+                seen.add(env_spec.key)
+                warning = env_spec.python_warning()
+                if warning and warning not in record.warnings:
+                    record.warnings.append(warning)
+                notes.extend(f"environment {env_spec.name}: {n}" for n in env_spec.notes)
         job_dir = self.store.job_dir(record.name)
         step_paths = {
             name: output_paths(
@@ -385,7 +496,7 @@ class LocalExecutor:
             for name in order
         }
         record.steps = {name: StepRecord(name=name, kind=spec.steps[name].kind) for name in order}
-        self._job_log(record, [f"WARNING {line}" for line in record.warnings])
+        self._job_log(record, [f"WARNING {line}" for line in record.warnings] + notes)
         for pname, (sname, oname) in pipeline_output_sources(spec.steps).items():
             record.outputs[pname] = str(step_paths[sname][oname])
         for name in order:
@@ -488,13 +599,23 @@ class LocalExecutor:
                 path.mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         step.command = command
+        try:
+            built = self._built_environment(step_spec)
+        except MlopsError as exc:
+            step.error = str(exc)
+            self._step_transition(record, name, JobStatus.FAILED)
+            return None
+        step.environment = built.name if built.key == "project" else f"{built.name}-{built.key}"
+        step.python = str(built.python)
         step.run_id = self._start_tracking_run(record, name)
-        env = self._step_env(record, step_spec, step.run_id)
+        env = self._step_env(record, step_spec, step.run_id, built, values, outputs)
         handle = log_path.open("ab")
         try:
             proc: StepProcess
             if step_spec.parallel is not None:
-                proc = self._start_parallel(record, step_spec, values, outputs, snapshot, env)
+                proc = self._start_parallel(
+                    record, step_spec, values, outputs, snapshot, env, built.python
+                )
             else:
                 proc = _CommandProcess(
                     subprocess.Popen(
@@ -518,6 +639,12 @@ class LocalExecutor:
             step_spec, proc, handle, time.monotonic(), timeout, snapshot, step_dir / "artifacts"
         )
 
+    def _built_environment(self, step: StepSpec) -> BuiltEnvironment:
+        if self.env_mode == ENV_PROJECT:
+            return project_environment()
+        with self._phase("environments"):
+            return self.environments.ensure(self.step_environment(step), self.progress)
+
     def _start_parallel(
         self,
         record: JobRecord,
@@ -526,6 +653,7 @@ class LocalExecutor:
         outputs: Mapping[str, Path],
         snapshot: Path,
         env: dict[str, str],
+        python: Path,
     ) -> StepProcess:
         from local.aml.parallel import ParallelRun
 
@@ -538,6 +666,7 @@ class LocalExecutor:
             logs=step_dir / "logs",
             log_path=step_dir / "user_logs" / "std_log.txt",
             env=env,
+            python=python,
         )
         run.start()
         return run
@@ -742,19 +871,51 @@ class LocalExecutor:
                 )
             )
 
-    def _step_env(self, record: JobRecord, spec: StepSpec, run_id: str) -> dict[str, str]:
-        env = dict(os.environ)
-        bin_dir = str(Path(sys.executable).parent)
-        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    def _step_env(
+        self,
+        record: JobRecord,
+        spec: StepSpec,
+        run_id: str,
+        built: BuiltEnvironment,
+        values: Mapping[str, Any],
+        outputs: Mapping[str, Path],
+    ) -> dict[str, str]:
+        """The step process's environment: Azure ML's job contract, in its own interpreter.
+
+        In declared mode nothing of the project leaks in: the project virtualenv's ``bin``
+        leaves ``PATH``, ``PYTHONPATH``/``PYTHONHOME``/``VIRTUAL_ENV`` are replaced, and
+        MLflow is reached only through the workspace endpoint's ``azureml://`` URI, so a
+        step whose environment lacks ``azureml-mlflow`` fails here as it would in Azure ML.
+        """
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MLFLOW_", "AZUREML_", "AZURE_ML_", "_MLFLOW_"))
+            and k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+        }
+        project_bin = str(Path(sys.prefix) / "bin")
+        path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != project_bin]
+        env["PATH"] = os.pathsep.join([str(built.bin_dir), *path])
+        if built.key != "project":
+            env["VIRTUAL_ENV"] = str(built.folder)
         env["PYTHONUNBUFFERED"] = "1"
-        env.pop("PYTHONPATH", None)
-        env["AZUREML_RUN_ID"] = run_id or f"{record.name}_{spec.name}"
+        step_run = run_id or f"{record.name}_{spec.name}"
+        env["AZUREML_RUN_ID"] = step_run
         env["AZUREML_ROOT_RUN_ID"] = record.name
         env["AZUREML_EXPERIMENT_NAME"] = record.experiment_name
-        if self.tracking_uri:
+        for iname, value in values.items():
+            env[f"AZURE_ML_INPUT_{iname}"] = str(value)
+        for oname, opath in outputs.items():
+            env[f"AZURE_ML_OUTPUT_{oname}"] = str(opath)
+        experiment = record.experiment_name or "Default"
+        if self._endpoint is not None and run_id:
+            tracking = self._get_tracking()
+            exp_id = tracking.experiment_of(run_id) if tracking is not None else "0"
+            env.update(self._endpoint.step_environment(run_id, exp_id, experiment))
+        elif self.tracking_uri:
             env["MLFLOW_TRACKING_URI"] = self.tracking_uri
             env["MLFLOW_REGISTRY_URI"] = self.tracking_uri
-            env["MLFLOW_EXPERIMENT_NAME"] = record.experiment_name or "Default"
+            env["MLFLOW_EXPERIMENT_NAME"] = experiment
             if run_id:
                 env["MLFLOW_RUN_ID"] = run_id
         else:
@@ -762,8 +923,6 @@ class LocalExecutor:
             # create mlflow.db there, inside the source tree. Keep it with the job instead.
             private = self.store.job_dir(record.name) / "mlflow.db"
             env["MLFLOW_TRACKING_URI"] = f"sqlite:///{private}"
-            env.pop("MLFLOW_REGISTRY_URI", None)
-            env.pop("MLFLOW_RUN_ID", None)
         env.update(spec.environment_variables)
         return env
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from adapters.errors import NotFoundError
 from adapters.jobs import InputValue, JobInfo, find_metrics, read_output, resolve_pipeline
-from local.aml.executor import LocalExecutor
+from local.aml.executor import ENV_DECLARED, LocalExecutor
 from local.processes import stop_process
 
 
@@ -38,9 +38,14 @@ class LocalPipelineJobs:
         max_parallel: int = 2,
         step_timeout: float = 3600.0,
         max_jobs: int = 2,
+        env_mode: str = ENV_DECLARED,
     ) -> None:
         self._executor = LocalExecutor(
-            root, tracking_uri=tracking_uri, max_parallel=max_parallel, step_timeout=step_timeout
+            root,
+            tracking_uri=tracking_uri,
+            max_parallel=max_parallel,
+            step_timeout=step_timeout,
+            env_mode=env_mode,
         )
         self._events_url = events_url
         self._children: dict[str, subprocess.Popen[bytes]] = {}

@@ -47,6 +47,7 @@ from local.aml.spec import DEFAULT_FILES_PER_BATCH, DEFAULT_TABULAR_BATCH_BYTES,
 
 WORKER = Path(__file__).resolve().parent / "parallel_worker.py"
 APPEND_FILE = "parallel_run_step.txt"  # Azure ML's file name when append_row_to is a folder
+ARROW_PAYLOAD = "__arrow_ipc__"  # the key parallel_worker.py looks for
 ERROR_TAIL = 1500
 
 
@@ -63,6 +64,20 @@ class MiniBatch:
         if self.partition is not None:
             return {"partition": self.partition}
         return {"items": self.items}
+
+
+def _portable(payload: Any) -> Any:
+    """A mini-batch as the worker can read it whatever its pandas version: a table travels as
+    Arrow IPC bytes (the worker rebuilds a DataFrame with its own pandas), a file list as is."""
+    if hasattr(payload, "to_parquet") and hasattr(payload, "columns"):
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(payload, preserve_index=False)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return {ARROW_PAYLOAD: sink.getvalue().to_pybytes()}
+    return payload
 
 
 def _scalar(value: Any) -> Any:
@@ -188,6 +203,7 @@ class ParallelRun(threading.Thread):
         logs: Path,
         log_path: Path,
         env: dict[str, str],
+        python: Path | None = None,
     ) -> None:
         super().__init__(name=f"parallel-{spec.name}", daemon=True)
         assert spec.parallel is not None
@@ -199,6 +215,8 @@ class ParallelRun(threading.Thread):
         self.logs = logs
         self.log_path = log_path
         self.env = env
+        # The step environment's interpreter: workers run the entry script in it.
+        self.python = str(python or sys.executable)
         self.returncode: int | None = None
         self.error = ""
         self.counts: dict[str, int] = {
@@ -278,7 +296,10 @@ class ParallelRun(threading.Thread):
             settings.program_arguments, self.values, self.outputs, self.spec.name
         )
         entry = (self.snapshot / settings.entry_script).resolve()
-        argv = [sys.executable, str(WORKER), str(entry), *args]
+        # Azure ML's parallel runner reads an mltable input with the mltable package, so the
+        # step's environment must have it; the worker checks, as the runner would fail.
+        needs = "mltable" if kind == "mltable" else "-"
+        argv = [self.python, str(WORKER), str(entry), needs, *args]
         self.logs.mkdir(parents=True, exist_ok=True)
         target = self._append_target()
         with (
@@ -386,7 +407,7 @@ class ParallelRun(threading.Thread):
             worker.started = time.monotonic()
             self.counts["running"] += 1
             try:
-                worker.send((batch.index, batch.payload, batch.partition))
+                worker.send((batch.index, _portable(batch.payload), batch.partition))
             except OSError:
                 worker.batch = None
                 self.counts["running"] -= 1

@@ -1,13 +1,16 @@
 """One worker process of a local parallel job (run as a script, in the step's snapshot).
 
-    python parallel_worker.py ENTRY_SCRIPT TASK_FD RESULT_FD [PROGRAM ARGUMENTS ...]
+    python parallel_worker.py ENTRY_SCRIPT TASK_FD RESULT_FD NEEDS [PROGRAM ARGUMENTS ...]
 
 Like an Azure ML parallel worker it imports the entry script with ``sys.argv`` set to the
 task's program arguments, calls ``init()`` once, then ``run(mini_batch)`` — or
 ``run(mini_batch, mini_batch_context)`` when ``run`` takes two parameters — for each
 mini-batch it is handed, and ``shutdown()`` (when defined) at the end. Mini-batches arrive and
 results leave as length-prefixed pickles on the two inherited pipes, so the entry script's own
-prints go to the step log untouched. Deliberately standard library only: it runs with the
+prints go to the step log untouched; a table arrives as Arrow IPC bytes and becomes a pandas
+DataFrame here, with the environment's own pyarrow and pandas. ``NEEDS`` names a module the
+environment must provide before ``init()`` (``mltable`` for an mltable input, as Azure ML's
+runner reads those with it), or ``-``. Deliberately standard library only: it runs with the
 step's interpreter and imports nothing of the project.
 """
 
@@ -85,6 +88,19 @@ def _rows(result: Any) -> tuple[str, int]:
     return "".join(f"{item}\n" for item in items), len(items)
 
 
+ARROW_PAYLOAD = "__arrow_ipc__"
+
+
+def _table(payload: Any) -> Any:
+    """The mini-batch as ``run()`` receives it: a DataFrame for a table, else as sent."""
+    if isinstance(payload, dict) and ARROW_PAYLOAD in payload:
+        import pyarrow as pa
+
+        with pa.ipc.open_stream(pa.py_buffer(payload[ARROW_PAYLOAD])) as reader:
+            return reader.read_all().to_pandas()
+    return payload
+
+
 def _load(entry: Path) -> Any:
     sys.path.insert(0, str(entry.parent))
     spec = importlib.util.spec_from_file_location(entry.stem, entry)
@@ -97,13 +113,15 @@ def _load(entry: Path) -> Any:
 
 
 def main(argv: list[str]) -> int:
-    entry, task_fd, result_fd = Path(argv[0]), int(argv[1]), int(argv[2])
+    entry, task_fd, result_fd, needs = Path(argv[0]), int(argv[1]), int(argv[2]), argv[3]
     # Python put this file's folder first on sys.path; the entry script must not see the
     # executor's modules (a user module named like one of them would be shadowed).
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [p for p in sys.path if p and str(Path(p).resolve()) != here]
-    sys.argv = [str(entry), *argv[3:]]
+    sys.argv = [str(entry), *argv[4:]]
     try:
+        if needs != "-":
+            importlib.import_module(needs)
         module = _load(entry)
         if callable(getattr(module, "init", None)):
             module.init()
@@ -120,10 +138,8 @@ def main(argv: list[str]) -> int:
         index, payload, partition = task
         started = time.perf_counter()
         try:
-            if with_context:
-                result = run(payload, MiniBatchContext(index, partition))
-            else:
-                result = run(payload)
+            batch = _table(payload)
+            result = run(batch, MiniBatchContext(index, partition)) if with_context else run(batch)
             text, count = _rows(result)
             send(result_fd, ("ok", index, text, count, time.perf_counter() - started))
         except Exception:  # noqa: BLE001 - a failed mini-batch is reported and retried

@@ -115,6 +115,10 @@ class StepSpec:
     environment: str = ""
     kind: str = "command"
     parallel: ParallelSpec | None = None
+    # The environment as the component declares it (azure.ai.ml's ``Environment`` or a
+    # reference string) and the file that declares it, for local.aml.environments.
+    environment_decl: Any = field(default=None, compare=False)
+    environment_source: str = ""
 
     def dependencies(self) -> set[str]:
         """Names of the steps whose outputs this step consumes."""
@@ -385,6 +389,18 @@ def _environment_name(env: Any) -> str:
     return str(getattr(env, "image", "") or getattr(env, "name", "") or "inline")
 
 
+def _environment_source(comp: Mapping[str, Any], raw_node: Mapping[str, Any], base: Path) -> str:
+    """The conda file a step's environment comes from, when one is named; else ''."""
+    task = comp.get("task")
+    declared = (
+        raw_node.get("environment")
+        or comp.get("environment")
+        or (task.get("environment") if isinstance(task, Mapping) else None)
+    )
+    conda = declared.get("conda_file") if isinstance(declared, Mapping) else None
+    return str((base / conda).resolve()) if isinstance(conda, str) else ""
+
+
 def _number(value: Any) -> float | None:
     try:
         return None if value is None else float(value)
@@ -610,6 +626,8 @@ def _collect(
             environment=_environment_name(env),
             kind="parallel" if parallel is not None else "command",
             parallel=parallel,
+            environment_decl=env,
+            environment_source=_environment_source(comp_raw, raw_node, base),
         )
 
 

@@ -43,6 +43,9 @@ class StepRecord:
     outputs: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
     kind: str = "command"
+    # The environment the step ran in ("project" with --env project) and its interpreter.
+    environment: str = ""
+    python: str = ""
     # Parallel steps: mini-batch counts (total, succeeded, failed, retried, running, items_failed).
     progress: dict[str, int] = field(default_factory=dict)
 
@@ -69,6 +72,9 @@ class JobRecord:
     run_id: str = ""
     # Settings this machine ignored (also written to the job log once).
     warnings: list[str] = field(default_factory=list)
+    # "declared": each step in its component's environment, under Azure ML's job contract;
+    # "project": every step in the project's own virtualenv (--env project).
+    environment_mode: str = "declared"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

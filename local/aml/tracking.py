@@ -7,7 +7,9 @@ resumes that run, which is how component code logs the same way locally and in A
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,9 @@ def initialize_store(tracking_uri: str) -> None:
     """Create (or migrate) a sqlite store once, even when many job processes start together.
 
     MLflow builds its schema on first use; two processes doing that at once collide
-    ("duplicate column"). A file lock beside the database serialises the first use.
+    ("duplicate column"). A file lock beside the database serialises the first use. A new
+    store starts as a copy of an empty one made once per MLflow version (building the schema
+    takes seconds; every job without a configured store gets a fresh one).
     """
     if not tracking_uri.startswith("sqlite:///"):
         return
@@ -47,11 +51,49 @@ def initialize_store(tracking_uri: str) -> None:
     with (db.parent / f"{db.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            if not db.exists():
+                _copy_empty_store(db, artifact_root_for(tracking_uri) or "")
             client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
             client.search_experiments(max_results=1)
             client.search_registered_models(max_results=1)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+TEMPLATES = Path(__file__).resolve().parents[2] / ".local" / "mlflow-templates"
+
+
+def _copy_empty_store(db: Path, artifact_root: str) -> None:
+    """Start ``db`` as a copy of an empty, fully migrated store (made once per version)."""
+    import fcntl
+    import shutil
+    import sqlite3
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    template = TEMPLATES / f"mlflow-{mlflow.__version__}.db"
+    if not template.exists():
+        TEMPLATES.mkdir(parents=True, exist_ok=True)
+        with (TEMPLATES / f"{template.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not template.exists():
+                building = template.with_suffix(f".{os.getpid()}.tmp")
+                uri = f"sqlite:///{building}"
+                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
+                building.replace(template)
+    tmp = db.with_suffix(f".{os.getpid()}.tmp")
+    shutil.copyfile(template, tmp)
+    # MLflow's "Default" experiment (id 0) keeps the artifact root it was made with.
+    with contextlib.closing(sqlite3.connect(tmp)) as conn:
+        conn.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+            (artifact_root,),
+        )
+        conn.commit()
+    tmp.replace(db)
 
 
 def quiet_mlflow() -> None:
@@ -102,6 +144,10 @@ class Tracking:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = self._client.create_run(exp_id, tags=all_tags, run_name=run_name)
         return str(run.info.run_id)
+
+    def experiment_of(self, run_id: str) -> str:
+        """The id of the experiment ``run_id`` belongs to."""
+        return str(self._client.get_run(run_id).info.experiment_id)
 
     def finish(self, run_id: str, status: str) -> None:
         self._client.set_terminated(run_id, MLFLOW_STATUS.get(status, "FAILED"))

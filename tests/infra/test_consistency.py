@@ -21,6 +21,7 @@ NOT_SET_IN_AZURE = {
     "MLOPS_AML_EVENTS_URL": "local executor webhook; Azure ML publishes to Event Grid",
     "MLOPS_AML_MAX_PARALLEL": "parallel steps of the local executor; Azure ML schedules its own",
     "MLOPS_AML_MAX_JOBS": "concurrent jobs of the local executor; Azure ML compute scales",
+    "MLOPS_AML_STEP_ENVIRONMENTS": "how the local executor runs steps; Azure ML builds images",
     **{
         key: "Azure sends alert email through Communication Services (MLOPS_ALERT_TRANSPORT=acs)"
         for key in (

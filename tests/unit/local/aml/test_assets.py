@@ -26,7 +26,7 @@ jobs:
   list_files:
     type: command
     code: ./src
-    environment: azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python list_files.py ${{inputs.data}} ${{outputs.listing}}
     inputs:
       data: ${{parent.inputs.data}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -55,7 +56,7 @@ jobs:
   use:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python echo.py ${{{{inputs.data}}}} ${{{{outputs.out}}}}/args.txt
     inputs:
       data: ${{{{parent.inputs.data}}}}
@@ -70,7 +71,7 @@ jobs:
   use:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python echo.py ${{{{inputs.data}}}} ${{{{outputs.out}}}}/args.txt
     inputs:
       data:
@@ -165,7 +166,7 @@ jobs:
   use:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python echo.py ${{inputs.data}} ${{outputs.copy}}/args.txt
     inputs:
       data: ${{parent.inputs.data}}
@@ -176,7 +177,7 @@ jobs:
   report:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python echo.py done ${{outputs.report}}
     outputs:
       report: ${{parent.outputs.report}}
@@ -232,7 +233,7 @@ jobs:
   plain:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python echo.py ${{inputs.data}} ${{inputs.model_name}} ${{outputs.out}}/args.txt
     inputs:
       data: ${{parent.inputs.data}}
@@ -243,7 +244,7 @@ jobs:
   shell:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: >-
       echo "name=${{inputs.model_name}}" > ${{outputs.out}}/said.txt &&
       echo '${{inputs.model_name}}' >> ${{outputs.out}}/said.txt &&
@@ -296,7 +297,7 @@ jobs:
   use:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: >-
       python echo.py ${{inputs.code_version}} ${{inputs.start}} ${{inputs.answer}}
       ${{inputs.count}} ${{inputs.ratio}} ${{inputs.flag}} ${{outputs.out}}/args.txt
@@ -377,7 +378,7 @@ outputs:
   out:
     type: uri_folder
 code: ./src
-environment: azureml:env@latest
+environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
 command: python echo.py ${{inputs.mode}} ${{inputs.weeks}} ${{outputs.out}}/args.txt
 """
 
@@ -408,11 +409,11 @@ jobs:
   writer:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python writer.py
   bare:
     type: command
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: ls -A > ${{outputs.out}}/listing.txt
     outputs:
       out:
@@ -456,7 +457,7 @@ jobs:
   train:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python echo.py ${{outputs.out}}/args.txt
     outputs:
       out:
@@ -474,10 +475,16 @@ def test_ignored_settings_are_listed_once_in_the_job_log(tmp_path: Path) -> None
     runner = executor(tmp_path)
     record = runner.run(runner.submit(path).name)
     assert record.status == "Completed", record.error
-    assert len(record.warnings) == 2
-    assert any("distribution" in w and "pytorch" in w for w in record.warnings)
-    assert any("resources" in w and "instance_count" in w for w in record.warnings)
+    ignored = [w for w in record.warnings if "is ignored" in w]
+    assert len(ignored) == 2
+    assert any("distribution" in w and "pytorch" in w for w in ignored)
+    assert any("resources" in w and "instance_count" in w for w in ignored)
+    # The curated environment asks for Python 3.10: said once per job, not per step.
+    assert [w for w in record.warnings if "asks for Python" in w] == [
+        "environment 'sklearn-1.5' asks for Python 3.10; this machine runs its steps with "
+        f"Python {sys.version.split()[0]}"
+    ]
     log = (runner.store.job_dir(record.name) / "logs" / "job_log.txt").read_text()
-    assert log.count("WARNING") == 2
+    assert log.count("WARNING") == 3
     saved = json.loads((runner.store.job_dir(record.name) / "job.json").read_text())
     assert saved["warnings"] == record.warnings

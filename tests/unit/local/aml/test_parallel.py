@@ -88,7 +88,9 @@ jobs:
       type: run_function
       code: ./src
       entry_script: entry.py
-      environment: azureml:env@latest
+      environment:
+        image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest
+        conda_file: ./conda.yml
       program_arguments: >-
         --label ${{{{inputs.label}}}} --marks ${{{{outputs.marks}}}} {extra}
       append_row_to: ${{{{outputs.rows}}}}
@@ -105,6 +107,19 @@ transformations:
   - extract_columns_from_partition_format:
       partition_format: "{store}/{file_name}.{extension}"
   - drop_columns: [Path, file_name, extension]
+"""
+
+
+# What the partitioned step's environment holds: Azure ML's parallel runner reads an mltable
+# input with mltable, and the entry script uses pandas.
+CONDA = """\
+name: parallel-fixture
+dependencies:
+  - python=3.11
+  - pip:
+      - mltable==1.7.0
+      - pandas==2.3.3
+      - pyarrow==25.0.1
 """
 
 
@@ -134,6 +149,7 @@ def parallel_pipeline(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "src").mkdir(exist_ok=True)
     (folder / "src" / "entry.py").write_text(ENTRY)
+    (folder / "conda.yml").write_text(CONDA)
     write_table(folder / "table", stores=stores)
     path = folder / "pipeline.yml"
     path.write_text(
@@ -263,7 +279,7 @@ jobs:
       type: run_function
       code: ./src
       entry_script: files.py
-      environment: azureml:env@latest
+      environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
       append_row_to: ${{outputs.scores}}
 """
 
@@ -322,7 +338,7 @@ jobs:
   after:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python copy.py ${{inputs.staged}} ${{outputs.final}}
     inputs:
       staged: ${{parent.jobs.stage.outputs.result}}
@@ -347,7 +363,7 @@ jobs:
   first:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python say.py ${{inputs.text}} ${{inputs.suffix}} ${{outputs.out}}
     inputs:
       text: ${{parent.inputs.text}}
@@ -358,7 +374,7 @@ jobs:
   second:
     type: command
     code: ./src
-    environment: azureml:env@latest
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
     command: python copy.py ${{inputs.previous}} ${{outputs.out}}
     inputs:
       previous: ${{parent.jobs.first.outputs.out}}
