@@ -276,9 +276,7 @@ def _environments(folder: Path, *, cold: bool) -> dict[str, Any]:
     probe = LocalExecutor(folder / "probe")
     specs = {}
     for pipeline in pipelines:
-        spec, order = probe.load(pipeline, {})
-        for name in order:
-            env = probe.step_environment(spec.steps[name])
+        for env in probe.declared_environments(pipeline).values():
             specs[env.key] = env
     result: dict[str, Any] = {"environments": {}}
     passes = (["cold"] if cold else []) + ["warm"]

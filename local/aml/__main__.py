@@ -22,10 +22,8 @@ from pathlib import Path
 
 from adapters.errors import BadInputError, NotFoundError
 from adapters.events import EventGridWebhookPublisher, EventPublisher, NullEventPublisher
-from local.aml.bindings import topological_order
 from local.aml.environments import DEFAULT_CACHE, EnvironmentCache
 from local.aml.executor import DEFAULT_ROOT, ENV_DECLARED, ENV_MODES, LocalExecutor
-from local.aml.spec import load_pipeline
 from local.aml.status import JobStatus
 from local.aml.store import JobRecord
 from local.aml.tracking import sqlite_tracking_uri
@@ -106,16 +104,11 @@ def _prepare(executor: LocalExecutor, pipelines: list[str]) -> int:
     """Build every environment the pipelines' steps declare; one line per environment."""
     seen: set[str] = set()
     for pipeline in pipelines:
-        # What a step runs in does not depend on the job's inputs: their data need not exist
-        # (a fresh clone has none) to build the environments.
-        spec = load_pipeline(
-            pipeline, datastores=executor.datastores, asset_resolver=executor.asset_resolver
-        )
-        order = topological_order(spec.steps)
-        for step, built in executor.prepare_environments(spec, order).items():
-            if built.key in seen:
+        for step, env in executor.declared_environments(pipeline).items():
+            if env.key in seen:
                 continue
-            seen.add(built.key)
+            seen.add(env.key)
+            built = executor.environments.ensure(env, executor.progress)
             how = "cached" if built.cached else f"built in {built.seconds:.1f}s"
             print(f"{built.name}: {built.packages} packages, {how} ({built.folder.name}; {step})")
     return 0

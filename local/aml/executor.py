@@ -282,6 +282,15 @@ class LocalExecutor:
         found: Mapping[str, Any] = environment_definition(self.store.root, name, version, label)
         return found
 
+    def declared_environments(self, pipeline_path: str | Path) -> dict[str, EnvironmentSpec]:
+        """Step name → the environment it declares, without binding any input (no data needed)."""
+        spec = load_pipeline(
+            Path(pipeline_path).resolve(),
+            datastores=self.datastores,
+            asset_resolver=self.asset_resolver,
+        )
+        return {name: self.step_environment(step) for name, step in spec.steps.items()}
+
     def prepare_environments(
         self, spec: PipelineSpec, order: list[str] | None = None
     ) -> dict[str, BuiltEnvironment]:

@@ -298,8 +298,10 @@ class ParallelRun(threading.Thread):
         entry = (self.snapshot / settings.entry_script).resolve()
         # Azure ML's parallel runner reads an mltable input with the mltable package, so the
         # step's environment must have it; the worker checks, as the runner would fail.
-        needs = "mltable" if kind == "mltable" else "-"
-        argv = [self.python, str(WORKER), str(entry), needs, *args]
+        needs = ["mltable"] if kind == "mltable" else []
+        if batches and hasattr(batches[0].payload, "columns"):
+            needs += ["pyarrow", "pandas"]
+        argv = [self.python, str(WORKER), str(entry), ",".join(needs) or "-", *args]
         self.logs.mkdir(parents=True, exist_ok=True)
         target = self._append_target()
         with (

@@ -8,10 +8,11 @@ task's program arguments, calls ``init()`` once, then ``run(mini_batch)`` — or
 mini-batch it is handed, and ``shutdown()`` (when defined) at the end. Mini-batches arrive and
 results leave as length-prefixed pickles on the two inherited pipes, so the entry script's own
 prints go to the step log untouched; a table arrives as Arrow IPC bytes and becomes a pandas
-DataFrame here, with the environment's own pyarrow and pandas. ``NEEDS`` names a module the
-environment must provide before ``init()`` (``mltable`` for an mltable input, as Azure ML's
-runner reads those with it), or ``-``. Deliberately standard library only: it runs with the
-step's interpreter and imports nothing of the project.
+DataFrame here, with the environment's own pyarrow and pandas. ``NEEDS`` names the modules
+(comma separated, or ``-``) the environment must provide before ``init()``: ``mltable`` for an
+mltable input, as Azure ML's runner reads those with it, and pandas and pyarrow for a table.
+Deliberately standard library only: it runs with the step's interpreter and imports nothing of
+the project.
 """
 
 from __future__ import annotations
@@ -120,8 +121,11 @@ def main(argv: list[str]) -> int:
     sys.path[:] = [p for p in sys.path if p and str(Path(p).resolve()) != here]
     sys.argv = [str(entry), *argv[4:]]
     try:
-        if needs != "-":
-            importlib.import_module(needs)
+        # What the environment must provide, imported before init() as Azure ML's runner
+        # does (and so a table's pandas and pyarrow load now, not inside the first batch).
+        for module_name in filter(None, needs.split(",")):
+            if module_name != "-":
+                importlib.import_module(module_name)
         module = _load(entry)
         if callable(getattr(module, "init", None)):
             module.init()
@@ -136,9 +140,13 @@ def main(argv: list[str]) -> int:
         if task is None:
             break
         index, payload, partition = task
-        started = time.perf_counter()
         try:
             batch = _table(payload)
+        except Exception:  # noqa: BLE001 - reported like a failed run(), never a crash
+            send(result_fd, ("error", index, traceback.format_exc(), 0.0))
+            continue
+        started = time.perf_counter()
+        try:
             result = run(batch, MiniBatchContext(index, partition)) if with_context else run(batch)
             text, count = _rows(result)
             send(result_fd, ("ok", index, text, count, time.perf_counter() - started))

@@ -114,3 +114,19 @@ def test_the_scan_sees_a_missing_package(tmp_path: Path) -> None:
     (code / "pkg" / "step.py").write_text("from .helpers import go\n")
     (code / "pkg" / "helpers.py").write_text("import json\n\ndef go():\n    import torch\n")
     assert _imports(code / "pkg" / "step.py", code) == {"torch"}
+
+
+@pytest.mark.parametrize(
+    "pipeline", sorted((REPO / "pipelines").glob("*.yml")), ids=lambda p: p.name
+)
+def test_every_pipeline_names_its_environments_without_any_data(
+    pipeline: Path, tmp_path: Path
+) -> None:
+    """``make envs`` builds them on a fresh clone, before any input data exists."""
+    from local.aml import LocalExecutor
+
+    declared = LocalExecutor(tmp_path / "aml").declared_environments(pipeline)
+    assert declared
+    for step, env in declared.items():
+        assert any(r.startswith("azureml-mlflow==") for r in env.requirements), step
+        assert env.source.endswith("conda.yml"), (step, env.source)

@@ -169,33 +169,6 @@ def test_set_overrides_inputs_and_cli_exit_codes(
     assert cli(["run", str(BAD / "crash.yml"), "--workdir", workdir, "--tracking-uri", ""]) == 1
 
 
-def test_prepare_builds_environments_without_the_pipelines_input_data(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``make envs`` runs on a fresh clone, where a pipeline's default input paths (the demo
-    data) do not exist yet: building what the steps run in must not need them."""
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "step.py").write_text("print('hello')\n")
-    (tmp_path / "conda.yml").write_text(
-        "name: bare\ndependencies:\n  - python=3.11\n  - pip\n  - pip: []\n"
-    )
-    pipeline = tmp_path / "pipeline.yml"
-    pipeline.write_text(
-        "type: pipeline\n"
-        "inputs:\n  data:\n    type: uri_folder\n    path: ./not-generated-yet\n"
-        "jobs:\n  step:\n    type: command\n    code: ./src\n"
-        "    environment:\n      image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest\n"
-        "      conda_file: ./conda.yml\n"
-        "    inputs:\n      data: ${{parent.inputs.data}}\n"
-        "    command: python step.py ${{inputs.data}}\n"
-    )
-    cache = tmp_path / "envs"
-    args = ["prepare", str(pipeline), "--workdir", str(tmp_path / "aml"), "--env-cache", str(cache)]
-    assert cli(args) == 0
-    assert "bare" in capsys.readouterr().out
-    assert [p for p in cache.iterdir() if p.is_dir()], "no environment was built"
-
-
 def test_load_pipeline_reads_defaults_types_and_paths() -> None:
     spec = load_pipeline(FIXTURES / "basic" / "pipeline.yml").bind()
     assert spec.experiment_name == "fixture-basic"

@@ -445,3 +445,14 @@ def test_an_mltable_that_points_at_nothing_is_an_error_not_an_empty_job(
     (tmp_path / "MLTable").write_text("paths:\n" + paths)
     with pytest.raises(BadInputError, match=re.escape(message)):
         list(mini_batches("mltable", tmp_path, None, (), "s"))
+
+
+def test_an_mltable_input_needs_mltable_in_the_environment(tmp_path: Path) -> None:
+    """Azure ML's parallel runner reads an mltable input with mltable: without it in the step's
+    environment the step fails before init(), naming the module."""
+    path = parallel_pipeline(tmp_path / "p")
+    (tmp_path / "p" / "conda.yml").write_text(CONDA.replace("      - mltable==1.7.0\n", ""))
+    runner, _, name = run(tmp_path, path)
+    record = runner.status(name)
+    assert record.status == "Failed"
+    assert "No module named 'mltable'" in record.error
