@@ -9,10 +9,12 @@ dead-letter when the attempts run out).
 
 from __future__ import annotations
 
+import base64
 import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from tests.integration.azure_standin.http import StandInServer
 from tests.integration.azure_standin.identity import ManagedIdentityEndpoint
 from tests.integration.azure_standin.storage import StorageFront
 from tests.integration.azure_standin.tls import StandInCertificate, make_certificate
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 LAKE = "stlakestandin"
@@ -33,8 +36,10 @@ LAKE = "stlakestandin"
 @dataclass
 class Storage:
     front: StorageFront
+    queues: StorageFront
     identities: ManagedIdentityEndpoint
     certificate: StandInCertificate
+    azurite: Azurite
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +57,13 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage]:
     front = StorageFront("blob", azurite.ports["blob"], trust, keyless=frozenset({LAKE}))
     server = StandInServer(front, context=certificate.server_context()).start()
     front.url = server.url
+    queues = StorageFront("queue", azurite.ports["queue"], trust, keyless=frozenset({LAKE}))
+    queue_server = StandInServer(queues, context=certificate.server_context()).start()
+    queues.url = queue_server.url
     try:
-        yield Storage(front, identities, certificate)
+        yield Storage(front, queues, identities, certificate, azurite)
     finally:
+        queue_server.stop()
         server.stop()
         identity_server.stop()
         azurite.stop()
@@ -102,6 +111,55 @@ def test_the_app_s_identity_reaches_storage_through_the_real_credential(
     with pytest.raises(ClientAuthenticationError):
         credential.get_token("https://storage.azure.com/.default")
     assert any("not assigned" in r for r in storage.identities.refused)
+
+
+def test_the_local_host_poisons_a_failing_blob_with_identity_based_host_storage(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As the Bicep configures it: AzureWebJobsStorage is an identity, not a connection string."""
+    from azure.storage.queue import QueueClient
+
+    from local.hosting.host import POISON_QUEUE, HostConfig, LocalFunctionsHost
+    from tests.integration.apps import every_binding
+
+    identity = storage.identities.add("host", assigned_to_app=True)
+    for key, value in storage.identities.environment().items():
+        monkeypatch.setenv(key, value)
+    verify = str(storage.certificate.cert_file)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", verify)
+    connection = {
+        "blobServiceUri": storage.front.endpoint(LAKE),
+        "queueServiceUri": storage.queues.endpoint(LAKE),
+        "credential": "managedidentity",
+        "clientId": identity.client_id,
+    }
+    environ = {f"{name}__{k}": v for name in ("AzureWebJobsStorage", "DropStorage")
+               for k, v in connection.items()}  # fmt: skip
+    ports = storage.azurite.ports
+    key = {"account_name": LAKE, "account_key": ACCOUNT_KEY}
+    direct = BlobServiceClient(f"https://127.0.0.1:{ports['blob']}/{LAKE}", credential=key,
+                               connection_verify=verify)  # fmt: skip
+    for container in ("broken", "drops", "clientdrops"):
+        if not direct.get_container_client(container).exists():
+            direct.create_container(container)
+    name = f"bad-{time.monotonic_ns()}.csv"
+    direct.get_blob_client("broken", name).upload_blob(b"x")
+    poison = QueueClient(f"https://127.0.0.1:{ports['queue']}/{LAKE}", POISON_QUEUE,
+                         credential=key, connection_verify=verify)  # fmt: skip
+    config = HostConfig(state_dir=tmp_path, environ=environ, host_id="poison-test",
+                        blob_poll_interval=0.2)  # fmt: skip
+    with LocalFunctionsHost(every_binding.make_app().get_functions(), config):
+
+        def poisoned() -> bool:
+            try:
+                messages = poison.peek_messages(max_messages=32)
+            except HttpResponseError:
+                return False
+            return any(name.encode() in base64.b64decode(m.content) for m in messages)
+
+        wait_until(poisoned, timeout=60)
+    sent = [o for o in storage.queues.observed if o.operation == "Put Message"]
+    assert sent and all(o.caller == identity.principal_id for o in sent)
 
 
 def deliveries(statuses: list[int]) -> tuple[list[int], Any]:
