@@ -335,6 +335,9 @@ def report(loop: Loop) -> list[str]:
         )
     if loop.http_starts:
         lines.append(f"[{r.environment}] ADF Start orchestration max {max(loop.http_starts):.2f}s")
+    refused = sorted(set(r.proxy.refused_tunnels))
+    if refused:
+        lines.append(f"[{r.environment}] hosts no stand-in plays, refused: {', '.join(refused)}")
     return lines
 
 
