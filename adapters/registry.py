@@ -10,8 +10,8 @@ Contract:
 - ``set_alias(name, alias, version)`` moves ``alias`` to ``version``: afterwards exactly one
   version holds it. Roles ``champion``/``challenger`` are also written as tag ``role`` so
   pipeline code can find the champion through MLflow on either backend.
-- ``ModelVersion.metrics`` are the float-valued tags ending in ``_mape``, ``_rmse_zero`` or
-  ``_rmse_all``; ``trained_at`` is parsed from tag ``trained_at`` (ISO 8601).
+- ``ModelVersion.metrics`` are the float-valued tags ending in ``_mape``, ``_wape``, ``_wmae``,
+  ``_rmse_zero`` or ``_rmse_all``; ``trained_at`` is parsed from tag ``trained_at`` (ISO 8601).
 - Unknown models or versions raise ``NotFoundError`` (``list_versions`` returns []).
 """
 
@@ -28,7 +28,7 @@ from adapters.times import parse_utc
 ROLE_TAG = "role"
 ALIASES_TAG = "aliases"
 ROLES = ("champion", "challenger")
-METRIC_SUFFIXES = ("_mape", "_rmse_zero", "_rmse_all")
+METRIC_SUFFIXES = ("_mape", "_wape", "_wmae", "_rmse_zero", "_rmse_all")
 T = TypeVar("T")
 
 

@@ -225,8 +225,10 @@ def _training(data: DashboardData) -> str:
         "the seasonal naive forecast (same week last year), a second baseline; orange: the "
         f"champion it had to beat. A candidate is promoted only with MAPE ≤ {data.max_mape:g} "
         "(red line) and better than the historical average and the champion; beating seasonal "
-        "naive is shown, not required. RMSE 0 is measured on rows whose actual is zero, "
-        "RMSE All on every row.</p></section>"
+        "naive is shown, not required. MAPE counts the rows whose actual is at least one "
+        "unit; WAPE is the total absolute error over the total actual; WMAE weighs holiday "
+        "weeks 5; RMSE 0 is measured on rows whose actual is zero, RMSE All on every "
+        "row.</p></section>"
     ]
     if not segments:
         parts.append("<section><p>No model versions in the registry yet.</p></section>")
@@ -495,7 +497,7 @@ def _scoring(data: DashboardData) -> str:
                 height=230,
             )
         )
-        mape = f.overlap_mape()
+        mape, wape = f.overlap_mape(), f.overlap_wape()
         rows.append(
             [
                 escape(f.segment),
@@ -505,11 +507,12 @@ def _scoring(data: DashboardData) -> str:
                 str(len(f.forecast)),
                 fmt(sum(f.forecast.values())),
                 _num(mape) if mape is not None else "no actuals yet",
+                _num(wape) if wape is not None else "–",
             ]
         )
     table = _table(
         ["segment", "model", "age", "forecast rows", "weeks", "forecast total",
-         "MAPE vs actuals (weekly totals)"],
+         "MAPE vs actuals (weekly totals)", "WAPE (weekly totals)"],
         rows,
         {3, 4, 5, 6},
     )  # fmt: skip

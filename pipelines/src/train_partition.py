@@ -37,7 +37,9 @@ def init() -> None:
     _state.update(
         args=args,
         exog=list(meta["exog"]),
-        config=TrainConfig(seed=args.seed, epochs=args.epochs or None),
+        config=TrainConfig(
+            seed=args.seed, epochs=args.epochs or None, horizon=int(meta.get("horizon", 13))
+        ),
         champions={},
     )
 

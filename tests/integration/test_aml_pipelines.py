@@ -110,15 +110,15 @@ def test_train_test_and_score_pipelines(
         "north/large/fast", "north/large/slow", "north/small/fast", "north/small/slow"
     }  # fmt: skip
     seg = metrics["segments"]["north/large/fast"]
-    for component in ("baseline", "seasonal_naive", "lasso", "nn", "count", "ensemble"):
-        assert set(seg[component]) >= {"mape", "wape", "rmse_zero", "rmse_all"}
+    for component in ("baseline", "seasonal_naive", "seasonal_growth", "direct", "ensemble"):
+        assert set(seg[component]) >= {"mape", "wape", "wmae", "rmse_zero", "rmse_all"}
     assert seg["champion"] is None  # first training: no champion yet
     assert seg["ensemble"]["mape"] < seg["baseline"]["mape"]
     # the second baseline is measured and the gate records whether the candidate beats it
     assert seg["gate"]["beats_seasonal_naive"] == (
         seg["ensemble"]["mape"] < seg["seasonal_naive"]["mape"]
     )
-    # the ensemble was fitted on a validation window inside the training data
+    # the ensemble was fitted on validation origins inside the training data
     for key, segment in metrics["segments"].items():
         assert segment["diverged"] == {}, key
         assert sum(segment["weights"].values()) == pytest.approx(1.0)
@@ -135,6 +135,7 @@ def test_train_test_and_score_pipelines(
     assert version.tags["gate"] in ("pass", "fail")
     assert version.trained_at is not None
     assert version.metrics["ensemble_mape"] == pytest.approx(seg["ensemble"]["mape"], rel=1e-5)
+    assert float(version.tags["ensemble_wmae"]) == pytest.approx(seg["ensemble"]["wmae"], rel=1e-5)
     assert version.metrics["seasonal_naive_mape"] == pytest.approx(
         seg["seasonal_naive"]["mape"], rel=1e-5
     )
@@ -232,6 +233,7 @@ def test_train_many_is_valid_azure_ml_yaml_and_its_models_score(
     registry = MLflowModelRegistry(tracking)
     version = registry.get("forecast-north-large-fast", "1")
     assert version.metrics["ensemble_mape"] == pytest.approx(seg["ensemble"]["mape"], rel=1e-5)
+    assert float(version.tags["ensemble_wmae"]) == pytest.approx(seg["ensemble"]["wmae"], rel=1e-5)
 
     # The many-models version is an ordinary champion to the score pipeline.
     registry.set_alias("forecast-north-large-fast", "champion", "1")

@@ -1,7 +1,9 @@
 """Evaluate step: metrics per segment for the historical-average baseline, the seasonal naive
 forecast, each ensemble member, the ensemble and the current champion on the same holdout,
 plus the gate verdict (with whether the candidate also beats seasonal naive), the ensemble's
-weights, and the members that diverged in training. Writes ``metrics.json``."""
+weights, and the members that diverged in training. Every measure is ``metrics``' (one
+definition for the gate, the model test, the dashboard and the benchmark). Writes
+``metrics.json``."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def _champion_forecast(name: str, frame: pd.DataFrame) -> tuple[str | None, pd.S
     return str(version.version), mlflow_model.predict(model, frame)["ensemble"]
 
 
-def evaluate(features: Path, models: Path, max_mape: float, min_actual: float) -> dict[str, Any]:
+def evaluate(features: Path, models: Path, max_mape: float) -> dict[str, Any]:
     holdout = pd.read_csv(
         features / "holdout.csv",
         parse_dates=["week_start"],
@@ -41,6 +43,7 @@ def evaluate(features: Path, models: Path, max_mape: float, min_actual: float) -
     result: dict[str, Any] = {"segments": {}, "max_mape": max_mape}
     pooled: dict[str, list[pd.Series]] = {c: [] for c in COMPONENTS}
     actuals: list[pd.Series] = []
+    holidays: list[pd.Series] = []
     for key, group in holdout.groupby(list(SEGMENT), sort=True):
         segment = segment_name(*(str(k) for k in key))
         entry = by_segment.get(segment)
@@ -48,14 +51,15 @@ def evaluate(features: Path, models: Path, max_mape: float, min_actual: float) -
             continue
         model = mlflow_model.load(models / str(entry["path"]))
         forecast = mlflow_model.predict(model, group)
+        holiday = group.get("holiday")
         seg: dict[str, Any] = {
-            c: metrics.summarize(group["quantity"], forecast[c], min_actual)
+            c: metrics.summarize(group["quantity"], forecast[c], holiday)
             for c in COMPONENTS
             if c in forecast
         }
         champion_version, champion = _champion_forecast(str(entry["model_name"]), group)
         seg["champion"] = (
-            metrics.summarize(group["quantity"], champion, min_actual)
+            metrics.summarize(group["quantity"], champion, holiday)
             if champion is not None
             else None
         )
@@ -91,13 +95,15 @@ def evaluate(features: Path, models: Path, max_mape: float, min_actual: float) -
         seg["model_name"] = entry["model_name"]
         result["segments"][segment] = seg
         actuals.append(group["quantity"])
+        holidays.append(holiday if holiday is not None else group["quantity"] * 0)
         for c in COMPONENTS:
             if c in forecast:
                 pooled[c].append(forecast[c])
     if actuals:
         actual = pd.concat(actuals)
+        flags = pd.concat(holidays)
         result["overall"] = {
-            c: metrics.summarize(actual, pd.concat(pooled[c]), min_actual)
+            c: metrics.summarize(actual, pd.concat(pooled[c]), flags)
             for c in COMPONENTS
             if len(pooled[c]) == len(actuals)
         }
@@ -126,10 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", required=True)
     parser.add_argument("--models", required=True)
     parser.add_argument("--max_mape", type=float, default=gate.MAX_MAPE)
-    parser.add_argument("--min_actual", type=float, default=1.0)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    result = evaluate(Path(args.features), Path(args.models), args.max_mape, args.min_actual)
+    result = evaluate(Path(args.features), Path(args.models), args.max_mape)
     with mlflow_run() as run_ctx:
         if run_ctx is not None:
             _log(result)

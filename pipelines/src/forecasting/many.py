@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
-from . import gate, metrics
+from . import gate, metrics, mlflow_model
 from .models import COMPONENTS, SegmentForecaster, TrainConfig
 from .schema import SEGMENT, segment_name
 
@@ -90,7 +90,8 @@ transformations:
 def write_partitions(
     train: pd.DataFrame, holdout: pd.DataFrame, keys: Sequence[str], out: Path
 ) -> list[str]:
-    """Write ``out/<partition>/part.csv`` (train and holdout rows) and ``out/MLTable``."""
+    """Write ``out/<partition>/part.csv`` (history rows as ``train``, holdout feature rows as
+    ``holdout``) and ``out/MLTable``."""
     frame = pd.concat(
         [train.assign(**{SPLIT: "train"}), holdout.assign(**{SPLIT: "holdout"})],
         ignore_index=True,
@@ -110,13 +111,18 @@ def write_partitions(
 # -- one partition ---------------------------------------------------------------------------
 
 
-def _sums(actual: np.ndarray, forecast: np.ndarray, min_actual: float) -> dict[str, float]:
-    """Sums from which MAPE, RMSE on zeros and RMSE over all rows pool exactly."""
-    big = np.abs(actual) >= min_actual
+def _sums(actual: np.ndarray, forecast: np.ndarray, holiday: np.ndarray) -> dict[str, float]:
+    """Sums from which every measure of ``metrics`` pools exactly."""
+    big = metrics.mape_rows(actual)
     zero = actual == 0
+    weight = np.where(holiday, metrics.HOLIDAY_WEIGHT, 1.0)
     return {
         "ape_sum": float(np.sum(np.abs(actual[big] - forecast[big]) / np.abs(actual[big]))),
         "ape_n": float(big.sum()),
+        "ae_sum": float(np.sum(np.abs(actual - forecast))),
+        "abs_actual_sum": float(np.sum(np.abs(actual))),
+        "wae_sum": float(np.sum(weight * np.abs(actual - forecast))),
+        "weight_sum": float(np.sum(weight)),
         "se_sum": float(np.sum((actual - forecast) ** 2)),
         "n": float(actual.size),
         "zse_sum": float(np.sum(forecast[zero] ** 2)),
@@ -129,6 +135,8 @@ def from_sums(sums: Mapping[str, float]) -> dict[str, float]:
     nan = math.nan
     return {
         "mape": sums["ape_sum"] / sums["ape_n"] if sums["ape_n"] else nan,
+        "wape": sums["ae_sum"] / sums["abs_actual_sum"] if sums.get("abs_actual_sum") else nan,
+        "wmae": sums["wae_sum"] / sums["weight_sum"] if sums.get("weight_sum") else nan,
         "rmse_zero": math.sqrt(sums["zse_sum"] / sums["zn"]) if sums["zn"] else nan,
         "rmse_all": math.sqrt(sums["se_sum"] / sums["n"]) if sums["n"] else nan,
         "rows": sums["n"],
@@ -142,9 +150,10 @@ def train_partition(
     config: TrainConfig,
     max_mape: float,
     champion: Any | None = None,
-    min_actual: float = 1.0,
 ) -> tuple[SegmentForecaster | None, dict[str, Any]]:
-    """Fit one partition and judge it on its holdout rows (the gate, per partition)."""
+    """Fit one partition on its history rows (``split`` = train: the joined rows, from which
+    training origins are stacked) and judge it on its holdout rows (features as of the
+    origin, written by prep): the gate, per partition."""
     train = frame[frame[SPLIT] == "train"]
     holdout = frame[frame[SPLIT] == "holdout"]
     first = frame.iloc[0]
@@ -161,19 +170,22 @@ def train_partition(
     forecaster = SegmentForecaster(exog, config).fit(train)
     forecast = forecaster.predict_components(holdout)
     actual = holdout["quantity"].to_numpy(dtype=float)
+    holiday = holdout["holiday"].fillna(0).to_numpy(dtype=bool)
     for component in COMPONENTS:
+        if component not in forecast:
+            continue
         values = forecast[component].to_numpy(dtype=float)
         row[component] = {
-            **metrics.summarize(actual, values, min_actual),
-            "sums": _sums(actual, values, min_actual),
+            **metrics.summarize(actual, values, holiday),
+            "sums": _sums(actual, values, holiday),
         }
     champion_mape = None
     if champion is not None:
         predicted = pd.DataFrame(champion.predict(holdout), index=holdout.index)["ensemble"]
         values = predicted.to_numpy(dtype=float)
         row["champion"] = {
-            **metrics.summarize(actual, values, min_actual),
-            "sums": _sums(actual, values, min_actual),
+            **metrics.summarize(actual, values, holiday),
+            "sums": _sums(actual, values, holiday),
         }
         champion_mape = row["champion"]["mape"]
     verdict = gate.gate(row["ensemble"]["mape"], row["baseline"]["mape"], champion_mape, max_mape)
@@ -296,9 +308,9 @@ class ManyModelsForecast(PythonModel):
         for partition, index in partitions.groupby(partitions).groups.items():
             forecaster = self._forecaster(str(partition))
             if forecaster is not None:
-                out.loc[index, list(COMPONENTS)] = forecaster.predict_components(frame.loc[index])[
-                    list(COMPONENTS)
-                ].to_numpy()
+                parts = forecaster.predict_components(frame.loc[index])
+                present = [c for c in COMPONENTS if c in parts]
+                out.loc[index, present] = parts[present].to_numpy()
         return out
 
 
@@ -314,4 +326,5 @@ def save_segment_model(
         artifacts={"partitions": str(partitions)},
         code_paths=[str(package)],
         metadata=dict(metadata),
+        pip_requirements=mlflow_model.requirements(network=True),
     )

@@ -1,7 +1,8 @@
 """Prep step of train_many: the train pipeline's features, one MLTable partition per model.
 
 Same joins, velocity labels, segment filter and holdout split as ``prep.py`` in train mode;
-the rows of every (segment x ``--partition_by`` keys) partition go to their own folder, so
+the history rows and the holdout feature rows of every (segment x ``--partition_by`` keys)
+partition go to their own folder, so
 Azure ML's ``partition_keys: [partition]`` hands each one to ``run()`` as a DataFrame.
 Writes ``<output>/MLTable``, ``<output>/<partition>/part.csv`` and ``<output>/meta.json``.
 """
@@ -12,8 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from . import features as F
 from . import many
+from .schema import SEGMENT
 from .step_common import dataset_version, write_json
 
 
@@ -31,12 +35,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         raise F.InputError("no rows left for the requested segment filter")
     history, holdout = F.split_holdout(frame, args.holdout_weeks)
     out = Path(args.output)
-    partitions = many.write_partitions(
-        F.build_features(history, history, exog),
-        F.build_features(history, holdout, exog),
-        keys,
-        out,
-    )
+    # Each partition learns from its own history rows; its holdout rows carry features as of
+    # the origin, computed from those rows alone (the partition's model sees nothing else).
+    parts = []
+    grain = [*SEGMENT, *(k for k in keys if k not in SEGMENT)]
+    for _, rows in history.groupby(grain, sort=False):
+        mine = holdout.merge(rows[grain].drop_duplicates(), on=grain, how="inner")
+        if len(mine):
+            parts.append(F.build_features(rows, mine, exog))
+    features = pd.concat(parts, ignore_index=True) if parts else holdout.iloc[0:0]
+    partitions = many.write_partitions(history, features, keys, out)
     versions = {
         name: dataset_version(path)
         for name, path in (
@@ -52,6 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "exog": exog,
         "partition_by": list(keys),
         "partitions": len(partitions),
+        "horizon": args.holdout_weeks,
         "dataset_versions": versions,
         "origin": str(history["week_start"].max().date()),
         "segments": sorted(

@@ -1,12 +1,17 @@
-"""Forecast quality metrics as the case study defines them.
+"""Forecast quality metrics: the one definition the gate, the model test, the ensemble
+weights, the dashboard and the benchmark all use.
 
-- MAPE over rows with |actual| >= ``min_actual`` (a percentage error is meaningless near 0);
-  returned as a fraction (0.45 = 45 %).
-- RMSE on zero actuals ("RMSE 0"): how much is forecast where nothing sold.
-- RMSE over all rows ("RMSE All").
-- WAPE: total absolute error over total absolute actuals — defined for slow movers, whose
-  many zero and tiny weeks make MAPE say little.
-- WMAE: mean absolute error with holiday weeks weighted 5 (the Walmart competition metric).
+- MAPE: the mean of |actual − forecast| / |actual| over the rows whose |actual| is at least
+  ``MIN_ACTUAL`` = 1 unit of the quantity (a percentage error on a week that sold nothing, or
+  a fraction of a unit, says nothing about the forecast); a fraction (0.45 = 45 %).
+- WAPE: total absolute error over total absolute actuals, every row — defined for slow movers,
+  whose many zero and tiny weeks MAPE leaves out.
+- WMAE: mean absolute error with holiday weeks weighted ``HOLIDAY_WEIGHT`` = 5 (the Walmart
+  competition's metric; the holiday weeks are ``holiday_calendar.holiday_weeks``).
+- RMSE on zero actuals ("RMSE 0"): how much is forecast where nothing sold; RMSE over all rows.
+
+The threshold is in units of the quantity, so the unit matters: the Walmart benchmark counts
+sales in hundreds of dollars, which keeps its MAPE on the weeks with at least $100 of sales.
 Empty selections give NaN, never an exception.
 """
 
@@ -17,6 +22,10 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+MIN_ACTUAL = 1.0
+HOLIDAY_WEIGHT = 5.0
+MEASURES = ("mape", "wape", "wmae", "rmse_zero", "rmse_all")
+
 
 def _arrays(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(actual, dtype=float)
@@ -26,9 +35,15 @@ def _arrays(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> tuple[np.ndarray,
     return a, f
 
 
-def mape(actual: npt.ArrayLike, forecast: npt.ArrayLike, min_actual: float = 1.0) -> float:
+def mape_rows(actual: npt.ArrayLike) -> np.ndarray:
+    """The rows MAPE counts: |actual| ≥ ``MIN_ACTUAL``."""
+    mask: np.ndarray = np.abs(np.asarray(actual, dtype=float)) >= MIN_ACTUAL
+    return mask
+
+
+def mape(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> float:
     a, f = _arrays(actual, forecast)
-    mask = np.abs(a) >= min_actual
+    mask = mape_rows(a)
     if not mask.any():
         return math.nan
     return float(np.mean(np.abs(a[mask] - f[mask]) / np.abs(a[mask])))
@@ -58,7 +73,10 @@ def wape(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> float:
 
 
 def wmae(
-    actual: npt.ArrayLike, forecast: npt.ArrayLike, holiday: npt.ArrayLike, weight: float = 5.0
+    actual: npt.ArrayLike,
+    forecast: npt.ArrayLike,
+    holiday: npt.ArrayLike,
+    weight: float = HOLIDAY_WEIGHT,
 ) -> float:
     a, f = _arrays(actual, forecast)
     w = np.where(np.asarray(holiday, dtype=bool), weight, 1.0)
@@ -68,13 +86,17 @@ def wmae(
 
 
 def summarize(
-    actual: npt.ArrayLike, forecast: npt.ArrayLike, min_actual: float = 1.0
+    actual: npt.ArrayLike, forecast: npt.ArrayLike, holiday: npt.ArrayLike | None = None
 ) -> dict[str, float]:
-    """The three case-study metrics, WAPE and the row count, keyed as they are logged."""
+    """Every measure and the row count, keyed as they are logged. Without ``holiday`` flags
+    no week is a holiday week (WMAE is then the plain mean absolute error)."""
+    a = np.asarray(actual, dtype=float)
+    flags = np.zeros(a.shape, dtype=bool) if holiday is None else np.asarray(holiday, dtype=bool)
     return {
-        "mape": mape(actual, forecast, min_actual),
+        "mape": mape(actual, forecast),
         "wape": wape(actual, forecast),
+        "wmae": wmae(actual, forecast, flags),
         "rmse_zero": rmse_zero(actual, forecast),
         "rmse_all": rmse_all(actual, forecast),
-        "rows": float(np.asarray(actual).size),
+        "rows": float(a.size),
     }

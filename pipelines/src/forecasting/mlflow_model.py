@@ -32,6 +32,26 @@ class ForecastModel(PythonModel):
         return self.forecaster.predict_components(pd.DataFrame(model_input))
 
 
+# What a saved forecaster needs to load and predict (torch only for the network member).
+REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "lightgbm")
+
+
+def requirements(network: bool = False) -> list[str]:
+    """The model's pip requirements, pinned to the versions that saved it. Stating them
+    spares MLflow inferring them, which loads the model in a subprocess: half a train
+    step's time on the demo data."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = [*REQUIREMENTS, *(["torch"] if network else [])]
+    pinned = []
+    for name in names:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return pinned
+
+
 def save(path: str | Path, forecaster: SegmentForecaster, metadata: dict[str, str]) -> None:
     package = Path(__file__).resolve().parent
     mlflow.pyfunc.save_model(
@@ -39,6 +59,7 @@ def save(path: str | Path, forecaster: SegmentForecaster, metadata: dict[str, st
         python_model=ForecastModel(forecaster, metadata),
         code_paths=[str(package)],
         metadata=metadata,
+        pip_requirements=requirements(network="nn" in forecaster.members),
     )
 
 

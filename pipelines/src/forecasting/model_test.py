@@ -19,9 +19,7 @@ from . import gate, metrics, mlflow_model
 from .step_common import write_json
 
 
-def test_model(
-    features: Path, name: str, version: str, max_mape: float, min_actual: float
-) -> dict[str, Any]:
+def test_model(features: Path, name: str, version: str, max_mape: float) -> dict[str, Any]:
     holdout = pd.read_csv(
         features / "holdout.csv",
         parse_dates=["week_start"],
@@ -40,12 +38,13 @@ def test_model(
     if holdout.empty:
         raise ValueError(f"no holdout rows for segment {segment!r} of {name}:{version}")
     forecast = mlflow_model.predict(mlflow_model.load(f"models:/{name}/{version}"), holdout)
-    model_metrics = metrics.summarize(holdout["quantity"], forecast["ensemble"], min_actual)
-    baseline = metrics.summarize(holdout["quantity"], forecast["baseline"], min_actual)
+    holiday = holdout.get("holiday")
+    model_metrics = metrics.summarize(holdout["quantity"], forecast["ensemble"], holiday)
+    baseline = metrics.summarize(holdout["quantity"], forecast["baseline"], holiday)
     # Models saved before seasonal naive was a member forecast it from the same features.
     naive_forecast = forecast.get("seasonal_naive", holdout.get("lag52"))
     naive = (
-        metrics.summarize(holdout["quantity"], naive_forecast, min_actual)
+        metrics.summarize(holdout["quantity"], naive_forecast, holiday)
         if naive_forecast is not None
         else None
     )
@@ -57,6 +56,8 @@ def test_model(
         "test_passed": str(verdict.passed).lower(),
         "test_mape": f"{model_metrics['mape']:.6g}",
         "test_baseline_mape": f"{baseline['mape']:.6g}",
+        "test_wape": f"{model_metrics['wape']:.6g}",
+        "test_wmae": f"{model_metrics['wmae']:.6g}",
         "test_rmse_zero": f"{model_metrics['rmse_zero']:.6g}",
         "test_rmse_all": f"{model_metrics['rmse_all']:.6g}",
         "tested_at": tested_at,
@@ -89,16 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_name", required=True)
     parser.add_argument("--model_version", required=True)
     parser.add_argument("--max_mape", type=float, default=gate.MAX_MAPE)
-    parser.add_argument("--min_actual", type=float, default=1.0)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     if not mlflow_model.tracking_enabled():
         raise RuntimeError(
             "model_test needs an MLflow tracking server (MLFLOW_TRACKING_URI is not set)"
         )
-    result = test_model(
-        Path(args.features), args.model_name, args.model_version, args.max_mape, args.min_actual
-    )
+    result = test_model(Path(args.features), args.model_name, args.model_version, args.max_mape)
     write_json(Path(args.output) / "metrics.json", result)
     outcome = "passed" if result["passed"] else "failed"
     print(f"model_test: {args.model_name}:{args.model_version} {outcome}")

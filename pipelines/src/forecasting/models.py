@@ -1,43 +1,47 @@
-"""The per-segment forecaster: simple baselines, learned members, and a validated ensemble.
+"""The segment forecaster: simple baselines, a direct multi-horizon model, and an ensemble
+validated on several origins inside the history.
 
-Members (each a quantity forecast per row, see ``MEMBERS``):
+Members (each a quantity forecast per row of a feature frame, see ``MEMBERS``):
 
 - ``baseline``: the series' historical average (the case study's baseline);
 - ``seasonal_naive``: the same week last year (the series mean where last year is unknown);
 - ``seasonal_growth``: seasonal naive times the damped year-over-year growth of the series;
-- ``lasso``: a LASSO regression on the ratio of quantity to the series mean;
-- ``nn``: a network with categorical embeddings (store, product, week of year) on that ratio;
-- ``count``: gradient-boosted trees with a Poisson loss on that ratio, weighted by the
-  series' scale — a count-data model that suits slow movers with many zero or near-zero weeks.
-  It forecasts a Poisson mean μ and reports the point of that distribution with the least
-  expected percentage error (``poisson_mape_point``: about μ − 1). For big series that is the
-  mean; for a slow mover selling 3 a week it is 2 — MAPE rewards forecasting below the mean
-  of a count, which is why WAPE and RMSE are reported next to it.
+- ``direct``: gradient-boosted trees trained on examples stacked from many past origins —
+  every (series, origin, h = 1..H) with features as of the origin — forecasting the quantity
+  relative to the level at the origin, with the absolute loss weighted into MAPE's
+  percentage error. One model for every series of the context (all segments), so a small
+  segment learns from the others;
+- ``lasso``, ``nn`` (a network with categorical embeddings) and ``count`` (Poisson trees):
+  the first learned members, trained on the same stacked examples when ``TrainConfig.members``
+  asks for them. They earned no weight next to ``direct`` on the benchmark's validation
+  origins, so they are no longer trained by default; models registered with them still load.
+
+Validation matches use: the ensemble is judged on several origins inside the history (every
+``validation_spacing`` weeks, the latest 13 weeks before its end), each forecast by a learned
+member fitted on the examples whose targets lie up to that origin. Each segment's
+weights are chosen on its rows of those origins, pooled (greedy forward selection with
+replacement, which starts from the best member and only accepts steps that lower the MAPE),
+so on validation the ensemble is never worse than its best member. Learned members with
+weight are then refitted on every origin with the input set and iterations validation chose.
 
 How training stays safe (every rule answers a failure seen on real data):
 
-- inputs are guarded (``InputGuard``): a column that is constant in training is dropped and
-  every value is clipped to the range seen in training, so a feature that only appears after
-  the origin (markdowns on the Walmart data) cannot push the network far outside what it
-  learned;
-- the network and the trees stop early on a validation window that lies after the rows they
-  fit (time-ordered, never shuffled), with fixed seeds;
+- features are computed as of the origin only (``features.origin_features``); outside
+  values that are not known in advance are frozen at the origin, so no forecast can depend
+  on a future value of one;
+- the older members' inputs are guarded (``InputGuard``): a column constant in training is
+  dropped and every value clipped to the training range;
 - every forecast is bounded to ``[0, BOUND_FACTOR × the series' largest week]``;
-- a member whose validation forecasts are not finite, whose training loss is not finite or
-  whose validation MAPE exceeds ``DIVERGENCE_FACTOR`` times the historical average's is
+- a member whose validation forecasts are not finite, whose training fails or whose
+  validation MAPE exceeds ``DIVERGENCE_FACTOR`` times the historical average's is
   *diverged*: reported, and given no weight.
-
-The ensemble is fitted on the validation window (greedy forward selection with replacement,
-which starts from the best single member and only accepts steps that lower the validation
-MAPE), so on validation it is never worse than its best member. Members with weight are then
-refitted on the whole history with the settings validation chose; a refit that fails the same
-checks falls back to the validated model.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,20 +49,34 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Lasso
-from torch import nn
 
 from . import metrics
-from .features import CATEGORICAL, RATIO_CLIP, numeric_features
+from .features import (
+    CATEGORICAL,
+    DIRECT_CATEGORICAL,
+    DIRECT_NUMERIC,
+    POOLED,
+    RATIO_CLIP,
+    YEAR,
+    Panel,
+    numeric_features,
+    stack_origins,
+)
+from .schema import SEGMENT
 
-MEMBERS = ("baseline", "seasonal_naive", "seasonal_growth", "lasso", "nn", "count")
-LEARNED = ("lasso", "nn", "count")
+MEMBERS = ("baseline", "seasonal_naive", "seasonal_growth", "direct", "lasso", "nn", "count")
+LEARNED = ("direct", "lasso", "nn", "count")
+# What a segment is trained with unless asked otherwise: the members that earned weight on
+# the validation origins of the Walmart benchmark (see docs/data-scientist-guide.md).
+DEFAULT_MEMBERS = ("baseline", "seasonal_naive", "seasonal_growth", "direct")
 COMPONENTS = (*MEMBERS, "ensemble")
 DIVERGENCE_FACTOR = 2.0
 BOUND_FACTOR = 2.0
-FORMAT = 2  # bumped when the pickled layout changes; 1 = the LASSO + network average
+DIRECT_RATIO_MAX = 10.0  # the direct model's target, the quantity over the level at the origin
+# 1: LASSO + network average; 2: per-segment ensemble on one origin; 3: direct multi-horizon
+FORMAT = 3
 
 
 def single_threaded() -> None:
@@ -70,32 +88,10 @@ def single_threaded() -> None:
     """
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")  # the network member imports it only when it trains
+    if torch is not None:
+        torch.set_num_threads(1)
     threadpool_limits(1)
-
-
-class EmbeddingNet(nn.Module):
-    """One ``nn.Embedding`` per categorical column, concatenated with the numeric features,
-    then a small MLP to one output."""
-
-    def __init__(self, cardinalities: Sequence[int], n_numeric: int, hidden: int = 64) -> None:
-        super().__init__()
-        dims = [min(16, (c + 1) // 2 + 1) for c in cardinalities]
-        # Index 0 of every embedding is "unseen in training".
-        self.embeddings = nn.ModuleList(
-            nn.Embedding(c + 1, d) for c, d in zip(cardinalities, dims, strict=True)
-        )
-        self.mlp = nn.Sequential(
-            nn.Linear(sum(dims) + n_numeric, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden // 2),
-            nn.ReLU(),
-            nn.Linear(hidden // 2, 1),
-        )
-
-    def forward(self, cats: torch.Tensor, nums: torch.Tensor) -> torch.Tensor:
-        parts = [emb(cats[:, i]) for i, emb in enumerate(self.embeddings)]
-        return self.mlp(torch.cat([*parts, nums], dim=1)).squeeze(1)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -109,10 +105,21 @@ class TrainConfig:
     max_updates: int = 3000
     patience: int = 3  # epochs without a better validation MAPE before the network stops
     gbm_iterations: int = 200
-    min_actual: float = 1.0  # MAPE's threshold when weighting the ensemble on validation
-    members: tuple[str, ...] = MEMBERS
+    members: tuple[str, ...] = DEFAULT_MEMBERS
     refit: bool = True
     ensemble_steps: int = 20
+    # The direct model and the examples it learns from.
+    horizon: int = 13  # weeks ahead the model forecasts (h = 1..horizon)
+    max_examples: int = 200_000  # training examples kept (a seeded sample beyond this)
+    origin_step: int = 0  # weeks between training origins; 0: 1 to 4, from the data size
+    validation_origins: int = 3  # origins inside the history the ensemble is validated on
+    validation_spacing: int = 13  # weeks between them
+    min_fit_weeks: int = 26  # weeks before the first validation origin, at least
+    direct_iterations: int = 400
+    direct_learning_rate: float = 0.1
+    direct_leaves: int = 31
+    direct_min_leaf: int = 50
+    backend: str = "lightgbm"  # or "hgb" (scikit-learn), measured slower at the same trees
 
     def epochs_for(self, rows: int) -> int:
         if self.epochs is not None:
@@ -336,101 +343,174 @@ class _CountMember:
         return {"iterations": self.iterations, "dropped_inputs": self.guard.dropped}
 
 
-class _NetMember:
-    name = "nn"
+def mape_weights(quantity: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Sample weights that make an absolute error on ``quantity / scale`` the row's
+    percentage error: ``scale / quantity`` on the rows MAPE counts (at most ``1 /
+    WEIGHT_FLOOR``: a week far below the series' level must not outweigh ten normal ones),
+    and a neutral 1 on the weeks it leaves out, so zero weeks still pull a slow mover down."""
+    ratio = np.asarray(quantity, dtype=np.float64) / np.asarray(scale, dtype=np.float64)
+    counted = metrics.mape_rows(quantity)
+    out: np.ndarray = np.where(counted, 1.0 / np.clip(np.abs(ratio), WEIGHT_FLOOR, None), 1.0)
+    return out
+
+
+WEIGHT_FLOOR = 0.1
+MAX_CATEGORIES = 250  # more distinct values than this: the column is left to the pooled features
+
+
+class _DirectMember:
+    """The direct multi-horizon model: gradient-boosted trees over every series and origin at
+    once, forecasting the quantity ``h`` weeks ahead relative to the level at the origin
+    (``level_scale``), with an absolute loss weighted so it is the percentage error MAPE
+    counts. Stores, products and formats are categorical inputs.
+
+    The input set is chosen once, on the examples before the first validation origin
+    (columns that never vary there carry nothing the trees could learn; pooled features are
+    dropped when every product or store has a single series, where they repeat the series'
+    own); a refit keeps that set and the number of trees validation chose.
+    """
+
+    name = "direct"
 
     def __init__(self, numeric: Sequence[str], config: TrainConfig) -> None:
-        self.guard = InputGuard(numeric)
         self.config = config
+        self.candidates = [c for c in numeric if c not in DIRECT_CATEGORICAL]
+        self.used: list[str] = []
+        self.categorical: list[str] = []
         self.vocab: dict[str, dict[str, int]] = {}
-        self.net: EmbeddingNet | None = None
-        self.epochs = 0
-        self.fixed_epochs: int | None = None
-        self.validation_curve: list[float] = []
+        self.iterations = config.direct_iterations
+        self.fixed_inputs: tuple[list[str], list[str]] | None = None
+        self.model: Any = None
+        self.backend = config.backend
 
-    def _cats(self, frame: pd.DataFrame) -> torch.Tensor:
-        columns = [
-            frame[name].astype(str).map(self.vocab[name]).fillna(0).astype(np.int64).to_numpy()
-            for name in CATEGORICAL
+    def _choose_inputs(self, train: pd.DataFrame) -> None:
+        used = [c for c in self.candidates if c in train and train[c].nunique(dropna=True) > 1]
+        pairs = train[["store_id", "product_id"]].drop_duplicates()
+        for column, prefix in (("product_id", "product_"), ("store_id", "store_")):
+            if pairs.groupby(column).size().max() <= 1:
+                used = [c for c in used if not (c in POOLED and c.startswith(prefix))]
+        cats = [
+            c for c in DIRECT_CATEGORICAL if c in train and 1 < train[c].nunique() <= MAX_CATEGORIES
         ]
-        return torch.from_numpy(np.stack(columns, axis=1))
+        self.used, self.categorical = used, cats
 
-    def _nums(self, frame: pd.DataFrame) -> torch.Tensor:
-        return torch.from_numpy(self.guard.transform(frame).astype(np.float32))
+    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        columns = [
+            frame[c].to_numpy(dtype=np.float64) if c in frame else np.full(len(frame), np.nan)
+            for c in self.used
+        ]
+        for c in self.categorical:
+            codes = frame[c].astype(str).map(self.vocab[c]) if c in frame else None
+            columns.append(
+                np.full(len(frame), np.nan) if codes is None else codes.to_numpy(dtype=np.float64)
+            )
+        return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
 
-    def _forward(self, net: EmbeddingNet, frame: pd.DataFrame) -> np.ndarray:
-        net.eval()
-        with torch.no_grad():
-            ratio = net(self._cats(frame), self._nums(frame)).numpy().astype(np.float64)
-        net.train()
-        values: np.ndarray = np.clip(ratio, *RATIO_CLIP) * scale_of(frame)
-        return values
+    @staticmethod
+    def _target(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        scale = direct_scale(frame)
+        quantity = frame["quantity"].to_numpy(dtype=np.float64)
+        return np.clip(quantity / scale, 0.0, DIRECT_RATIO_MAX), mape_weights(quantity, scale)
 
     def fit(self, train: pd.DataFrame, validation: pd.DataFrame | None) -> None:
-        config = self.config
-        self.guard.fit(train)
-        self.vocab = {
-            name: {v: i + 1 for i, v in enumerate(sorted(train[name].astype(str).unique()))}
-            for name in CATEGORICAL
-        }
-        torch.manual_seed(config.seed)
-        generator = torch.Generator().manual_seed(config.seed)
-        net = EmbeddingNet(
-            [len(self.vocab[n]) for n in CATEGORICAL], len(self.guard.used), config.hidden
-        )
-        cats, nums = self._cats(train), self._nums(train)
-        y = torch.from_numpy(train["target_ratio"].to_numpy(dtype=np.float32))
-        optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-        loss_fn = nn.L1Loss()  # median-seeking: what percentage errors reward
-        rows = len(train)
-        epochs = self.fixed_epochs or config.epochs_for(rows)
-        watch = validation is not None and self.fixed_epochs is None and len(validation) > 0
-        best, best_state, best_epoch, waited = math.inf, None, 0, 0
-        self.validation_curve = []
-        for epoch in range(1, epochs + 1):
-            order = torch.randperm(rows, generator=generator)
-            for start in range(0, rows, config.batch_size):
-                idx = order[start : start + config.batch_size]
-                optimiser.zero_grad()
-                loss = loss_fn(net(cats[idx], nums[idx]), y[idx])
-                if not torch.isfinite(loss):
-                    raise Diverged(f"training loss is not finite in epoch {epoch}")
-                loss.backward()
-                # Bounded steps: one batch of extreme ratios cannot throw the weights away.
-                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                optimiser.step()
-            if not watch:
-                continue
-            assert validation is not None
-            forecast = bounded(self._forward(net, validation), validation)
-            score = metrics.mape(validation["quantity"], forecast, config.min_actual)
-            score = score if math.isfinite(score) else math.inf
-            self.validation_curve.append(score)
-            if score < best - 1e-6:
-                best, best_epoch, waited = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= config.patience:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-            self.epochs = best_epoch
+        if train.empty:
+            raise Diverged("no training examples (the history is too short)")
+        if self.fixed_inputs is None:
+            self._choose_inputs(train)
         else:
-            self.epochs = epochs
-        net.eval()
-        self.net = net
+            self.used, self.categorical = (list(x) for x in self.fixed_inputs)
+        self.vocab = {
+            c: {v: i for i, v in enumerate(sorted(train[c].astype(str).unique()))}
+            for c in self.categorical
+        }
+        x, (y, w) = self._matrix(train), self._target(train)
+        stop = validation is not None and len(validation) > 0 and self.fixed_inputs is None
+        x_val = y_val = w_val = None
+        if stop:
+            assert validation is not None
+            x_val, (y_val, w_val) = self._matrix(validation), self._target(validation)
+        if self.backend == "lightgbm":
+            self._fit_lightgbm(x, y, w, x_val, y_val, w_val)
+        else:
+            self._fit_hgb(x, y, w, x_val, y_val, w_val)
+
+    def _fit_hgb(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, x_val: Any, y_val: Any,
+                 w_val: Any) -> None:  # fmt: skip
+        config = self.config
+        mask = [False] * len(self.used) + [True] * len(self.categorical)
+        self.model = HistGradientBoostingRegressor(
+            loss="absolute_error",
+            learning_rate=config.direct_learning_rate,
+            max_iter=self.iterations,
+            max_leaf_nodes=config.direct_leaves,
+            min_samples_leaf=config.direct_min_leaf,
+            l2_regularization=1.0,
+            categorical_features=mask if any(mask) else None,
+            early_stopping=x_val is not None,
+            n_iter_no_change=30,
+            random_state=config.seed,
+        )
+        extra: dict[str, Any] = {}
+        if x_val is not None:
+            extra = {"X_val": x_val, "y_val": y_val, "sample_weight_val": w_val}
+        self.model.fit(x, y, sample_weight=w, **extra)
+        self.iterations = int(self.model.n_iter_)
+
+    def _fit_lightgbm(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, x_val: Any, y_val: Any,
+                      w_val: Any) -> None:  # fmt: skip
+        import lightgbm as lgb  # type: ignore[import-not-found,unused-ignore]
+
+        config = self.config
+        categorical = list(range(len(self.used), len(self.used) + len(self.categorical)))
+        params = {
+            "objective": "l1",
+            "learning_rate": config.direct_learning_rate,
+            "num_leaves": config.direct_leaves,
+            "min_data_in_leaf": config.direct_min_leaf,
+            "lambda_l2": 1.0,
+            "bagging_fraction": 0.7,
+            "bagging_freq": 1,
+            "feature_fraction": 0.8,
+            "seed": config.seed,
+            "deterministic": True,
+            "num_threads": 1,
+            "verbose": -1,
+        }
+        data = lgb.Dataset(x, y, weight=w, categorical_feature=categorical or "auto")
+        callbacks: list[Any] = []
+        valid: list[Any] = []
+        if x_val is not None:
+            valid = [lgb.Dataset(x_val, y_val, weight=w_val, reference=data)]
+            callbacks = [lgb.early_stopping(30, verbose=False)]
+        self.model = lgb.train(params, data, num_boost_round=self.iterations, valid_sets=valid,
+                               callbacks=callbacks)  # fmt: skip
+        if x_val is not None and self.model.best_iteration:
+            self.iterations = int(self.model.best_iteration)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        assert self.net is not None
-        return self._forward(self.net, frame)
+        assert self.model is not None
+        ratio = np.clip(self.model.predict(self._matrix(frame)), 0.0, DIRECT_RATIO_MAX)
+        values: np.ndarray = ratio * direct_scale(frame)
+        return values
+
+    def inputs(self) -> list[str]:
+        return [*self.used, *self.categorical]
 
     def settings(self) -> dict[str, Any]:
         return {
-            "epochs": self.epochs,
-            "validation_curve": [round(v, 4) for v in self.validation_curve],
-            "dropped_inputs": self.guard.dropped,
+            "backend": self.backend,
+            "iterations": self.iterations,
+            "inputs": self.inputs(),
+            "dropped_inputs": [c for c in self.candidates if c not in self.used],
         }
+
+
+def direct_scale(frame: pd.DataFrame) -> np.ndarray:
+    """The level the direct model's target is relative to (at least 1)."""
+    if "level_scale" in frame:
+        values: np.ndarray = frame["level_scale"].clip(lower=1.0).to_numpy(dtype=np.float64)
+        return values
+    return scale_of(frame)
 
 
 def _make(name: str, numeric: Sequence[str], config: TrainConfig) -> Member:
@@ -440,29 +520,36 @@ def _make(name: str, numeric: Sequence[str], config: TrainConfig) -> Member:
         return _Fixed(name, _seasonal_naive)
     if name == "seasonal_growth":
         return _Fixed(name, _seasonal_growth)
+    if name == "direct":
+        return _DirectMember(numeric, config)
     if name == "lasso":
         return _LassoMember(numeric, config)
     if name == "count":
         return _CountMember(numeric, config)
     if name == "nn":
+        from .network import _NetMember
+
         return _NetMember(numeric, config)
     raise ValueError(f"unknown ensemble member {name!r}; use some of {', '.join(MEMBERS)}")
 
 
 def _refit_like(member: Member, numeric: Sequence[str], config: TrainConfig) -> Member:
-    """A fresh member with the settings validation chose (epochs, iterations), no stopping."""
+    """A fresh member with the settings validation chose (inputs, epochs, iterations), no
+    stopping."""
     fresh = _make(member.name, numeric, config)
-    if isinstance(member, _NetMember) and isinstance(fresh, _NetMember):
-        fresh.fixed_epochs = max(1, member.epochs)
+    if member.name == "nn" and hasattr(fresh, "fixed_epochs"):
+        fresh.fixed_epochs = max(1, getattr(member, "epochs", 1))
     if isinstance(member, _CountMember) and isinstance(fresh, _CountMember):
         fresh.iterations = max(1, member.iterations)
+    if isinstance(member, _DirectMember) and isinstance(fresh, _DirectMember):
+        fresh.iterations = max(1, member.iterations)
+        fresh.fixed_inputs = (list(member.used), list(member.categorical))
     return fresh
 
 
 def select_weights(
     forecasts: Mapping[str, np.ndarray],
     actual: np.ndarray,
-    min_actual: float,
     steps: int = 20,
 ) -> tuple[dict[str, float], float]:
     """Ensemble weights by greedy forward selection with replacement (Caruana et al., 2004).
@@ -476,7 +563,7 @@ def select_weights(
         raise Diverged("no member produced finite forecasts")
 
     def score(values: np.ndarray) -> float:
-        value = metrics.mape(actual, values, min_actual)
+        value = metrics.mape(actual, values)
         return value if math.isfinite(value) else math.inf
 
     singles = {n: score(forecasts[n]) for n in names}
@@ -498,7 +585,7 @@ def select_weights(
 
 @dataclass
 class MemberReport:
-    """What validation said about one member."""
+    """What validation said about one member (for one segment)."""
 
     name: str
     validation: dict[str, float] = field(default_factory=dict)
@@ -519,18 +606,301 @@ class MemberReport:
         }
 
 
-class SegmentForecaster:
-    """Fit on a feature frame (``features.build_features`` with a quantity), predict on another.
+# -- training: origins, validation, weights, refit --------------------------------------------
 
-    ``fit(train, validation=(fit_frame, validation_frame))`` validates members and fits the
-    ensemble weights on ``validation_frame`` (features built from the history before it, see
-    ``features.validation_split``); without it the learned members get equal weights.
+FIRST_ORIGIN = 12  # a training origin has at least 13 weeks behind it
+ALL = ("*", "*", "*")
+SegmentKey = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OriginPlan:
+    """Where training examples and validation come from, as grid columns of the history."""
+
+    last: int  # the forecast origin: the history's last week
+    training: tuple[int, ...]  # origins training examples are stacked from
+    validation: tuple[int, ...]  # origins the ensemble is validated on (may be empty)
+    step: int
+
+
+def plan_origins(last: int, series: int, config: TrainConfig) -> OriginPlan:
+    """Validation origins every ``validation_spacing`` weeks back from ``last − min(horizon,
+    spacing)`` (so the latest still has a quarter of targets inside the history), keeping
+    ``min_fit_weeks`` before the first; training origins every 1–4 weeks (``origin_step``, or
+    the smallest step that keeps about ``2 × max_examples`` candidate examples)."""
+    latest = last - min(config.horizon, config.validation_spacing)
+    validation = sorted(
+        o
+        for o in (latest - k * config.validation_spacing for k in range(config.validation_origins))
+        if o >= config.min_fit_weeks
+    )
+    step = config.origin_step
+    if step <= 0:
+        span = max(0, last - FIRST_ORIGIN)
+        examples = series * span * min(config.horizon, max(span, 1))
+        step = next((s for s in (1, 2, 3) if examples / s <= 2 * config.max_examples), 4)
+    training = tuple(range(last - 1, FIRST_ORIGIN - 1, -step))[::-1]
+    return OriginPlan(last, training, tuple(validation), step)
+
+
+def _segment_mask(frame: pd.DataFrame, key: SegmentKey) -> np.ndarray:
+    if key == ALL:
+        return np.ones(len(frame), dtype=bool)
+    mask = np.ones(len(frame), dtype=bool)
+    for column, value in zip(SEGMENT, key, strict=True):
+        mask &= frame[column].astype(str).to_numpy() == str(value)
+    return mask
+
+
+def train_segments(
+    history: pd.DataFrame,
+    exog: Sequence[str] = (),
+    config: TrainConfig | None = None,
+    known_ahead: Sequence[str] = (),
+    segments: Sequence[SegmentKey] | None = None,
+) -> dict[SegmentKey, SegmentForecaster]:
+    """One forecaster per segment key (region, format, velocity) — or one for everything
+    (key ``ALL``) — from the raw ``history`` rows of every series (the context).
+
+    The learned members are trained across all the series: once per validation origin (on
+    the examples known by then) and, if they earn weight anywhere, once more on every origin
+    with the inputs and iterations the latest validation fit chose. Each segment gets its own
+    ensemble weights, fitted on its rows of the validation origins (pooled), and its own
+    divergence checks.
+    """
+    config = config or TrainConfig()
+    panel = Panel(history, exog, known_ahead)
+    plan = plan_origins(panel.weeks - 1, len(panel.series), config)
+    keys = list(segments) if segments else [ALL]
+    numeric = [*dict.fromkeys([*DIRECT_NUMERIC, *numeric_features(exog)])]
+    names = [n for n in MEMBERS if n in config.members]
+    if "baseline" not in names:
+        names.insert(0, "baseline")  # the gate and the divergence check measure against it
+    stack = stack_origins(panel, config.horizon, plan.training, config.max_examples, config.seed)
+    folds = _folds(panel, plan, config)
+    forecasters = {k: SegmentForecaster(exog, config, known_ahead) for k in keys}
+    for forecaster in forecasters.values():
+        forecaster.horizon = config.horizon
+        forecaster.origin_plan = {"step": plan.step, "training_origins": len(plan.training),
+                                  "validation_origins": len(folds)}  # fmt: skip
+        forecaster.trained_rows = len(stack)
+    if not folds or stack.empty:
+        _train_unvalidated(forecasters, stack, names, numeric, config)
+        return forecasters
+    check = pd.concat([rows for _, rows in folds], ignore_index=True)
+    members: dict[str, Member] = {}
+    trouble: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, np.ndarray] = {}
+    for name in names:
+        started = time.perf_counter()
+        member, trouble[name], forecast = _validate_member(name, folds, stack, panel.first,
+                                                           numeric, config)  # fmt: skip
+        seconds[name] = time.perf_counter() - started
+        settings[name] = member.settings()
+        if not trouble[name]:
+            members[name] = member
+            predictions[name] = forecast
+    weighted: set[str] = set()
+    for key, forecaster in forecasters.items():
+        rows = _segment_mask(check, key)
+        _validate_segment(forecaster, check[rows], {n: p[rows] for n, p in predictions.items()},
+                          names, trouble, settings, seconds)  # fmt: skip
+        weighted |= set(forecaster.weights)
+    refits = _refit(members, weighted, stack, check, forecasters, numeric, config)
+    for forecaster in forecasters.values():
+        forecaster.members = {n: refits.get(n, m) for n, m in members.items()}
+        forecaster.validated = True
+    return forecasters
+
+
+def _folds(panel: Panel, plan: OriginPlan, config: TrainConfig) -> list[tuple[int, pd.DataFrame]]:
+    """Each validation origin's examples (every series, ``h = 1..horizon`` inside the
+    history). When every week forecast from the end of the history has last year's week
+    behind it, only validation weeks that do too are kept: first-year weeks, where seasonal
+    naive cannot work, would judge the members on a task they will not face."""
+    seasonal_only = plan.last >= YEAR - 1
+    folds = []
+    for origin in plan.validation:
+        rows = stack_origins(panel, config.horizon, [origin])
+        if seasonal_only and not rows.empty:
+            rows = rows[rows["has_lag52"] > 0].reset_index(drop=True)
+        if not rows.empty:
+            folds.append((origin, rows))
+    return folds
+
+
+def _validate_member(
+    name: str,
+    folds: Sequence[tuple[int, pd.DataFrame]],
+    stack: pd.DataFrame,
+    first: pd.Timestamp,
+    numeric: Sequence[str],
+    config: TrainConfig,
+) -> tuple[Member, str, np.ndarray]:
+    """A member's forecasts of every validation origin, each made the way it is used: a
+    learned member is fitted on the examples whose targets lie up to that origin (stopping
+    early on its weeks). Returns the member of the latest origin, why it failed ('' if it
+    did not) and the forecasts, fold after fold."""
+    parts: list[np.ndarray] = []
+    member = _make(name, numeric, config)
+    for origin, rows in folds:
+        if name in LEARNED:
+            member = _make(name, numeric, config)
+            known = stack[stack["week_start"] <= first + pd.Timedelta(weeks=origin)]
+            reason = _fit_member(member, known, rows)
+            if reason:
+                return member, reason, np.zeros(0)
+        parts.append(bounded(member.predict(rows), rows))
+    return member, "", np.concatenate(parts)
+
+
+def _refit(
+    members: Mapping[str, Member],
+    weighted: set[str],
+    stack: pd.DataFrame,
+    check: pd.DataFrame,
+    forecasters: Mapping[SegmentKey, SegmentForecaster],
+    numeric: Sequence[str],
+    config: TrainConfig,
+) -> dict[str, Member]:
+    """Learned members with weight in some segment, refitted on every origin with the inputs
+    and iterations validation chose; a refit that fails keeps the validated model."""
+    refits: dict[str, Member] = {}
+    if not config.refit:
+        return refits
+    for name, member in members.items():
+        if name not in LEARNED or name not in weighted:
+            continue
+        fresh = _refit_like(member, numeric, config)
+        started = time.perf_counter()
+        reason = _fit_member(fresh, stack, None)
+        if not reason and not np.isfinite(fresh.predict(check.iloc[:2000])).all():
+            reason = "forecasts are not finite"
+        for forecaster in forecasters.values():
+            report = forecaster.reports[name]
+            report.seconds += time.perf_counter() - started
+            if reason:
+                report.reason = f"refit on every origin rejected ({reason})"
+            else:
+                report.settings = fresh.settings()
+        if not reason:
+            refits[name] = fresh
+    return refits
+
+
+def _fit_member(member: Member, train: pd.DataFrame, check: pd.DataFrame | None) -> str:
+    """Fit ``member``; '' when healthy, else why it diverged."""
+    try:
+        member.fit(train, check)
+    except Diverged as exc:
+        return str(exc)
+    except (ValueError, FloatingPointError, RuntimeError) as exc:
+        return f"training failed: {exc}"
+    return ""
+
+
+def _validate_segment(
+    forecaster: SegmentForecaster,
+    check: pd.DataFrame,
+    predictions: Mapping[str, np.ndarray],
+    names: Sequence[str],
+    trouble: Mapping[str, str],
+    settings: Mapping[str, dict[str, Any]],
+    seconds: Mapping[str, float],
+) -> None:
+    """The segment's divergence checks and ensemble weights on its validation rows."""
+    actual = check["quantity"].to_numpy(dtype=np.float64)
+    holiday = check["holiday"].to_numpy() if "holiday" in check else None
+    baseline = predictions.get("baseline")
+    reference = math.nan if baseline is None else metrics.mape(actual, baseline)
+    healthy: dict[str, np.ndarray] = {}
+    for name in names:
+        report = forecaster.reports[name] = MemberReport(name, settings=dict(settings[name]))
+        report.seconds = seconds[name]
+        report.reason = trouble[name]
+        if not report.reason and name in predictions:
+            forecast = predictions[name]
+            if not np.isfinite(forecast).all():
+                report.reason = "forecasts are not finite"
+            elif len(actual):
+                report.validation = metrics.summarize(actual, forecast, holiday)
+                mape = report.validation["mape"]
+                if (
+                    math.isfinite(reference)
+                    and math.isfinite(mape)
+                    and (mape > DIVERGENCE_FACTOR * reference)
+                ):
+                    report.reason = (
+                        f"validation MAPE {mape:.3f} is more than {DIVERGENCE_FACTOR:g}x the "
+                        f"historical average's {reference:.3f}"
+                    )
+        report.diverged = bool(report.reason)
+        if not report.diverged:
+            healthy[name] = predictions[name]
+    if not len(actual) or not healthy:
+        forecaster.weights = {"baseline": 1.0}
+    else:
+        forecaster.weights, _ = select_weights(healthy, actual, forecaster.config.ensemble_steps)
+        ensemble = sum(w * healthy[n] for n, w in forecaster.weights.items())
+        forecaster.ensemble_validation = metrics.summarize(
+            actual, np.asarray(ensemble, dtype=np.float64), holiday
+        )
+    for name, weight in forecaster.weights.items():
+        forecaster.reports[name].weight = weight
+
+
+def _train_unvalidated(
+    forecasters: Mapping[SegmentKey, SegmentForecaster],
+    stack: pd.DataFrame,
+    names: Sequence[str],
+    numeric: Sequence[str],
+    config: TrainConfig,
+) -> None:
+    """Too little history for validation origins: learned members share the weight."""
+    members: dict[str, Member] = {}
+    reasons: dict[str, str] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    for name in names:
+        member = _make(name, numeric, config)
+        reason = _fit_member(member, stack, None)
+        if not reason and name in LEARNED and not np.isfinite(member.predict(stack)).all():
+            reason = "forecasts are not finite"
+        reasons[name], settings[name] = reason, member.settings()
+        if not reason:
+            members[name] = member
+    healthy = [n for n in names if n in LEARNED and n in members]
+    chosen = healthy or ["baseline"]
+    for forecaster in forecasters.values():
+        forecaster.members = dict(members)
+        for name in names:
+            report = forecaster.reports[name] = MemberReport(name, settings=settings[name])
+            report.reason = reasons[name]
+            report.diverged = bool(reasons[name])
+        forecaster.weights = {n: 1.0 / len(chosen) for n in chosen}
+        for name, weight in forecaster.weights.items():
+            forecaster.reports[name].weight = weight
+
+
+class SegmentForecaster:
+    """A segment's ensemble: forecasts a feature frame (``features.build_features``: target
+    weeks with features as of their origin), ``predict_components`` giving every member's.
+
+    ``fit(history)`` trains one on raw history rows (all of them one segment); the train
+    step uses ``train_segments`` to train many segments' forecasters with shared members.
     """
 
     format = FORMAT
 
-    def __init__(self, exog: Sequence[str] = (), config: TrainConfig | None = None) -> None:
+    def __init__(
+        self,
+        exog: Sequence[str] = (),
+        config: TrainConfig | None = None,
+        known_ahead: Sequence[str] = (),
+    ) -> None:
         self.exog = list(exog)
+        self.known_ahead = list(known_ahead)
         self.numeric = numeric_features(self.exog)
         self.config = config or TrainConfig()
         self.members: dict[str, Member] = {}
@@ -539,122 +909,17 @@ class SegmentForecaster:
         self.ensemble_validation: dict[str, float] = {}
         self.validated = False
         self.trained_rows = 0
+        self.horizon = self.config.horizon
+        self.origin_plan: dict[str, int] = {}
 
-    # -- training -------------------------------------------------------------------------
-
-    def _fit_member(self, member: Member, train: pd.DataFrame, check: pd.DataFrame | None) -> str:
-        """Fit ``member``; '' when healthy, else why it diverged."""
-        started = time.perf_counter()
-        try:
-            member.fit(train, check)
-        except Diverged as exc:
-            return str(exc)
-        except (ValueError, FloatingPointError, RuntimeError) as exc:
-            return f"training failed: {exc}"
-        finally:
-            if member.name in self.reports:
-                self.reports[member.name].seconds += time.perf_counter() - started
-        return ""
-
-    def _check(
-        self, member: Member, frame: pd.DataFrame, reference: float
-    ) -> tuple[str, dict[str, float]]:
-        forecast = bounded(member.predict(frame), frame)
-        if not np.isfinite(forecast).all():
-            return "forecasts are not finite", {}
-        summary = metrics.summarize(frame["quantity"], forecast, self.config.min_actual)
-        mape = summary["mape"]
-        if (
-            math.isfinite(reference)
-            and math.isfinite(mape)
-            and mape > DIVERGENCE_FACTOR * reference
-        ):
-            return (
-                f"validation MAPE {mape:.3f} is more than {DIVERGENCE_FACTOR:g}x the historical "
-                f"average's {reference:.3f}"
-            ), summary
-        return "", summary
-
-    def fit(
-        self,
-        frame: pd.DataFrame,
-        validation: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-    ) -> SegmentForecaster:
-        if frame.empty:
-            raise ValueError("cannot train on an empty frame")
-        config = self.config
-        names = [n for n in MEMBERS if n in config.members]
-        if "baseline" not in names:
-            names.insert(0, "baseline")  # the divergence check measures against it
-        self.trained_rows = len(frame)
-        usable = validation is not None and not validation[0].empty and not validation[1].empty
-        if not usable:
-            self._fit_unvalidated(frame, names)
-            return self
-        assert validation is not None
-        fit_frame, check = validation
-        reference = metrics.mape(
-            check["quantity"], bounded(_historical_average(check), check), config.min_actual
-        )
-        forecasts: dict[str, np.ndarray] = {}
-        for name in names:
-            member = _make(name, self.numeric, config)
-            report = self.reports[name] = MemberReport(name)
-            report.reason = self._fit_member(member, fit_frame, check)
-            if not report.reason:  # trained: it forecasts, even if validation rejects it
-                self.members[name] = member
-                report.reason, report.validation = self._check(member, check, reference)
-            report.diverged = bool(report.reason)
-            report.settings = member.settings()
-            if not report.diverged:
-                forecasts[name] = bounded(member.predict(check), check)
-        self.weights, _ = select_weights(
-            forecasts, check["quantity"].to_numpy(dtype=np.float64), config.min_actual,
-            config.ensemble_steps,
-        )  # fmt: skip
-        ensemble = sum(w * forecasts[n] for n, w in self.weights.items())
-        self.ensemble_validation = metrics.summarize(
-            check["quantity"], np.asarray(ensemble, dtype=np.float64), config.min_actual
-        )
-        for name, weight in self.weights.items():
-            self.reports[name].weight = weight
-        if config.refit:
-            self._refit(frame, check, reference)
-        self.validated = True
+    def fit(self, history: pd.DataFrame) -> SegmentForecaster:
+        """Train on the raw rows of ``history`` (store_id, product_id, week_start, quantity,
+        the outside columns, event_count) as one segment."""
+        if history.empty:
+            raise ValueError("cannot train on an empty history")
+        trained = train_segments(history, self.exog, self.config, self.known_ahead)[ALL]
+        self.__dict__.update(trained.__dict__)
         return self
-
-    def _refit(self, frame: pd.DataFrame, check: pd.DataFrame, reference: float) -> None:
-        for name in self.weights:
-            if name not in LEARNED:
-                continue
-            validated = self.members[name]
-            fresh = _refit_like(validated, self.numeric, self.config)
-            reason = self._fit_member(fresh, frame, None)
-            if not reason:
-                reason, _ = self._check(fresh, check, reference)
-            if reason:
-                self.reports[name].reason = f"refit on the whole history rejected ({reason})"
-                continue  # keep the model validation accepted
-            self.members[name] = fresh
-            self.reports[name].settings = fresh.settings()
-
-    def _fit_unvalidated(self, frame: pd.DataFrame, names: list[str]) -> None:
-        """Too little history for a validation window: learned members share the weight."""
-        for name in names:
-            member = _make(name, self.numeric, self.config)
-            report = self.reports[name] = MemberReport(name)
-            reason = self._fit_member(member, frame, None)
-            if not reason:
-                self.members[name] = member
-                forecast = bounded(member.predict(frame), frame)
-                reason = "" if np.isfinite(forecast).all() else "forecasts are not finite"
-            report.diverged, report.reason = bool(reason), reason
-            report.settings = member.settings()
-        healthy = [n for n in names if n in LEARNED and not self.reports[n].diverged]
-        chosen = healthy or ["baseline"]
-        self.weights = {n: 1.0 / len(chosen) for n in chosen}
-        for name, weight in self.weights.items():
-            self.reports[name].weight = weight
 
     # -- prediction -----------------------------------------------------------------------
 
@@ -689,6 +954,9 @@ class SegmentForecaster:
             "format": self.format,
             "numeric_features": self.numeric,
             "categorical_features": list(CATEGORICAL),
+            "known_ahead": getattr(self, "known_ahead", []),
+            "horizon": getattr(self, "horizon", None),
+            "origins": getattr(self, "origin_plan", {}),
             "trained_rows": self.trained_rows,
             "validated": self.validated,
             "weights": self.weights,
@@ -725,27 +993,20 @@ class _LegacyLasso:
         return {"format": 1}
 
 
-class _LegacyNet(_LegacyLasso):
-    name = "nn"
+def _legacy_net(state: dict[str, Any]) -> Member:
+    from .network import _LegacyNet
 
-    def __init__(self, state: dict[str, Any]) -> None:
-        super().__init__(None, state["numeric"])
-        self.net, self.vocab = state["net"], state["vocab"]
-        self.mean, self.std = state["num_mean"], state["num_std"]
+    return _LegacyNet(state)
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        cats = np.stack(
-            [
-                frame[n].astype(str).map(self.vocab[n]).fillna(0).astype(np.int64).to_numpy()
-                for n in CATEGORICAL
-            ],
-            axis=1,
-        )
-        x = (frame[self.numeric].to_numpy(dtype=np.float64) - self.mean) / self.std
-        with torch.no_grad():
-            ratio = self.net(torch.from_numpy(cats), torch.from_numpy(x.astype(np.float32)))
-        values: np.ndarray = np.clip(ratio.numpy(), *RATIO_CLIP) * scale_of(frame)
-        return values
+
+def __getattr__(name: str) -> Any:
+    """The network lives in ``network`` (it needs torch, which nothing else does); models
+    pickled when it lived here still find it under this module's name."""
+    if name in ("EmbeddingNet", "_NetMember", "_LegacyNet"):
+        from . import network
+
+        return getattr(network, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _upgrade_format_1(state: dict[str, Any]) -> dict[str, Any]:
@@ -755,7 +1016,7 @@ def _upgrade_format_1(state: dict[str, Any]) -> dict[str, Any]:
     members: dict[str, Member] = {
         "baseline": _Fixed("baseline", _historical_average),
         "lasso": _LegacyLasso(state["lasso"], numeric),
-        "nn": _LegacyNet(state),
+        "nn": _legacy_net(state),
     }
     return {
         "exog": state.get("exog", []),

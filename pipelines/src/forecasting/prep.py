@@ -1,11 +1,16 @@
-"""Prep step: join the standard inputs, label velocity, and write feature frames per mode.
+"""Prep step: join the standard inputs, label velocity, and write what the next step needs.
 
-train / model_test mode: ``train.csv`` (history) and ``holdout.csv`` (the last N weeks); in
-train mode also ``fit.csv`` and ``validation.csv``: the history without its last
-``validation_weeks`` and those weeks with features from before them, on which the train step
-stops training early and fits the ensemble (never on the holdout).
-score mode: ``train.csv`` (all history) and ``future.csv`` (the next N weeks from the scoring date).
-Always ``meta.json`` with the exogenous columns, dataset versions and forecast origin.
+Forecasts are made for the requested segment (``--region/--format/--velocity``), but learned
+from every series of the inputs (the context): the direct model is one model across segments.
+
+train / model_test mode: ``history.csv`` — the context's joined rows before the holdout (the
+train step stacks training and validation origins from them) — and ``holdout.csv``: the
+segment's last N weeks with features as of the origin (the history's last week).
+score mode: ``future.csv`` — the next N weeks from the scoring date for the segment's series,
+with features as of the origin, the holiday calendar and the event calendar joined to each
+future week directly.
+Always ``meta.json``: the outside columns (and which are known in advance), dataset versions,
+the forecast origin, the horizon the model must cover and the segments.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from pathlib import Path
 import pandas as pd
 
 from . import features as F
-from .schema import SERIES
 from .step_common import dataset_version, write_json
 
 
@@ -27,34 +31,35 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     weather = F.read_folder(args.weather) if args.weather else None
     events = F.read_folder(args.events) if args.events else None
     frame, exog = F.join_inputs(shipments, stores, weather, events)
+    # Weather is observed, not planned: no outside column of the standard inputs is known in
+    # advance (events are, through event_count and the calendar).
+    known_ahead: list[str] = []
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if args.mode == "score":
         history = frame
         if args.scoring_date:
             history = frame[frame["week_start"] < pd.Timestamp(args.scoring_date)]
+        if history.empty:
+            raise F.InputError("no history before the scoring date")
         history = history.assign(velocity=F.assign_velocity(history))
-        history = F.filter_segment(history, args.region, args.format, args.velocity)
+        segment = F.filter_segment(history, args.region, args.format, args.velocity)
         start = pd.Timestamp(args.scoring_date) if args.scoring_date else None
-        target = F.future_weeks(history, args.horizon_weeks, start)
-        extra = [c for c in (*exog, "event_count") if c in frame]
-        known = frame[[*SERIES, "week_start", *extra]]
-        target = target.merge(known, on=[*SERIES, "week_start"], how="left")
-        F.build_features(history, history, exog).to_csv(out / "train.csv", index=False)
-        F.build_features(history, target, exog).to_csv(out / "future.csv", index=False)
+        target = F.future_weeks(segment, args.horizon_weeks, start) if len(segment) else segment
+        if events is not None and len(target):
+            target = target.assign(event_count=F.event_counts(target, events).to_numpy())
+        F.build_features(history, target, exog, known_ahead).to_csv(out / "future.csv", index=False)
     else:
-        history, holdout = F.split_holdout(frame, args.holdout_weeks)
+        history, _ = F.split_holdout(frame, args.holdout_weeks)
         frame = frame.assign(velocity=F.assign_velocity(frame, history))
-        frame = F.filter_segment(frame, args.region, args.format, args.velocity)
         history, holdout = F.split_holdout(frame, args.holdout_weeks)
-        F.build_features(history, history, exog).to_csv(out / "train.csv", index=False)
-        F.build_features(history, holdout, exog).to_csv(out / "holdout.csv", index=False)
-        split = F.validation_split(history, args.validation_weeks) if args.mode == "train" else None
-        if split is not None:
-            fit, check = split
-            F.build_features(fit, fit, exog).to_csv(out / "fit.csv", index=False)
-            F.build_features(fit, check, exog).to_csv(out / "validation.csv", index=False)
-    if history.empty:
+        segment = F.filter_segment(history, args.region, args.format, args.velocity)
+        holdout = F.filter_segment(holdout, args.region, args.format, args.velocity)
+        history.to_csv(out / "history.csv", index=False)
+        F.build_features(history, holdout, exog, known_ahead).to_csv(
+            out / "holdout.csv", index=False
+        )
+    if segment.empty:
         raise F.InputError("no rows left for the requested segment filter")
     versions = {
         name: dataset_version(path)
@@ -69,11 +74,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     meta = {
         "mode": args.mode,
         "exog": exog,
+        "known_ahead": known_ahead,
         "dataset_versions": versions,
         "origin": str(history["week_start"].max().date()),
-        "validation": (out / "validation.csv").exists(),
+        "horizon": max(args.holdout_weeks, args.horizon_weeks),
+        "context_series": int(history[["store_id", "product_id"]].drop_duplicates().shape[0]),
         "segments": sorted(
-            "/".join(k) for k in history[["region", "format", "velocity"]].drop_duplicates().values
+            "/".join(k) for k in segment[["region", "format", "velocity"]].drop_duplicates().values
         ),
     }
     write_json(out / "meta.json", meta)
@@ -89,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("train", "score", "model_test"), default="train")
     parser.add_argument("--holdout_weeks", type=int, default=13)
     parser.add_argument("--horizon_weeks", type=int, default=13)
-    parser.add_argument("--validation_weeks", type=int, default=F.VALIDATION_WEEKS)
     parser.add_argument("--scoring_date", default=None)
     parser.add_argument("--region", default="*")
     parser.add_argument("--format", default="*")

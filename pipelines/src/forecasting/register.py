@@ -38,7 +38,7 @@ def _tags(
         tags["beats_seasonal_naive"] = str(bool(beats_naive)).lower()
     for component in (*COMPONENTS, "champion"):
         if seg.get(component):
-            for metric in ("mape", "wape", "rmse_zero", "rmse_all"):
+            for metric in ("mape", "wape", "wmae", "rmse_zero", "rmse_all"):
                 value = seg[component].get(metric)
                 if value is not None:  # undefined metrics (e.g. no zero actuals) stay untagged
                     tags[f"{component}_{metric}"] = f"{value:.6g}"

@@ -114,7 +114,7 @@ def test_text_from_the_data_is_escaped() -> None:
     assert "&lt;img src=x" in pages["monitoring"]
 
 
-def test_overlap_mape_ignores_weeks_without_both_values_or_with_zero_actuals() -> None:
+def test_overlap_mape_ignores_weeks_without_both_values_or_below_one_unit() -> None:
     from datetime import date
 
     w = [date(2024, 1, 1), date(2024, 1, 8), date(2024, 1, 15)]

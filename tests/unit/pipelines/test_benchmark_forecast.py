@@ -1,5 +1,6 @@
 """The forecast benchmark's command line on small files in the Walmart competition's layout
-(the real files live in ../shared/data and are only read by ``make bench-forecast``)."""
+(the real files live in ../shared/data and are only read by ``make bench-forecast``): the
+smoke test of ``make bench-forecast`` at a small size, checking everything but time."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pandas as pd
 import pytest
 
 from benchmarks import forecast as bench
+from pipelines.src.forecasting.models import TrainConfig
 
 LAST_LINE = re.compile(
-    r"^overall ensemble_mape=\d+\.\d{3} historical_avg_mape=\d+\.\d{3} "
-    r"seasonal_naive_mape=\d+\.\d{3}$"
+    r"^overall ensemble_mape=(\d+\.\d{3}) historical_avg_mape=(\d+\.\d{3}) "
+    r"seasonal_naive_mape=(\d+\.\d{3}) seasonal_growth_mape=(\d+\.\d{3}) "
+    r"ensemble_wape=(\d+\.\d{3}) seasonal_naive_wape=(\d+\.\d{3})$"
 )
 
 
@@ -55,7 +58,7 @@ def walmart_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_one_window_ends_with_the_three_mapes(
+def test_one_window_ends_with_the_six_figures(
     walmart_like: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     end = "2011-09-30"
@@ -64,27 +67,36 @@ def test_one_window_ends_with_the_three_mapes(
     )
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    assert LAST_LINE.match(lines[-1]), lines[-1]
-    assert "holdout 2011-08-12 .. 2011-09-30" in out
-    for method in ("historical_avg", "seasonal_naive", "lasso", "nn", "ensemble"):
+    match = LAST_LINE.match(lines[-1])
+    assert match, lines[-1]
+    figures = [float(v) for v in match.groups()]
+    assert all(0 < v < 5 for v in figures)
+    # 16 series x 8 weeks, forecast from the week ending 2011-08-05
+    assert "holdout 2011-08-05 + 8 weeks (to 2011-09-30): 128 rows" in out
+    for method in ("historical_avg", "seasonal_naive", "seasonal_growth", "direct", "ensemble"):
         assert re.search(rf"^overall\s+{method}\s", out, re.M), method
 
 
-def test_rolling_origins_print_per_origin_and_overall_tables(
+def test_rolling_origins_print_every_horizon_that_fits(
     walmart_like: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--data", str(walmart_like), "--origins", "3", "--step-weeks", "4"]
-    assert bench.main([*argv, "--holdout-weeks", "4"]) == 0
+    assert bench.main([*argv, "--horizons", "4,8"]) == 0
     out = capsys.readouterr().out
-    assert "3 holdouts of 4 weeks, ends 4 weeks apart" in out
-    for section in ("per origin", "over origins", "slow movers", "wall time per origin", "goals"):
+    assert "3 origins 4 weeks apart" in out
+    sections = ("per origin and horizon", "over origins", "slow movers", "wall time per origin",
+                "what the direct model leans on", "goals")  # fmt: skip
+    for section in sections:
         assert f"\n{section}" in out, section
-    per_origin = re.findall(r"^(\d{4}-\d\d-\d\d\.\.\d{4}-\d\d-\d\d)\s+ensemble\s", out, re.M)
-    assert per_origin == ["2011-08-05..2011-08-26", "2011-09-02..2011-09-23",
-                          "2011-09-30..2011-10-21"]  # fmt: skip
-    assert re.search(r"^median\s+ensemble\s", out, re.M)
-    assert re.search(r"^worst origin\s+seasonal_naive\s", out, re.M)
-    assert len(re.findall(r"^  \[(yes|NO )\] ", out, re.M)) == 4
+    cells = re.findall(r"^(\d{4}-\d\d-\d\d)\s+(\d+)w\s+ensemble\s", out, re.M)
+    # the latest origin's 8 weeks would end after the data: only its 4 weeks are scored
+    assert cells == [("2011-07-29", "4"), ("2011-08-26", "4"), ("2011-09-23", "4"),
+                     ("2011-07-29", "8"), ("2011-08-26", "8")]  # fmt: skip
+    assert re.search(r"^median\s+4w\s+ensemble\s", out, re.M)
+    assert re.search(r"^worst\s+8w\s+seasonal_naive\s", out, re.M)
+    assert len(re.findall(r"^  \[(yes|NO )\] ", out, re.M)) == 5
+    examples = [int(n.replace(",", "")) for n in re.findall(r"on ([\d,]+) examples", out)]
+    assert len(examples) == 3 and all(0 < n <= TrainConfig().max_examples for n in examples)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Training that cannot blow up, and an ensemble fitted where it may be: on small data."""
+"""Training that cannot blow up, forecasts made the way they are used, and an ensemble
+validated where it may be: on small data."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from forecasting import features as F
 from forecasting import metrics, synthetic
 from forecasting.models import (
     BOUND_FACTOR,
-    COMPONENTS,
+    DEFAULT_MEMBERS,
     EmbeddingNet,
     InputGuard,
     SegmentForecaster,
     TrainConfig,
+    plan_origins,
     poisson_mape_point,
     select_weights,
+    train_segments,
     upper_bound,
 )
 from sklearn.linear_model import Lasso
@@ -26,47 +29,33 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 SPEC = synthetic.SyntheticSpec(regions=("north",), stores_per_format=2, products=4, weeks=110)
-FAST = TrainConfig(epochs=6, gbm_iterations=40)
+FAST = TrainConfig(epochs=3, gbm_iterations=30, direct_iterations=60)
 
 
 @dataclass
 class Segment:
     exog: list[str]
-    train: pd.DataFrame
-    fit: pd.DataFrame
-    check: pd.DataFrame
-    test: pd.DataFrame
-
-    @property
-    def validation(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return self.fit, self.check
+    history: pd.DataFrame  # joined rows before the holdout: what training sees
+    test: pd.DataFrame  # the holdout with features as of the origin
 
 
-def _segment(velocity: str = "fast", spend_in_holdout: bool = False) -> Segment:
-    """One segment's feature frames. ``spend_in_holdout``: add a ``promo_spend`` column that
-    is zero until the holdout and large in it — what the Walmart markdowns look like to a
-    model trained before November 2011."""
+def _segment(velocity: str = "fast", spend: bool = False) -> Segment:
+    """One segment's history and holdout. ``spend``: add a planned ``promo_spend`` column
+    (known in advance) that is zero until the last 20 weeks — what the Walmart markdowns look
+    like to a model whose validation starts before November 2011."""
     tables = synthetic.generate(SPEC)
     frame, exog = F.join_inputs(
         tables["shipments"], tables["stores"], tables["weather"], tables["events"]
     )
-    if spend_in_holdout:
-        late = frame["week_start"] >= np.sort(frame["week_start"].unique())[-13]
+    if spend:
+        late = frame["week_start"] >= np.sort(frame["week_start"].unique())[-20]
         frame["promo_spend"] = np.where(late, 40_000.0 + 1_000.0 * (frame.index % 7), 0.0)
         exog = [*exog, "promo_spend"]
     frame = frame.assign(velocity=F.assign_velocity(frame))
     frame = F.filter_segment(frame, "north", "large", velocity)
     history, holdout = F.split_holdout(frame, 13)
-    split = F.validation_split(history)
-    assert split is not None
-    fit, check = split
-    return Segment(
-        exog,
-        F.build_features(history, history, exog),
-        F.build_features(fit, fit, exog),
-        F.build_features(fit, check, exog),
-        F.build_features(history, holdout, exog),
-    )
+    known = ["promo_spend"] if spend else []
+    return Segment(exog, history, F.build_features(history, holdout, exog, known))
 
 
 @pytest.fixture(scope="module")
@@ -76,27 +65,75 @@ def segment() -> Segment:
 
 @pytest.fixture(scope="module")
 def trained(segment: Segment) -> SegmentForecaster:
-    return SegmentForecaster(segment.exog, FAST).fit(segment.train, segment.validation)
+    return SegmentForecaster(segment.exog, FAST).fit(segment.history)
 
 
-def test_validation_window_lies_after_the_rows_it_checks(segment: Segment) -> None:
-    assert segment.fit["week_start"].max() < segment.check["week_start"].min()
-    assert segment.check["week_start"].max() < segment.test["week_start"].min()
-    assert segment.check["week_start"].nunique() == F.VALIDATION_WEEKS
-    short = segment.train[segment.train["week_start"] < pd.Timestamp("2022-05-01")]
-    assert F.validation_split(short) is None  # too little left to fit on
+def test_validation_origins_lie_inside_the_history_after_enough_weeks_to_fit() -> None:
+    plan = plan_origins(96, series=16, config=TrainConfig())
+    assert plan.validation == (57, 70, 83)  # 13 weeks apart, the latest 13 before the end
+    assert plan.step == 1
+    assert plan.training[0] == 12 and plan.training[-1] == 95
+    short = plan_origins(40, series=16, config=TrainConfig())
+    assert short.validation == (27,)  # fewer origins where fewer fit
+    assert plan_origins(30, series=16, config=TrainConfig()).validation == ()
+    many = plan_origins(120, series=5_000, config=TrainConfig(horizon=39))
+    assert many.step > 1  # a big panel stacks fewer origins
+
+
+def test_training_examples_see_nothing_after_their_origin(segment: Segment) -> None:
+    panel = F.Panel(segment.history, segment.exog)
+    origins = [30, 50]
+    stack = F.stack_origins(panel, 13, origins)
+    assert set(stack["horizon"]) == set(range(1, 14))
+    assert (stack["week_start"] > stack["origin"]).all()
+    # Rewrite everything after week 30 (targets aside, they are the label): the examples
+    # from origin 30 must not move.
+    cut = panel.first + pd.Timedelta(weeks=30)
+    changed = segment.history.copy()
+    later = changed["week_start"] > cut
+    changed.loc[later, "quantity"] *= 3.0
+    changed.loc[later, segment.exog] += 50.0
+    again = F.stack_origins(F.Panel(changed, segment.exog), 13, origins)
+    first = (stack["origin"] == cut).to_numpy()
+    features = [c for c in stack.columns if c not in ("quantity", "target_ratio")]
+    pd.testing.assert_frame_equal(
+        stack.loc[first, features].reset_index(drop=True),
+        again.loc[first, features].reset_index(drop=True),
+    )
+
+
+def test_a_future_value_of_a_feature_not_known_ahead_cannot_change_a_forecast(
+    trained: SegmentForecaster, segment: Segment
+) -> None:
+    tables = synthetic.generate(SPEC)
+    frame, exog = F.join_inputs(
+        tables["shipments"], tables["stores"], tables["weather"], tables["events"]
+    )
+    _, holdout = F.split_holdout(frame.assign(velocity="fast"), 13)
+    holdout = holdout[holdout["store_id"].isin(segment.history["store_id"])]
+    heatwave = holdout.assign(**{c: holdout[c] + 25.0 for c in exog})
+    plain = F.build_features(segment.history, holdout, exog)
+    hot = F.build_features(segment.history, heatwave, exog)
+    pd.testing.assert_frame_equal(plain[exog], hot[exog])  # frozen at the origin
+    pd.testing.assert_frame_equal(trained.predict_components(plain),
+                                  trained.predict_components(hot))  # fmt: skip
+    # What is known ahead does reach the features: events and planned spend.
+    busy = F.build_features(segment.history, holdout.assign(event_count=3.0), exog)
+    assert (busy["event_count"] == 3.0).all()
 
 
 def test_every_member_and_the_ensemble_are_reported(
     trained: SegmentForecaster, segment: Segment
 ) -> None:
     parts = trained.predict_components(segment.test)
-    assert list(parts.columns) == list(COMPONENTS)
+    assert list(parts.columns) == [*DEFAULT_MEMBERS, "ensemble"]
     assert trained.validated
     assert sum(trained.weights.values()) == pytest.approx(1.0)
     described = trained.describe()
-    assert set(described["members"]) == set(COMPONENTS) - {"ensemble"}
+    assert set(described["members"]) == set(DEFAULT_MEMBERS)
     assert described["diverged"] == []
+    assert described["origins"]["validation_origins"] == 3
+    assert "horizon" in described["members"]["direct"]["settings"]["inputs"]
 
 
 def test_ensemble_is_never_worse_on_validation_than_its_best_member(
@@ -104,6 +141,22 @@ def test_ensemble_is_never_worse_on_validation_than_its_best_member(
 ) -> None:
     healthy = [r.validation["mape"] for r in trained.reports.values() if not r.diverged]
     assert trained.ensemble_validation["mape"] <= min(healthy) + 1e-12
+    assert {"wape", "wmae"} <= set(trained.ensemble_validation)
+
+
+def test_segments_share_the_direct_model_and_get_their_own_weights() -> None:
+    tables = synthetic.generate(SPEC)
+    frame, exog = F.join_inputs(
+        tables["shipments"], tables["stores"], tables["weather"], tables["events"]
+    )
+    frame = frame.assign(velocity=F.assign_velocity(frame))
+    history, _ = F.split_holdout(frame, 13)
+    keys = [("north", "large", "fast"), ("north", "small", "slow")]
+    models = train_segments(history, exog, FAST, (), keys)
+    assert set(models) == set(keys)
+    a, b = (models[k] for k in keys)
+    assert a.members["direct"] is b.members["direct"]  # one model across segments
+    assert a.reports["baseline"].validation["mape"] != b.reports["baseline"].validation["mape"]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -116,7 +169,7 @@ def test_weight_selection_starts_from_the_best_member_and_only_improves(seed: in
         "noise": actual + rng.normal(0, 40, 400),
         "broken": np.full(400, np.nan),
     }
-    weights, value = select_weights(forecasts, actual, 1.0)
+    weights, value = select_weights(forecasts, actual)
     assert "broken" not in weights
     assert sum(weights.values()) == pytest.approx(1.0)
     best = min(metrics.mape(actual, f) for n, f in forecasts.items() if n != "broken")
@@ -128,8 +181,9 @@ def test_weight_selection_starts_from_the_best_member_and_only_improves(seed: in
 def test_a_diverging_network_is_caught_reported_and_never_averaged_in(segment: Segment) -> None:
     # A learning rate a million times too high: the network's weights are thrown far away
     # on the first steps, as a bad configuration or a bad batch would do.
-    config = TrainConfig(epochs=3, gbm_iterations=40, learning_rate=1e4)
-    model = SegmentForecaster(segment.exog, config).fit(segment.train, segment.validation)
+    config = TrainConfig(epochs=2, direct_iterations=40, learning_rate=1e4,
+                         members=(*DEFAULT_MEMBERS, "nn"))  # fmt: skip
+    model = SegmentForecaster(segment.exog, config).fit(segment.history)
     assert "nn" in model.diverged
     report = model.reports["nn"]
     assert report.weight == 0.0 and "nn" not in model.weights
@@ -140,33 +194,30 @@ def test_a_diverging_network_is_caught_reported_and_never_averaged_in(segment: S
     assert model.describe()["diverged"] == ["nn"]
 
 
-def test_a_segment_that_never_sold_trains_without_a_count_model(segment: Segment) -> None:
-    def unsold(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.assign(quantity=0.0, target_ratio=0.0, series_mean=0.0, series_max=0.0,
-                            lag52=0.0)  # fmt: skip
-
-    fit, check = unsold(segment.fit), unsold(segment.check)
-    model = SegmentForecaster(segment.exog, FAST).fit(unsold(segment.train), (fit, check))
+def test_a_segment_that_never_sold_trains_and_forecasts_zero(segment: Segment) -> None:
+    config = TrainConfig(gbm_iterations=20, direct_iterations=30,
+                         members=(*DEFAULT_MEMBERS, "count"))  # fmt: skip
+    model = SegmentForecaster(segment.exog, config).fit(segment.history.assign(quantity=0.0))
     assert "count" in model.diverged
     assert "no positive quantities" in model.reports["count"].reason
-    parts = model.predict_components(unsold(segment.test))
+    test = F.build_features(segment.history.assign(quantity=0.0), segment.test, segment.exog)
+    parts = model.predict_components(test)
     assert parts["count"].isna().all()  # reported as missing, not as zero
     assert (parts["ensemble"] == 0).all() and "count" not in model.weights
 
 
-def test_a_feature_that_only_appears_after_the_origin_cannot_move_the_network() -> None:
-    # The cause of the network's divergence on the Walmart holiday window: markdowns are
-    # zero throughout training and tens of thousands in the holdout.
-    seg = _segment(spend_in_holdout=True)
-    assert (seg.train["promo_spend"] == 0).all() and (seg.test["promo_spend"] > 10_000).all()
-    model = SegmentForecaster(seg.exog, FAST).fit(seg.train, seg.validation)
-    assert "nn" not in model.diverged
+def test_the_refit_keeps_the_input_set_validation_chose() -> None:
+    # Planned spend is zero up to the latest validation origin and varies after it: the
+    # validated model could not use it, so the refit on every origin must not either.
+    seg = _segment(spend=True)
+    config = TrainConfig(direct_iterations=40)
+    model = train_segments(seg.history, seg.exog, config, ["promo_spend"])[("*", "*", "*")]
+    direct = model.members["direct"]
+    assert "promo_spend" not in direct.inputs()  # type: ignore[attr-defined]
+    assert "promo_spend" in model.reports["direct"].settings["dropped_inputs"]
     with_spend = model.predict_components(seg.test)
     without = model.predict_components(seg.test.assign(promo_spend=0.0))
     pd.testing.assert_frame_equal(with_spend, without)
-    nn_mape = metrics.mape(seg.test["quantity"], with_spend["nn"])
-    baseline_mape = metrics.mape(seg.test["quantity"], with_spend["baseline"])
-    assert nn_mape < 2 * baseline_mape
 
 
 def test_input_guard_drops_constant_columns_and_clips_to_the_training_range() -> None:
@@ -192,27 +243,29 @@ def test_forecasts_are_bounded_by_the_series_history(
 
 
 def test_training_is_deterministic(segment: Segment) -> None:
-    a = SegmentForecaster(segment.exog, FAST).fit(segment.train, segment.validation)
-    b = SegmentForecaster(segment.exog, FAST).fit(segment.train, segment.validation)
+    a = SegmentForecaster(segment.exog, FAST).fit(segment.history)
+    b = SegmentForecaster(segment.exog, FAST).fit(segment.history)
     assert a.weights == b.weights
     pd.testing.assert_frame_equal(
         a.predict_components(segment.test), b.predict_components(segment.test)
     )
 
 
-def test_without_a_validation_window_learned_members_share_the_weight(segment: Segment) -> None:
-    model = SegmentForecaster(segment.exog, FAST).fit(segment.train)
+def test_without_validation_origins_learned_members_share_the_weight(segment: Segment) -> None:
+    short = segment.history[segment.history["week_start"] < pd.Timestamp("2022-07-01")]
+    config = TrainConfig(epochs=2, gbm_iterations=20, direct_iterations=30,
+                         members=(*DEFAULT_MEMBERS, "lasso"))  # fmt: skip
+    model = SegmentForecaster(segment.exog, config).fit(short)
     assert not model.validated
-    assert model.weights == pytest.approx({"lasso": 1 / 3, "nn": 1 / 3, "count": 1 / 3})
+    assert model.weights == pytest.approx({"direct": 1 / 2, "lasso": 1 / 2})
 
 
-def test_slow_movers_get_a_count_model_and_are_reported_with_wape_and_rmse_zero() -> None:
+def test_slow_movers_are_reported_with_wape_wmae_and_rmse_zero() -> None:
     seg = _segment("slow")
-    model = SegmentForecaster(seg.exog, FAST).fit(seg.train, seg.validation)
+    model = SegmentForecaster(seg.exog, FAST).fit(seg.history)
     parts = model.predict_components(seg.test)
-    assert "count" in parts
-    summary = metrics.summarize(seg.test["quantity"], parts["ensemble"])
-    assert {"mape", "wape", "rmse_zero", "rmse_all"} <= set(summary)
+    summary = metrics.summarize(seg.test["quantity"], parts["ensemble"], seg.test["holiday"])
+    assert set(metrics.MEASURES) <= set(summary)
     assert 0 < summary["wape"] < 1
 
 
@@ -239,12 +292,11 @@ def test_a_champion_saved_by_the_first_version_still_forecasts(segment: Segment)
     """Models registered before the validated ensemble (format 1: LASSO and network
     averaged) load and forecast as they did, so their champions keep scoring."""
     numeric = [c for c in F.numeric_features(segment.exog) if c not in ("growth", "zero_share")]
-    x = segment.train[numeric].to_numpy(dtype=float)
-    lasso = make_pipeline(StandardScaler(), Lasso(alpha=0.001)).fit(
-        x, segment.train["target_ratio"]
-    )
+    train = F.build_features(segment.history, segment.history, segment.exog)
+    x = train[numeric].to_numpy(dtype=float)
+    lasso = make_pipeline(StandardScaler(), Lasso(alpha=0.001)).fit(x, train["target_ratio"])
     vocab = {
-        n: {v: i + 1 for i, v in enumerate(sorted(segment.train[n].astype(str).unique()))}
+        n: {v: i + 1 for i, v in enumerate(sorted(train[n].astype(str).unique()))}
         for n in F.CATEGORICAL
     }
     net = EmbeddingNet([len(vocab[n]) for n in F.CATEGORICAL], len(numeric))
@@ -258,7 +310,7 @@ def test_a_champion_saved_by_the_first_version_still_forecasts(segment: Segment)
         "net": net,
         "num_mean": x.mean(axis=0),
         "num_std": np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0),
-        "trained_rows": len(segment.train),
+        "trained_rows": len(train),
     }
     legacy = SegmentForecaster.__new__(SegmentForecaster)
     legacy.__dict__.update(state)
