@@ -4,6 +4,9 @@
     python -m local run     the same, then run the end-to-end demo when the app has one
     python -m local run --dataset walmart [--data DIR] [--many-models]
                             the same loop on the real Walmart files (../shared/data/walmart)
+    python -m local serve --settings FILE
+                            serve the app with exactly the app settings in FILE (a JSON
+                            object, e.g. a deployment's), starting nothing else
 
 ``--exit`` stops everything after the run's summary instead of serving; ``--json`` prints one
 machine-readable line with the URLs once everything is up (tests use it). Ctrl-C (or SIGTERM)
@@ -66,7 +69,15 @@ def _configure_logging(verbose: bool) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("start", "run"), help="start: serve; run: serve + demo")
+    parser.add_argument(
+        "command",
+        choices=("start", "run", "serve"),
+        help="start: serve; run: serve + demo; serve: the app alone with --settings",
+    )
+    parser.add_argument("--settings", type=Path, help="with serve: app settings (JSON object)")
+    parser.add_argument(
+        "--blob-poll-interval", type=float, default=1.0, help="with serve: blob scan seconds"
+    )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--port", type=int, default=7071, help="host port (0 = any free port)")
     parser.add_argument("--in-memory", action="store_true", help="keep Azurite data in memory")
@@ -111,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.command == "serve":
+        return _serve_app(args, stop)
 
     runtime = LocalRuntime(
         state_dir=args.state_dir,
@@ -170,6 +183,45 @@ def _walmart(
     if not exit_after:
         _serve(stop, notice=False)
     return 1 if result.problems else 0
+
+
+def _serve_app(args: argparse.Namespace, stop: threading.Event) -> int:
+    """``serve``: the app alone, with the app settings in ``--settings``."""
+    from local.hosting.runtime import serve_with_settings
+
+    if args.settings is None:
+        print("serve needs --settings FILE (a JSON object of app settings)", file=sys.stderr)
+        return 2
+    try:
+        settings = json.loads(args.settings.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"cannot read {args.settings}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(settings, dict):
+        print(f"{args.settings} must hold a JSON object of app settings", file=sys.stderr)
+        return 2
+    try:
+        host = serve_with_settings(
+            {str(k): str(v) for k, v in settings.items()},
+            args.state_dir,
+            port=args.port,
+            blob_poll_interval=args.blob_poll_interval,
+        )
+    except (SettingsError, AppIndexError) as exc:
+        print(f"cannot serve the app: {exc}", file=sys.stderr)
+        return 2
+    try:
+        info = {"base_url": host.base_url, "keys_file": str(args.state_dir / "host-keys.json")}
+        sys.stdout.write(json.dumps(info) + "\n" if args.json else f"Serving at {host.base_url}\n")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        host.stop()
+        from adapters.telemetry import flush_telemetry
+
+        flush_telemetry()  # what the app recorded reaches Application Insights before exit
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,10 +2,16 @@
 
 ``Azurite.start()`` launches blob, queue and table services on 127.0.0.1 with ports chosen by
 the OS, reads the ports Azurite reports, and health-checks them; ``stop()`` stops it by PID.
+
+With ``certificate`` (a PEM certificate and key) it serves HTTPS, and with ``oauth`` it also
+accepts Entra ID bearer tokens (Azurite's ``--oauth basic``: issuer, audience and lifetime are
+checked, not the signature), which is how identity-based connections are tried locally.
+``accounts`` (name → key) replaces the development account with named accounts.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -50,26 +56,33 @@ class Azurite:
 
     location: Path | None = None
     debug_log: Path | None = None
+    certificate: tuple[Path, Path] | None = None  # (cert PEM, key PEM): serve HTTPS
+    oauth: bool = False
+    accounts: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     _proc: subprocess.Popen[str] | None = None
     _output: list[str] = field(default_factory=list)
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.certificate else "http"
+
+    @property
     def blob_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.ports['blob']}/{ACCOUNT}"
+        return f"{self.scheme}://127.0.0.1:{self.ports['blob']}/{ACCOUNT}"
 
     @property
     def queue_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.ports['queue']}/{ACCOUNT}"
+        return f"{self.scheme}://127.0.0.1:{self.ports['queue']}/{ACCOUNT}"
 
     @property
     def table_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.ports['table']}/{ACCOUNT}"
+        return f"{self.scheme}://127.0.0.1:{self.ports['table']}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
             f"BlobEndpoint={self.blob_endpoint};QueueEndpoint={self.queue_endpoint};"
             f"TableEndpoint={self.table_endpoint};"
         )
@@ -96,8 +109,18 @@ class Azurite:
             args += ["--location", str(self.location)]
         if self.debug_log is not None:
             args += ["--debug", str(self.debug_log)]
+        if self.certificate is not None:
+            args += ["--cert", str(self.certificate[0]), "--key", str(self.certificate[1])]
+        if self.oauth:
+            if self.certificate is None:
+                raise AzuriteError("Azurite's OAuth mode needs HTTPS: give a certificate")
+            args += ["--oauth", "basic"]
+        env = dict(os.environ)
+        if self.accounts:
+            env["AZURITE_ACCOUNTS"] = ";".join(f"{k}:{v}" for k, v in self.accounts.items())
         self._proc = subprocess.Popen(
             args,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -996,9 +996,21 @@ class LocalFunctionsHost:
         from azure.storage.queue import QueueClient
 
         conn = _connection("AzureWebJobsStorage", self.config.environ)
-        if conn.connection_string is None:  # pragma: no cover - identity-based locally is rare
-            raise RuntimeError("the local host needs a connection string for AzureWebJobsStorage")
-        queue = QueueClient.from_connection_string(conn.connection_string, POISON_QUEUE)
+        if conn.connection_string is not None:
+            queue = QueueClient.from_connection_string(conn.connection_string, POISON_QUEUE)
+        else:
+            # Identity-based host storage, as the deployment configures it.
+            from azure.identity import DefaultAzureCredential
+
+            from adapters.errors import SettingsError
+
+            if conn.queue_service_uri is None:
+                raise SettingsError(
+                    ["AzureWebJobsStorage__queueServiceUri: missing (the blob trigger's "
+                     "poison queue is in the host storage's queue service)"]
+                )  # fmt: skip
+            credential = DefaultAzureCredential(managed_identity_client_id=conn.client_id)
+            queue = QueueClient(conn.queue_service_uri, POISON_QUEUE, credential=credential)
         with contextlib.suppress(ResourceExistsError):
             queue.create_queue()
         message = {

@@ -4,6 +4,10 @@
 Core Tools: it reads ``local.settings.json`` (``Values``) when present, points every storage
 connection at Azurite, sets the process environment the app's settings module reads, creates
 the app's containers, imports ``function_app`` and serves it.
+
+``serve_with_settings`` plays the part of the Azure Functions host instead: it serves the app
+with exactly the app settings it is given (a deployment's), starting nothing else and
+pointing nothing anywhere, as ``python -m local serve --settings FILE`` does.
 """
 
 from __future__ import annotations
@@ -235,3 +239,41 @@ class LocalRuntime:
             if host.durable is not None
             else None,
         }
+
+
+def serve_with_settings(
+    settings: Mapping[str, str],
+    state_dir: Path,
+    *,
+    port: int = 0,
+    blob_poll_interval: float = 1.0,
+) -> LocalFunctionsHost:
+    """Serve ``function_app`` with the app settings ``settings`` and nothing else of ours.
+
+    The settings become the process environment the worker sees (over what the platform
+    set, e.g. the managed identity endpoint), as the Functions host does with a deployment's
+    app settings; every connection, endpoint and transport is whatever they say. A bad
+    configuration stops start-up with the settings module's message listing every problem.
+    Event Grid deliveries come from outside (no local topics); keys are in
+    ``state_dir/host-keys.json``.
+    """
+    from adapters.settings import load_settings
+    from composition import use_services
+
+    os.environ.update(settings)
+    os.environ.setdefault("FUNCTIONS_WORKER_RUNTIME", "python")
+    loaded = load_settings(os.environ)
+    use_services(None)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    import function_app
+
+    config = HostConfig(
+        state_dir=state_dir,
+        environ=os.environ,
+        task_hub=loaded.task_hub,
+        port=port,
+        blob_poll_interval=blob_poll_interval,
+        # host.json of the app being served (timeout, blob parallelism), as in Azure.
+        **host_json_settings(Path(function_app.__file__).with_name("host.json")),
+    )
+    return LocalFunctionsHost(function_app.app.get_functions(), config).start()

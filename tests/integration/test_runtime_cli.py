@@ -9,9 +9,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
+
+from local.hosting.azurite import Azurite
 
 pytestmark = pytest.mark.integration
 
@@ -89,4 +92,44 @@ def test_a_bad_setting_stops_start_up_with_one_message(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "2 setting problem(s)" in proc.stderr
     assert "MLOPS_TASK_HUB" in proc.stderr and "MLOPS_RAW_CONTAINER" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_serve_runs_the_app_with_exactly_the_settings_it_is_given(
+    tmp_path: Path, azurite: Azurite
+) -> None:
+    from local.hosting.runtime import isolated_environment
+    from tests.rehearsal.app import AppProcess, call
+
+    raw = f"drops{uuid.uuid4().hex[:8]}"
+    settings = isolated_environment(tmp_path, azurite.connection_string,
+                                    {"MLOPS_RAW_CONTAINER": raw})  # fmt: skip
+    # The test process's own MLOPS_* variables never reach the served app.
+    app = AppProcess(settings, {"MLOPS_RAW_CONTAINER": "not-this"}, tmp_path / "app")
+    app.start()
+    try:
+        status, body, _ = call(f"{app.base_url}/api/health")
+        assert (status, body) == (200, {"status": "ok"})
+        assert app.keys is not None
+        status, listing, _ = call(
+            f"{app.base_url}/admin/functions", headers={"x-functions-key": app.keys.master}
+        )
+        (blob,) = [f for f in listing["functions"] if f["trigger"] == "blobTrigger"]
+        assert f"{raw}/" in blob["description"]
+    finally:
+        app.stop()
+
+
+def test_serve_refuses_bad_settings_with_one_message(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"MLOPS_TASK_HUB": "9", "MLOPS_ENVIRONMENT": "azure"}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "local", "serve", "--settings", str(settings), "--port", "0",
+         "--state-dir", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "cannot serve the app" in proc.stderr
+    assert "MLOPS_TASK_HUB" in proc.stderr and "AzureWebJobsStorage" in proc.stderr
     assert "Traceback" not in proc.stderr

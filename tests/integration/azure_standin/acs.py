@@ -17,6 +17,7 @@ Errors use the service's error body (``{"error": {"code", "message"}}`` and the
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ class SendOperation:
     error: dict[str, str] | None = None
     polls: int = 0
     status: str = "Running"
+    done_at: float = 0.0  # monotonic time before which the operation stays Running
 
 
 @dataclass
@@ -44,13 +46,15 @@ class AcsStandIn(App):
     """``url`` is set by the fixture. ``polls_until_done`` and ``outcome`` script the next
         operations; ``retry_after`` is what the service tells the client to wait between polls (the
     documented example says 20 s; ``None`` leaves the header out, so the client's own polling
-    interval applies)."""
+    interval applies). ``latency_seconds`` keeps an operation Running at least that long after
+    its send, as the service takes its time to deliver."""
 
     url: str = ""
     polls_until_done: int = 1
     outcome: str = "Succeeded"
     error: dict[str, str] | None = None
     retry_after: int | None = None
+    latency_seconds: float = 0.0
     operations_by_id: dict[str, SendOperation] = field(default_factory=dict)
     sends: list[Request] = field(default_factory=list)
     auth_failures: list[str] = field(default_factory=list)
@@ -114,6 +118,7 @@ class AcsStandIn(App):
             op = self.operations_by_id.get(op_id)
             if op is None:
                 op = SendOperation(op_id, message, self.polls_until_done, self.outcome, None)
+                op.done_at = time.monotonic() + self.latency_seconds
                 if self.outcome == "Failed":
                     op.error = self.error or {
                         "code": "EmailDropped",
@@ -130,7 +135,8 @@ class AcsStandIn(App):
             if op is None:
                 return Response(404, {"error": {"code": "NotFound", "message": "no operation"}})
             op.polls += 1
-            if op.status == "Running" and op.polls >= op.polls_left:
+            due = time.monotonic() >= op.done_at
+            if op.status == "Running" and op.polls >= op.polls_left and due:
                 op.status = op.outcome
             body, headers = self._result(op)
         return Response(200, body, headers)

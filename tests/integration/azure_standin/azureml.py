@@ -16,13 +16,14 @@ outputs, which are written to Azurite where the job's datastore paths point.
 
 from __future__ import annotations
 
-import http.client
 import re
+import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -34,7 +35,7 @@ from azure.storage.blob import (
 
 from local.hosting.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from tests.integration.azure_standin.credentials import verify_jwt
-from tests.integration.azure_standin.http import App, Request, Response
+from tests.integration.azure_standin.http import App, Request, Response, forward
 from tests.integration.azure_standin.shapes import MODEL_RECORDING, PIPELINE_RECORDING, RestShapes
 
 NAME = r"(?P<name>[^/]+)"
@@ -141,6 +142,7 @@ class AzureMLStandIn(App):
         workspace: str,
         storage_suffix: str,
         page_size: int = 2,
+        azurite_ca: Path | None = None,
     ) -> None:
         super().__init__()
         self.shapes = shapes
@@ -166,7 +168,12 @@ class AzureMLStandIn(App):
         self.output_writer: OutputWriter | None = None
         self.auth_failures: list[str] = []
         self.blob_requests: list[str] = []
-        blob = BlobServiceClient(azurite.blob_endpoint, credential=ACCOUNT_KEY)
+        # An Azurite serving HTTPS has its certificate in ``azurite_ca``.
+        self.azurite_context = (
+            ssl.create_default_context(cafile=str(azurite_ca)) if azurite_ca else None
+        )
+        verify: dict[str, Any] = {"connection_verify": str(azurite_ca)} if azurite_ca else {}
+        blob = BlobServiceClient(azurite.blob_endpoint, credential=ACCOUNT_KEY, **verify)
         for container in (self.blobstore, self.code_container):
             blob.create_container(container)
         self._blob = blob
@@ -785,19 +792,7 @@ class AzureMLStandIn(App):
         path = f"/{ACCOUNT}{quote(request.path)}" + (f"?{query}" if query else "")
         with self.lock:
             self.blob_requests.append(f"{request.method} {request.path}?{query}")
-        port = self.azurite.ports["blob"]
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        try:
-            headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-            headers["Host"] = f"127.0.0.1:{port}"
-            connection.request(request.method, path, body=request.body or None, headers=headers)
-            answer = connection.getresponse()
-            data = answer.read()
-            skip = ("content-length", "transfer-encoding", "connection")
-            out = {k: v for k, v in answer.getheaders() if k.lower() not in skip}
-            return Response(answer.status, raw=data, headers=out)
-        finally:
-            connection.close()
+        return forward(request, self.azurite.ports["blob"], path, self.azurite_context)
 
     # -- models ----------------------------------------------------------------------------
 

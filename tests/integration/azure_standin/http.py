@@ -8,6 +8,7 @@ A stand-in is an ``App``: a list of ``Route``s, each naming the REST operation i
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import re
@@ -60,6 +61,15 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+def caller_of(request: Request) -> str:
+    """The object id (``oid``) of the identity whose stand-in token the request carries."""
+    from tests.integration.azure_standin.credentials import verify_jwt
+
+    header = request.header("Authorization")
+    claims = verify_jwt(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
+    return str((claims or {}).get("oid", ""))
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -67,16 +77,27 @@ class Route:
     operation: str
     handler: Handler
 
+    @property
+    def template(self) -> str:
+        """The route as a readable path template (named groups as ``{name}``)."""
+        text = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", self.pattern.pattern.removesuffix("$"))
+        text = re.sub(r"\(\?i:([^)]*)\)", r"\1", text)
+        text = re.sub(r"\[(\w)(\w)\]", lambda m: m.group(1).lower(), text)
+        return text.replace("\\", "")
+
 
 @dataclass(frozen=True)
 class Served:
-    """One request the stand-in answered: the operation, its api-version and the status."""
+    """One request the stand-in answered: the operation, its api-version and the status, the
+    route's template and who called (the ``oid`` of the bearer token; "" without one)."""
 
     operation: str
     method: str
     path: str
     api_version: str
     status: int
+    template: str = ""
+    caller: str = ""
 
 
 @dataclass
@@ -158,6 +179,8 @@ class App:
                         request.path,
                         request.query.get("api-version", ""),
                         response.status,
+                        route.template,
+                        caller_of(request),
                     )
                 )
             return response
@@ -170,6 +193,31 @@ class App:
         with self.lock:
             self.unrouted.append(f"{request.method} {host}{request.path}")
         return Response(502, raw=b"")
+
+
+def forward(
+    request: Request, port: int, path: str, context: ssl.SSLContext | None = None
+) -> Response:
+    """``request`` sent on to the server at 127.0.0.1:``port`` (HTTPS with ``context``) as
+    ``path`` (with its query), and that server's answer, headers and all."""
+    connection: http.client.HTTPConnection
+    if context is not None:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=60, context=context)
+    else:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        headers["Host"] = f"127.0.0.1:{port}"
+        connection.request(request.method, path, body=request.body or None, headers=headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        skip = {"transfer-encoding", "connection"}
+        if request.method != "HEAD":  # a HEAD answer's length is the body a GET would have
+            skip.add("content-length")
+        out = {k: v for k, v in answer.getheaders() if k.lower() not in skip}
+        return Response(answer.status, raw=data, headers=out)
+    finally:
+        connection.close()
 
 
 class _TunnelWriter(io.BufferedIOBase):
@@ -222,7 +270,11 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers.values():
             if key.lower() != "content-length":
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
+        if self.command == "HEAD" and "content-length" in headers:
+            # A HEAD answer describes the body a GET would return (a blob's size).
+            self.send_header("Content-Length", headers["content-length"][1])
+        else:
+            self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
@@ -233,6 +285,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Open a TLS tunnel for an allowed host; its requests go to ``App.tunnel``."""
         host = self.path.rsplit(":", 1)[0]
         if self.tunnel_host or not self.server.allows_tunnel(host):
+            with self.server.app.lock:
+                self.server.refused_tunnels.append(host)
             self.send_response(403)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -272,6 +326,7 @@ class StandInServer(ThreadingHTTPServer):
         self.context = context
         self.tunnel_context = tunnel_context
         self._tunnel_hosts = [re.compile(p) for p in tunnel_hosts]
+        self.refused_tunnels: list[str] = []  # hosts a client asked to reach and was refused
         self._thread: threading.Thread | None = None
 
     @property
