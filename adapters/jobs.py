@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adapters.azure_calls import AzureService, RetrySettings, call_azure
-from adapters.errors import BadInputError, NotFoundError, TransientError
+from adapters.errors import BadInputError, ConflictError, NotFoundError, TransientError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 InputValue = str | int | float | bool
@@ -204,6 +204,15 @@ class AzureMLPipelineJobs:
             created = call_azure(
                 lambda: self._client.jobs.create_or_update(job), f"submit {path.name}", AZURE_ML
             )
+        except ConflictError as exc:
+            # Two submissions of the same step code at the same moment (segments are submitted
+            # in parallel, on one instance or several): azure-ai-ml finds no snapshot, both
+            # upload it, and the second upload meets the first's blobs (azure-sdk-for-python
+            # #30155). Nothing was created; submitting again finds the snapshot and reuses it.
+            raise TransientError(
+                f"submit {path.name}: its step code was being uploaded by another submission "
+                f"at the same time ({exc}); submitting again reuses it"
+            ) from exc
         except MlException as exc:  # the SDK's own validation of the job, before sending it
             detail = " ".join(str(exc).split())[:600]
             raise BadInputError(
@@ -286,7 +295,12 @@ class LazyMLClient:
     identity) unless ``credential`` is given. Every REST client of the SDK gets the adapters'
     retry policy (``retry``). ``client_options`` go to ``MLClient`` as they are (e.g. ``cloud``
     with ``cloud_metadata`` for another Azure cloud, ``connection_verify``); the SDK's own
-    usage telemetry and progress bars are off unless asked for.
+    usage telemetry is off unless asked for.
+
+    Upload progress stays on (``show_progress``): it only prints when a new step-code
+    snapshot is uploaded, and without it azure-ai-ml 1.35.2 never looks at its upload
+    threads' results, so a file that fails to upload (another process uploading the same
+    snapshot at the same moment) leaves it waiting for the count forever instead of raising.
     """
 
     def __init__(
@@ -303,7 +317,7 @@ class LazyMLClient:
         self._args = (subscription_id, resource_group, workspace, client_id)
         self._credential = credential
         self._retry = retry or RetrySettings()
-        self._options = {"enable_telemetry": False, "show_progress": False, **client_options}
+        self._options = {"enable_telemetry": False, "show_progress": True, **client_options}
         self._client: Any = None
         self._lock = threading.Lock()
 

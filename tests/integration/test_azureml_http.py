@@ -130,6 +130,63 @@ def test_a_second_submission_reuses_the_uploaded_code(azureml: AzureMLWorkspace)
     assert ops.count("jobs.createOrUpdate") == 2
 
 
+def test_two_submissions_racing_to_upload_the_code_are_transient_then_reuse_it(
+    azureml: AzureMLWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """azure-sdk-for-python#30155: two submissions at the same moment both find no snapshot
+    and both upload it; the loser meets the winner's blobs (Azurite's 409, through the real
+    SDK). That must be a transient failure, so the orchestrator submits again, and the second
+    attempt reuses the snapshot instead of failing the segment.
+
+    Within one process azure-ai-ml 1.35.2 serialises this step with a lock per workspace
+    (``_cache_utils._node_resolution_lock``); the race is between processes (a scaled-out
+    function app, or several workers on one instance). Each thread here gets a lock of its
+    own, as a process would."""
+    import threading
+    from collections import defaultdict
+
+    from azure.ai.ml._artifacts._blob_storage_helper import BlobStorageClient
+    from azure.ai.ml._utils import _cache_utils
+
+    class LockPerCaller(defaultdict):  # type: ignore[type-arg]
+        def __missing__(self, key: object) -> threading.Lock:
+            return threading.Lock()  # not kept: every resolver gets its own, as in a process
+
+    monkeypatch.setattr(_cache_utils, "_node_resolution_lock", LockPerCaller())
+
+    checked = threading.Barrier(2, timeout=30)
+    original = BlobStorageClient.check_blob_exists
+
+    def check_then_wait(self: BlobStorageClient) -> None:
+        original(self)
+        checked.wait()  # both have seen no snapshot before either uploads
+
+    monkeypatch.setattr(BlobStorageClient, "check_blob_exists", check_then_wait)
+    outcomes: list[object] = []
+
+    def submit() -> None:
+        try:
+            outcomes.append(submit_train(AzureMLPipelineJobs(azureml.client())))
+        except Exception as exc:  # the outcome is what the test checks
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    failures = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(outcomes) == 2 and failures, outcomes  # the race happened
+    for failure in failures:
+        assert isinstance(failure, TransientError), repr(failure)
+        assert "uploaded by another submission" in str(failure)
+
+    monkeypatch.setattr(BlobStorageClient, "check_blob_exists", original)
+    retried = submit_train(AzureMLPipelineJobs(azureml.client()))
+    assert azureml.app.jobs[retried].properties["jobType"] == "Pipeline"
+    assert len(azureml.app.codes) == 1  # one snapshot, reused
+
+
 def test_status_follows_the_job_and_reads_only_the_named_output(
     azureml: AzureMLWorkspace, tmp_path: Path
 ) -> None:
