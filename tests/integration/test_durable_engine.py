@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -404,10 +405,17 @@ def test_continue_as_new_restarts_with_new_input_until_done(host: DurableHost) -
     assert body["output"] == {"count": 4}
 
 
-def test_failed_orchestration_reports_the_activity_error(host: DurableHost) -> None:
+def test_failed_orchestration_reports_the_activity_error(
+    host: DurableHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="local.hosting.durable.activities")
     started = start(host, "run_failing")
 
     status, body = wait_for(started["statusQueryGetUri"], finished)
+    # The host's log says which activity failed and why, as the Functions host does, even
+    # when an orchestrator turns the failure into a result instead of failing.
+    logged = [r.getMessage() for r in caplog.records if r.name.endswith("activities")]
+    assert any("'explode'" in m and "cannot train segment-7: no rows" in m for m in logged)
 
     assert status == 200
     assert body["runtimeStatus"] == "Failed"

@@ -19,6 +19,7 @@ from adapters.durable_limits import large_payload_note, payload_bytes
 from local.hosting.durable.context import DurableContextShim, DurableTask
 
 _limits_log = logging.getLogger("local.hosting.durable.limits")
+_activity_log = logging.getLogger("local.hosting.durable.activities")
 
 
 class AzureLimitError(Exception):
@@ -120,6 +121,13 @@ def activity_entry(name: str, fn: ActivityFn) -> Callable[..., Any]:
         try:
             result = fn(value)
         except Exception as exc:
+            # As the Functions host logs a failed invocation: the orchestrator may turn the
+            # failure into a result, and without this line nothing says why.
+            first = str(exc).strip().split("\n", 1)[0][:500]
+            _activity_log.warning(
+                "activity '%s' (instance '%s') failed: %s: %s",
+                name, ctx.orchestration_id, type(exc).__name__, first,
+            )  # fmt: skip
             if str(exc):
                 raise
             # The sidecar protocol treats an empty error message as success; keep it a failure.
