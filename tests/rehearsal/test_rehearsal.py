@@ -27,7 +27,12 @@ from tests.rehearsal.permissions import observed_operations, ungranted
 
 pytestmark = [pytest.mark.azure_rehearsal, pytest.mark.timeout(2400)]
 
-STATSBEAT = re.compile(r"[a-z0-9-]+\.in\.applicationinsights\.azure\.com")
+# The exporter's own traffic to fixed Microsoft hosts, not the app's: its usage statistics
+# (statsbeat) and its dynamic configuration ("OneSettings", polled hourly unless
+# APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED is set; azure-monitor-opentelemetry-exporter 1.0.0b58).
+EXPORTER_OWN = re.compile(
+    r"[a-z0-9-]+\.in\.applicationinsights\.azure\.com|settings\.sdk\.monitor\.azure\.com"
+)
 EVENT_GRID_BUDGET = 5.0
 HTTP_START_BUDGET = 10.0
 
@@ -72,7 +77,7 @@ def test_adf_starts_training_and_waits_for_it(loop: Loop) -> None:
     output = loop.train_output["output"]
     assert set(output["segments"]) == set(SEGMENTS)
     for segment in output["segments"].values():
-        assert segment["job_status"] == "Completed", segment
+        assert segment.get("job_status") == "Completed", segment
         assert segment["decision"] in ("champion", "challenger", "rejected"), segment
 
 
@@ -178,6 +183,6 @@ def test_the_stand_ins_saw_only_what_they_serve(loop: Loop) -> None:
     refused = [o for o in (*r.blob.observed, *r.queue.observed) if o.status == 403]
     assert refused == []
     # The app reached no Azure host that no stand-in plays; the exporter's own usage
-    # statistics (statsbeat, to a fixed Microsoft ingestion host) are the one exception.
-    unplayed = [h for h in r.proxy.refused_tunnels if not STATSBEAT.fullmatch(h)]
+    # statistics and configuration poll are the exceptions (EXPORTER_OWN).
+    unplayed = [h for h in r.proxy.refused_tunnels if not EXPORTER_OWN.fullmatch(h)]
     assert unplayed == []
