@@ -784,7 +784,10 @@ def _kill(proc: subprocess.Popen[str]) -> None:
 _PACKAGE_PATTERNS = (
     re.compile(r"Because ([A-Za-z0-9_.\-]+)(?:[<>=!~][^ ]*)? was not found"),
     re.compile(r"No matching distribution found for ([^\s]+)"),
-    re.compile(r"Failed to (?:build|download|prepare) `?([A-Za-z0-9_.\-]+)"),
+    # uv: "Failed to download and build `scikit-learn==0.23.2`", "Failed to build `numpy`"
+    re.compile(
+        r"Failed to (?:download and build|build|download|prepare) `?([A-Za-z0-9_.\-]+[^`\s]*)"
+    ),
     re.compile(r"you require ([A-Za-z0-9_.\-]+[^ ,]*)"),
     re.compile(r"Could not find a version that satisfies the requirement ([^\s]+)"),
 )

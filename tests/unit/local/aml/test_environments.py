@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from adapters.errors import BadInputError, NotFoundError
+from local.aml import environments
 from local.aml.environments import (
     EnvironmentSpec,
     StepEnvironmentError,
@@ -198,3 +199,21 @@ def test_the_machines_pip_settings_are_honoured_and_missing_places_dropped(
 def test_a_spec_with_nothing_declared_is_empty() -> None:
     spec = resolve_environment(None, base_dir=Path(), where="node 'x'")
     assert spec == EnvironmentSpec(name="(none)", source="node 'x' declares no environment")
+
+
+def test_a_failed_build_names_the_package_the_file_asked_for() -> None:
+    # uv 0.9's words when an old sdist needs a build dependency with no build for this Python
+    # (the iris-batch-prediction example of Azure/azureml-examples asks for scikit-learn 0.23.2).
+    lines = [
+        "building environment prs-env (10 requirement(s), uv)",
+        "error: Failed to download and build `scikit-learn==0.23.2`",
+        "  cause: Failed to install requirements from `build-system.requires`",
+        "  cause: Failed to build `numpy==1.17.3`",
+        "NameError: name 'CCompiler' is not defined. Did you mean: 'ccompiler'?",
+    ]
+    spec = EnvironmentSpec(name="prs-env", source="conda.yml")
+    message = environments._failure(spec, lines)
+    assert message.startswith(
+        "environment prs-env (conda.yml): cannot install 'scikit-learn==0.23.2'"
+    )
+    assert "numpy==1.17.3" in message
