@@ -19,11 +19,11 @@ import pandas as pd
 from . import gate, metrics, mlflow_model
 from .models import COMPONENTS
 from .schema import SEGMENT, segment_name
-from .step_common import mlflow_run, read_json, write_json
+from .step_common import mlflow_run, read_json, tracking_enabled, write_json
 
 
 def _champion_forecast(name: str, frame: pd.DataFrame) -> tuple[str | None, pd.Series | None]:
-    if not mlflow_model.tracking_enabled():
+    if not tracking_enabled():
         return None, None
     client = mlflow_model.client()
     version = mlflow_model.find_champion(client, name)

@@ -7,7 +7,6 @@ does (Azure ML, the local executor, a notebook) without installing anything else
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +69,6 @@ def load(uri: str | Path) -> Any:
 def predict(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
     out = model.predict(frame)
     return pd.DataFrame(out, index=frame.index)
-
-
-def tracking_enabled() -> bool:
-    """True when a tracking server is configured (always in Azure ML; set by the local executor).
-
-    Without one, steps skip MLflow logging rather than writing ``./mlruns`` somewhere random.
-    """
-    return bool(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 def client() -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from . import gate, metrics, mlflow_model
-from .step_common import write_json
+from .step_common import tracking_enabled, write_json
 
 
 def test_model(
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    if not mlflow_model.tracking_enabled():
+    if not tracking_enabled():
         raise RuntimeError(
             "model_test needs an MLflow tracking server (MLFLOW_TRACKING_URI is not set)"
         )

@@ -20,7 +20,7 @@ from typing import Any
 from . import metrics as M
 from . import mlflow_model
 from .models import COMPONENTS
-from .step_common import read_json, write_json
+from .step_common import read_json, tracking_enabled, write_json
 
 
 def _tags(
@@ -51,7 +51,7 @@ def _tags(
 
 
 def register(models: Path, metrics_path: Path, code_version: str) -> list[dict[str, str]]:
-    if not mlflow_model.tracking_enabled():
+    if not tracking_enabled():
         raise RuntimeError(
             "register needs an MLflow tracking server (MLFLOW_TRACKING_URI is not set)"
         )

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import gate, mlflow_model
 from .schema import SEGMENT, model_name, segment_name
-from .step_common import write_json
+from .step_common import tracking_enabled, write_json
 
 
 def score(features: Path, scoring_date: date, prefix: str) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_prefix", default="forecast")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    if not mlflow_model.tracking_enabled():
+    if not tracking_enabled():
         raise RuntimeError("score needs an MLflow tracking server (MLFLOW_TRACKING_URI is not set)")
     forecasts, summary = score(
         Path(args.features), date.fromisoformat(args.scoring_date), args.model_prefix

@@ -6,11 +6,20 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .mlflow_model import tracking_enabled
+
+def tracking_enabled() -> bool:
+    """True when a tracking server is configured (always in Azure ML; set by the local executor).
+
+    Without one, steps skip MLflow logging rather than writing ``./mlruns`` somewhere random.
+    Here rather than in ``mlflow_model`` so a step that logs nothing (prep) never imports
+    mlflow or the models: importing those costs seconds in every step process.
+    """
+    return bool(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 def _finite(value: Any) -> Any:
