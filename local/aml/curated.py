@@ -32,6 +32,20 @@ class CuratedEnvironment:
 
 _ASSETS = "Azure/azureml-assets assets/training/general/environments/{}/context/"
 
+# The moves both scikit-learn-based images need: pins with no wheel for Python 3.11, and the
+# mlflow-skinny azureml-mlflow resolves to (upstream leaves it to azureml-mlflow).
+_PY311_AND_MLFLOW: tuple[tuple[str, str, str, str], ...] = (
+    ("numpy", "~=1.22.0", "~=1.23.5", "numpy 1.22 has no wheel for Python 3.11"),
+    ("matplotlib", "~=3.5.0", "~=3.7.0", "matplotlib 3.5 has no wheel for Python 3.11"),
+    ("psutil", "~=5.8.0", "~=5.9.0", "psutil 5.8 has no wheel for Python 3.11"),
+    (
+        "mlflow-skinny",
+        "(azureml-mlflow's)",
+        "==3.15.0",
+        "the newest release azureml-mlflow 1.62 accepts",
+    ),
+)
+
 CURATED: dict[str, CuratedEnvironment] = {
     env.name: env
     for env in (
@@ -50,22 +64,7 @@ CURATED: dict[str, CuratedEnvironment] = {
                 "tqdm~=4.66.3",
                 "psutil~=5.9.0",
             ),
-            adjustments=(
-                ("numpy", "~=1.22.0", "~=1.23.5", "numpy 1.22 has no wheel for Python 3.11"),
-                (
-                    "matplotlib",
-                    "~=3.5.0",
-                    "~=3.7.0",
-                    "matplotlib 3.5 has no wheel for Python 3.11",
-                ),
-                ("psutil", "~=5.8.0", "~=5.9.0", "psutil 5.8 has no wheel for Python 3.11"),
-                (
-                    "mlflow-skinny",
-                    "(azureml-mlflow's)",
-                    "==3.15.0",
-                    "the newest release azureml-mlflow 1.62 accepts",
-                ),
-            ),
+            adjustments=_PY311_AND_MLFLOW,
             source=_ASSETS.format("sklearn-1.5") + "conda_dependencies.yaml",
             aliases=("AzureML-sklearn-1.5", "AzureML-sklearn-1.5-ubuntu22.04-py310-cpu"),
         ),
@@ -86,20 +85,7 @@ CURATED: dict[str, CuratedEnvironment] = {
                 "psutil~=5.9.0",
             ),
             adjustments=(
-                ("numpy", "~=1.22.0", "~=1.23.5", "numpy 1.22 has no wheel for Python 3.11"),
-                (
-                    "matplotlib",
-                    "~=3.5.0",
-                    "~=3.7.0",
-                    "matplotlib 3.5 has no wheel for Python 3.11",
-                ),
-                ("psutil", "~=5.8.0", "~=5.9.0", "psutil 5.8 has no wheel for Python 3.11"),
-                (
-                    "mlflow-skinny",
-                    "(azureml-mlflow's)",
-                    "==3.15.0",
-                    "the newest release azureml-mlflow 1.62 accepts",
-                ),
+                *_PY311_AND_MLFLOW,
                 (
                     "distributed, adlfs",
                     "~=2021.10.0, ~=0.7.0",

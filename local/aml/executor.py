@@ -612,14 +612,9 @@ class LocalExecutor:
                 path.mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         step.command = command
-        try:
-            built = self._built_environment(step_spec)
-        except MlopsError as exc:
-            step.error = str(exc)
-            self._step_transition(record, name, JobStatus.FAILED)
+        built = self._step_environment(record, name, step, step_spec)
+        if built is None:
             return None
-        step.environment = built.name if built.key == "project" else f"{built.name}-{built.key}"
-        step.python = str(built.python)
         step.run_id = self._start_tracking_run(record, name)
         env = self._step_env(record, step_spec, step.run_id, built, values, outputs)
         handle = log_path.open("ab")
@@ -651,6 +646,21 @@ class LocalExecutor:
         return _Running(
             step_spec, proc, handle, time.monotonic(), timeout, snapshot, step_dir / "artifacts"
         )
+
+    def _step_environment(
+        self, record: JobRecord, name: str, step: StepRecord, spec: StepSpec
+    ) -> BuiltEnvironment | None:
+        """The step's built environment, recorded on the step; ``None`` when it cannot be had,
+        with the step failed and the reason as its error."""
+        try:
+            built = self._built_environment(spec)
+        except MlopsError as exc:
+            step.error = str(exc)
+            self._step_transition(record, name, JobStatus.FAILED)
+            return None
+        step.environment = built.name if built.key == "project" else f"{built.name}-{built.key}"
+        step.python = str(built.python)
+        return built
 
     def _built_environment(self, step: StepSpec) -> BuiltEnvironment:
         if self.env_mode == ENV_PROJECT:
@@ -705,14 +715,9 @@ class LocalExecutor:
             check_input_paths(trial, values, produced)
             return values
 
-        try:
-            built = self._built_environment(step_spec)
-        except MlopsError as exc:
-            step.error = str(exc)
-            self._step_transition(record, name, JobStatus.FAILED)
+        built = self._step_environment(record, name, step, step_spec)
+        if built is None:
             return None
-        step.environment = built.name if built.key == "project" else f"{built.name}-{built.key}"
-        step.python = str(built.python)
         log_path = Path(step.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         step.run_id = self._start_tracking_run(record, name)
