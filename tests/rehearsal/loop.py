@@ -73,6 +73,7 @@ class Loop:
     http_starts: list[float] = field(default_factory=list)
     telemetry: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     dead_letters: list[str] = field(default_factory=list)
+    dead_letter_event: str = ""  # the id of the event the dead-letter stage published
     conditioned: dict[str, str] = field(default_factory=dict)
 
     @contextmanager
@@ -300,6 +301,7 @@ def _dead_letter(loop: Loop) -> None:
         "dataVersion": "2",
         "metadataVersion": "1",
     }  # fmt: skip
+    loop.dead_letter_event = event["id"]
     r.topic.publish(event)  # the app is down: every attempt fails
     r.topic.wait_idle(120)
     client = r.account_client(r.accounts["appStorage"]).get_container_client(container)

@@ -159,7 +159,12 @@ def test_telemetry_carries_every_name_the_workbook_and_alerts_query(loop: Loop) 
 def test_undeliverable_events_are_dead_lettered(loop: Loop) -> None:
     need(loop, "dead letter")
     assert len(loop.dead_letters) == 1
-    (dead,) = [d for d in loop.rehearsal.topic.dead_letters if d.reason]
+    # Only the stage's own event counts: with the prod parameters the weekly run's jobs may
+    # still be publishing while the app is down, and Event Grid dead-letters those too.
+    (dead,) = [
+        d for d in loop.rehearsal.topic.dead_letters if d.event.get("id") == loop.dead_letter_event
+    ]
+    assert dead.reason
     assert dead.attempts == 30
 
 
