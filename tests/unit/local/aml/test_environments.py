@@ -126,6 +126,9 @@ def test_curated_environments_come_from_their_public_package_sets(reference: str
     # Every pin moved for this machine's Python is said, never silent.
     assert any("numpy ~=1.22.0 → ~=1.23.5" in note for note in spec.notes)
     assert spec.python == "3.10"
+    # The MLflow the image resolved when its definition last changed, said in the notes.
+    assert {"mlflow-skinny==3.13.0", "azureml-mlflow==1.62.0.post5"} <= set(spec.requirements)
+    assert any("mlflow-skinny (azureml-mlflow's) → ==3.13.0" in note for note in spec.notes)
 
 
 def test_a_curated_image_resolves_like_its_registry_name() -> None:
