@@ -3,6 +3,7 @@ environments, refusals, and the machine's pip settings. Pure: nothing is built h
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -217,6 +218,10 @@ def test_a_failed_build_names_the_package_the_file_asked_for() -> None:
     spec = EnvironmentSpec(name="prs-env", source="conda.yml")
     message = environments._failure(spec, lines)
     assert message.startswith(
-        "environment prs-env (conda.yml): cannot install 'scikit-learn==0.23.2'"
+        "environment prs-env (conda.yml): cannot install 'scikit-learn==0.23.2' (no wheel for "
+        f"Python {sys.version_info.major}.{sys.version_info.minor}; building it from source failed)"
     )
     assert "numpy==1.17.3" in message
+    # A package that is simply not there is not said to have been built.
+    missing = ["error: Because nothing-here was not found in the package registry"]
+    assert "from source" not in environments._failure(spec, missing)
