@@ -800,6 +800,11 @@ _PACKAGE_PATTERNS = (
 )
 
 
+# uv: "Failed to build `numpy`", "Failed to download and build `x`"; pip: "Failed to build x",
+# "Failed building wheel for x".
+_SOURCE_BUILD = re.compile(r"Failed to (?:download and )?build\b|Failed building wheel for")
+
+
 def _failure(spec: EnvironmentSpec, lines: list[str]) -> str:
     """One message: the package, the installer's own words, the file that asked for it."""
     text = "\n".join(lines)
@@ -807,6 +812,10 @@ def _failure(spec: EnvironmentSpec, lines: list[str]) -> str:
     detail = [ln.strip() for ln in lines if ln.strip() and not _worth_showing(ln)]
     said = " | ".join(detail[-6:])[:1500] or "no output"
     what = f"cannot install {package!r}" if package else "cannot be installed"
+    if _SOURCE_BUILD.search(text):
+        # An installer builds from source only when no wheel fits this Python.
+        machine = f"{sys.version_info.major}.{sys.version_info.minor}"
+        what += f" (no wheel for Python {machine}; building it from source failed)"
     return f"environment {spec.name} ({spec.source}): {what}: {said}"
 
 
