@@ -29,7 +29,10 @@ def test_duplicates_far_apart_are_found_across_batches_and_parts(tmp_path: Path)
     raw = tmp_path / "big.csv"
     raw.write_text("\n".join([HEADER, *rows]) + "\n")
     options = EngineOptions(
-        block_bytes=16 << 10, part_bytes=64 << 10, dedupe_partition_bytes=32 << 10
+        block_bytes=16 << 10,
+        batch_bytes=32 << 10,
+        part_bytes=64 << 10,
+        dedupe_partition_bytes=32 << 10,
     )
     result = condition_file(
         raw,
