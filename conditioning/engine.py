@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -91,6 +91,8 @@ _IN_FLIGHT = 3
 # Rows the CSV writer formats at a time (the output does not depend on it).
 _CSV_WRITE_ROWS = 8192
 _T = TypeVar("_T")
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 REJECT_COLUMNS = ("row_number", "reason_code", "column", "message", "original_row")
 
 
@@ -580,33 +582,42 @@ def choose_and_profile(
     return profile, chosen
 
 
-class _Pipeline:
-    """Prepares batches on worker threads and hands them back in input order.
+class Pipeline(Generic[_In, _Out]):
+    """Runs ``prepare`` on worker threads and hands the results to ``append`` in input order.
 
     Arrow's kernels, its CSV writer and numpy release the GIL, so batches are normalised and
     formatted on both cores while the caller reads the next one and appends finished ones. At
-    most ``_IN_FLIGHT`` batches are read but not yet appended, which bounds memory whatever
-    the file size; a worker's error is raised in the caller when its batch's turn comes.
+    most ``in_flight`` items are submitted but not yet appended, which bounds memory whatever
+    the file size; an error of ``prepare`` is raised in the caller when its item's turn comes,
+    and nothing after it is appended.
     """
 
-    def __init__(self, prepare: Callable[[RawBatch], _Prepared], out: _Outputs) -> None:
+    def __init__(
+        self,
+        prepare: Callable[[_In], _Out],
+        append: Callable[[_Out], None],
+        *,
+        workers: int = _WORKERS,
+        in_flight: int = _IN_FLIGHT,
+    ) -> None:
         self._prepare = prepare
-        self._out = out
-        self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="conditioning")
-        self._pending: deque[Future[_Prepared]] = deque()
+        self._append = append
+        self._in_flight = max(1, in_flight)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="conditioning")
+        self._pending: deque[Future[_Out]] = deque()
 
-    def submit(self, batch: RawBatch) -> None:
-        while len(self._pending) >= _IN_FLIGHT:
-            self._out.append(self._pending.popleft().result())
-        self._pending.append(self._pool.submit(self._prepare, batch))
+    def submit(self, item: _In) -> None:
+        while len(self._pending) >= self._in_flight:
+            self._append(self._pending.popleft().result())
+        self._pending.append(self._pool.submit(self._prepare, item))
 
     def finish(self) -> None:
-        """Append every batch still in flight."""
+        """Append every item still in flight."""
         while self._pending:
-            self._out.append(self._pending.popleft().result())
+            self._append(self._pending.popleft().result())
 
     def close(self) -> None:
-        """Stop: batches not yet started are dropped; running ones end before this returns."""
+        """Stop: items not yet started are dropped; running ones end before this returns."""
         for future in self._pending:
             future.cancel()
         self._pending.clear()
@@ -646,7 +657,7 @@ def _stream(
             shutil.rmtree(run_dir)
         run_dir.mkdir()
         out = _Outputs(run_dir, contract, options, partitions)
-        pipeline = _Pipeline(prepare, out)
+        pipeline: Pipeline[RawBatch, _Prepared] = Pipeline(prepare, out.append)
         batches = make()
         try:
             for batch in batches:

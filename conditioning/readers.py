@@ -41,11 +41,9 @@ from typing import IO, Any
 from xml.parsers import expat
 
 import numpy as np
-import openpyxl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from adapters.errors import BadInputError
 
@@ -390,6 +388,8 @@ def _parquet_file(path: Path, **kwargs: Any) -> Any:
             f"the Parquet footer is {footer:,} bytes; at most {_PARQUET_FOOTER_BYTES:,} are read",
             code="header_too_long",
         )
+    import pyarrow.parquet as pq  # only Parquet drops pay for its import
+
     return pq.ParquetFile(path, **_THRIFT_LIMITS, **kwargs)
 
 
@@ -417,6 +417,8 @@ def _parquet_header(path: Path, limits: ReadLimits) -> tuple[str, ...]:
 
 
 def _open_sheet(path: Path, sheet: str | None) -> Any:
+    import openpyxl  # only Excel drops pay for its import (about 0.1 s)
+
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
         return book, (book[sheet] if sheet else book.worksheets[0])
