@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters.errors import BadInputError
-from local.aml.locations import Datastores, local_output_path
+from local.aml.locations import (
+    DEFAULT_DATASTORE,
+    Datastores,
+    default_output_path,
+    local_output_path,
+)
 from local.aml.spec import PATH_TYPES, InputDef, PipelineInput, StepSpec
 
 _EXPR = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
@@ -350,20 +355,29 @@ def render_arguments(
         raise BadInputError(f"step {step!r}: program_arguments: {exc}") from exc
 
 
+def step_job_name(pipeline_job: str, step: str) -> str:
+    """The job name of pipeline step ``step``: Azure ML gives every node of a pipeline job a
+    child job of its own; locally it is the pipeline's name and the node's path."""
+    return f"{pipeline_job}_{re.sub(r'[^A-Za-z0-9_-]', '_', step)}"
+
+
 def output_paths(
     spec: StepSpec,
-    step_dir: Path,
     *,
     datastores: Datastores,
     job_name: str,
+    step_job: str,
     pipeline_locations: Mapping[str, str] | None = None,
+    default_datastore: str = DEFAULT_DATASTORE,
 ) -> dict[str, Path]:
     """Where each declared output of ``spec`` lives.
 
     Folder-like outputs are directories; a ``uri_file`` output is a file inside its own
     directory (as on Azure ML, where the path names a file). An output with an explicit
-    datastore ``path`` — on the node, or on the pipeline output it is bound to — lives in the
-    local datastore folder (never in the source tree).
+    datastore ``path`` — on the node, or on the pipeline output it is bound to — lives in that
+    datastore folder (``${{name}}`` there is ``job_name``); any other output lives where Azure
+    ML puts it, ``azureml/<step_job>/<output>/`` on the default datastore (never in the
+    source tree).
     """
     locations = pipeline_locations or {}
     paths: dict[str, Path] = {}
@@ -381,12 +395,13 @@ def output_paths(
         if explicit:
             paths[name] = local_output_path(
                 str(explicit), datastores, job_name=job_name, output_name=name,
-                what=f"step {spec.name!r} output {name!r}",
+                what=f"step {spec.name!r} output {name!r}", default_datastore=default_datastore,
             )  # fmt: skip
-        elif kind == "uri_file":
-            paths[name] = step_dir / "outputs" / name / name
-        else:
-            paths[name] = step_dir / "outputs" / name
+            continue
+        folder = default_output_path(
+            datastores, job_name=step_job, output_name=name, default_datastore=default_datastore
+        )
+        paths[name] = folder / name if kind == "uri_file" else folder
     return paths
 
 

@@ -33,18 +33,32 @@ class CuratedEnvironment:
 _ASSETS = "Azure/azureml-assets assets/training/general/environments/{}/context/"
 
 # The moves both scikit-learn-based images need: pins with no wheel for Python 3.11, and the
-# mlflow-skinny azureml-mlflow resolves to (upstream leaves it to azureml-mlflow).
+# MLflow the image holds. Upstream asks for azureml-mlflow=={{latest-pypi-version}} and leaves
+# mlflow-skinny to it; both definitions were last changed in July 2026, when the latest
+# azureml-mlflow was 1.62.0.post5, which caps mlflow-skinny at 3.13.0 (resolved with
+# `uv pip compile --exclude-newer` over the image's own pip list). That matters: from
+# mlflow-skinny 3.15 on, mlflow.sklearn.save_model writes skops by default and the image has
+# no skops, while 3.13 writes cloudpickle, as jobs built on these images expect.
 _PY311_AND_MLFLOW: tuple[tuple[str, str, str, str], ...] = (
     ("numpy", "~=1.22.0", "~=1.23.5", "numpy 1.22 has no wheel for Python 3.11"),
     ("matplotlib", "~=3.5.0", "~=3.7.0", "matplotlib 3.5 has no wheel for Python 3.11"),
     ("psutil", "~=5.8.0", "~=5.9.0", "psutil 5.8 has no wheel for Python 3.11"),
     (
+        "azureml-mlflow",
+        "=={{latest-pypi-version}}",
+        "==1.62.0.post5",
+        "the latest release when the image's definition last changed, July 2026",
+    ),
+    (
         "mlflow-skinny",
         "(azureml-mlflow's)",
-        "==3.15.0",
-        "the newest release azureml-mlflow 1.62 accepts",
+        "==3.13.0",
+        "the newest azureml-mlflow 1.62.0.post5 accepts; 3.15 saves scikit-learn models "
+        "with skops, which the image lacks",
     ),
 )
+# The MLflow pins above, as requirements.
+_IMAGE_MLFLOW = ("mlflow-skinny==3.13.0", "azureml-mlflow==1.62.0.post5")
 
 CURATED: dict[str, CuratedEnvironment] = {
     env.name: env
@@ -58,8 +72,7 @@ CURATED: dict[str, CuratedEnvironment] = {
                 "numpy~=1.23.5",
                 "scikit-learn~=1.5.0",
                 "joblib~=1.2.0",
-                "mlflow-skinny==3.15.0",
-                "azureml-mlflow==1.62.0.post6",
+                *_IMAGE_MLFLOW,
                 "matplotlib~=3.7.0",
                 "tqdm~=4.66.3",
                 "psutil~=5.9.0",
@@ -78,8 +91,7 @@ CURATED: dict[str, CuratedEnvironment] = {
                 "scikit-learn~=1.5.1",
                 "xgboost~=1.7.6",
                 "lightgbm>=4.6.0",
-                "mlflow-skinny==3.15.0",
-                "azureml-mlflow==1.62.0.post6",
+                *_IMAGE_MLFLOW,
                 "matplotlib~=3.7.0",
                 "tqdm~=4.66.3",
                 "psutil~=5.9.0",

@@ -43,6 +43,7 @@ from local.aml.bindings import (
     pipeline_output_sources,
     render_command,
     resolve_step_inputs,
+    step_job_name,
     topological_order,
 )
 from local.aml.environments import (
@@ -495,14 +496,14 @@ class LocalExecutor:
                 if warning and warning not in record.warnings:
                     record.warnings.append(warning)
                 notes.extend(f"environment {env_spec.name}: {n}" for n in env_spec.notes)
-        job_dir = self.store.job_dir(record.name)
         step_paths = {
             name: output_paths(
                 spec.steps[name],
-                job_dir / "steps" / name,
                 datastores=spec.datastores,
                 job_name=record.name,
+                step_job=step_job_name(record.name, name),
                 pipeline_locations=spec.output_locations,
+                default_datastore=spec.default_datastore,
             )
             for name in order
         }
@@ -887,7 +888,7 @@ class LocalExecutor:
                 self._finish_tracking_run(step.run_id, status)
         self._save(record)
         self._notify(record, name)
-        run_id = step.run_id or f"{record.name}_{name}"
+        run_id = step.run_id or step_job_name(record.name, name)
         props = {"azureml.pipelinerunid": record.name, "stepName": name}
         if step.exit_code is not None:
             props["exitCode"] = str(step.exit_code)

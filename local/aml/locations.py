@@ -49,6 +49,12 @@ _REGISTRY = re.compile(r"^(?:.*/)?registries/(?P<registry>[^/]+)/")
 # Runtime expressions Azure ML fills in output paths.
 _OUTPUT_EXPR = re.compile(r"\$\{\{\s*(name|output_name|default_datastore)\s*\}\}")
 DEFAULT_DATASTORE = "workspaceblobstore"
+# Where Azure ML writes an output that names no path: the default datastore, under
+# ``azureml/<the step's job name>/<output name>/``. A workspace that has run jobs therefore
+# has that folder, and examples read from it.
+DEFAULT_OUTPUT_PATH = (
+    "azureml://datastores/${{default_datastore}}/paths/azureml/${{name}}/${{output_name}}/"
+)
 
 AssetResolver = Callable[[str, str], Path | str | None]
 """``resolver(name, version_or_"latest")`` → the local folder of a data asset, the location it
@@ -226,15 +232,21 @@ def local_input_path(
 
 
 def local_output_path(
-    raw: str, datastores: Datastores, *, job_name: str, output_name: str, what: str
+    raw: str,
+    datastores: Datastores,
+    *,
+    job_name: str,
+    output_name: str,
+    what: str,
+    default_datastore: str = DEFAULT_DATASTORE,
 ) -> Path:
-    """Where an output with an explicit ``path`` is written: its datastore folder.
+    """Where an output is written: its datastore folder.
 
     Azure ML writes outputs only to datastores, so anything but a datastore URI is refused
     (a local path would write into the source tree). ``${{name}}``, ``${{output_name}}`` and
     ``${{default_datastore}}`` are filled as Azure ML fills them.
     """
-    values = {"name": job_name, "output_name": output_name, "default_datastore": DEFAULT_DATASTORE}
+    values = {"name": job_name, "output_name": output_name, "default_datastore": default_datastore}
     text = _OUTPUT_EXPR.sub(lambda m: values[m.group(1)], str(raw).strip())
     store = parse_datastore_uri(text)
     if store is None:
@@ -245,6 +257,22 @@ def local_output_path(
             code="unsupported_output",
         )
     return datastores.path_of(*store)
+
+
+def default_output_path(
+    datastores: Datastores, *, job_name: str, output_name: str, default_datastore: str
+) -> Path:
+    """Where an output that names no path is written (``DEFAULT_OUTPUT_PATH``): the
+    ``azureml/JOB/OUTPUT`` folder of the default datastore, ``job_name`` being the step's own
+    job."""
+    return local_output_path(
+        DEFAULT_OUTPUT_PATH,
+        datastores,
+        job_name=job_name,
+        output_name=output_name,
+        what=f"output {output_name!r}",
+        default_datastore=default_datastore,
+    )
 
 
 def check_output_path(raw: str, *, what: str) -> None:

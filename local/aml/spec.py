@@ -22,6 +22,7 @@ from typing import Any
 
 from adapters.errors import BadInputError
 from local.aml.locations import (
+    DEFAULT_DATASTORE,
     AssetResolver,
     ComponentResolver,
     Datastores,
@@ -151,6 +152,8 @@ class PipelineSpec:
     continue_on_step_failure: bool = False
     # Explicit pipeline output locations as written (datastore URIs).
     output_locations: dict[str, str] = field(default_factory=dict)
+    # settings.default_datastore: where outputs that name no path are written.
+    default_datastore: str = DEFAULT_DATASTORE
     # Settings this machine ignores, one line each (listed once per job in its log).
     warnings: tuple[str, ...] = ()
     datastores: Datastores = field(default_factory=lambda: Datastores(DEFAULT_ROOT / "datastores"))
@@ -210,6 +213,21 @@ class PipelineSpec:
                 )
             inputs[name] = replace(pin, path=path)
         return replace(spec, inputs=inputs)
+
+
+def _written_by_pipeline(path: Path, written: tuple[Path, ...]) -> bool:
+    """Whether ``path`` lies in a datastore folder a step of this pipeline writes. Azure ML
+    reads a node's datastore input when the node starts, after the steps it follows have
+    written their outputs, so such an input need not exist at submit (the step checks it
+    when it starts)."""
+    return any(path == folder or folder in path.parents for folder in written)
+
+
+def _datastore_name(setting: Any) -> str:
+    """The datastore a ``settings.default_datastore`` names (``azureml:NAME``, ``NAME`` or a
+    datastore id); the workspace default when unset."""
+    text = str(setting or "").strip().removeprefix("azureml:").rstrip("/")
+    return text.rsplit("/", 1)[-1] or DEFAULT_DATASTORE
 
 
 def _datastore_hint(raw: str) -> str:
@@ -447,9 +465,16 @@ def _input_defs(component: Any) -> dict[str, InputDef]:
 
 
 class _Context:
-    def __init__(self, datastores: Datastores, resolver: AssetResolver | None) -> None:
+    def __init__(
+        self,
+        datastores: Datastores,
+        resolver: AssetResolver | None,
+        written: tuple[Path, ...] = (),
+    ) -> None:
         self.datastores = datastores
         self.resolver = resolver
+        # Datastore folders the pipeline's own steps write (its outputs' fixed paths).
+        self.written = written
         self.warnings: list[str] = []
         # (pipeline node, its output) -> (inner step, inner output) bound to it.
         self.aliases: dict[tuple[str, str], tuple[str, str]] = {}
@@ -522,7 +547,7 @@ def _node_inputs(
                     location, raw.path.parent, ctx.datastores,
                     what=what, hint=hint, resolver=ctx.resolver,
                 )  # fmt: skip
-                if not local.exists():
+                if not local.exists() and not _written_by_pipeline(local, ctx.written):
                     raise BadInputError(
                         f"{what} path {local} does not exist ({location}); {hint}"
                         + _datastore_hint(location),
@@ -830,7 +855,12 @@ def load_pipeline(
             check_output_path(data["path"], what=f"pipeline output {name!r}")
             locations[name] = str(data["path"])
 
-    ctx = _Context(stores, asset_resolver)
+    written = tuple(
+        stores.path_of(*store)
+        for location in locations.values()
+        if not _EXPR.search(location) and (store := parse_datastore_uri(location)) is not None
+    )
+    ctx = _Context(stores, asset_resolver, written)
     steps: dict[str, StepSpec] = {}
     _collect(job, raw, ctx, steps)
     _rewrite_aliases(steps, ctx.aliases)
@@ -847,6 +877,7 @@ def load_pipeline(
         steps=steps,
         continue_on_step_failure=bool(getattr(settings, "continue_on_step_failure", False)),
         output_locations=locations,
+        default_datastore=_datastore_name(getattr(settings, "default_datastore", None)),
         warnings=tuple(ctx.warnings),
         datastores=stores,
         asset_resolver=asset_resolver,

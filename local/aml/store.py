@@ -4,7 +4,8 @@ Layout (``root`` defaults to ``.local/aml`` at the repo root)::
 
     root/jobs/<job name>/job.json          the record (rewritten atomically on every change)
     root/jobs/<job name>/cancel            present once a cancel was requested
-    root/jobs/<job name>/steps/<step>/     per-step outputs and ``user_logs/std_log.txt``
+    root/jobs/<job name>/steps/<step>/     snapshot, artifacts, ``user_logs/std_log.txt``
+    root/datastores/NAME/...               the local datastores, outputs included (``locations.py``)
 """
 
 from __future__ import annotations

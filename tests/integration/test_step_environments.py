@@ -102,6 +102,10 @@ def test_a_step_with_the_plugin_logs_registers_and_loads_through_the_workspace(
     assert record.status == "Completed", record.error
     step = record.steps["step"]
     assert step.python.startswith(str(executor.environments.root))
+    # Installed with its bytecode, as pip installs Azure ML's images: a step process does
+    # not compile its imports from source.
+    site = next(Path(step.python).parent.parent.glob("lib/python3*/site-packages"))
+    assert list((site / "mlflow" / "__pycache__").glob("__init__.*.pyc"))
     seen = (Path(step.outputs["out"]) / "seen.txt").read_text().splitlines()
     # The step saw Azure ML's URIs, never this machine's paths ...
     assert seen[0].startswith("azureml://127.0.0.1:") and seen[0].endswith("/artifacts")

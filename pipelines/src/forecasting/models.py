@@ -17,7 +17,8 @@ Members (each a quantity forecast per row of a feature frame, see ``MEMBERS``):
   origins, so they are no longer trained by default; models registered with them still load.
 
 Validation matches use: the ensemble is judged on several origins inside the history (every
-``validation_spacing`` weeks, the latest 13 weeks before its end), each forecast by a learned
+``validation_spacing`` weeks, the latest 13 weeks before its end; closer together when the
+history holds little more than a year), each forecast by a learned
 member fitted on the examples whose targets lie up to that origin. Each segment's
 weights are chosen on its rows of those origins, pooled (greedy forward selection with
 replacement, which starts from the best member and only accepts steps that lower the MAPE),
@@ -651,15 +652,33 @@ class OriginPlan:
     step: int
 
 
+def validation_spacing(last: int, config: TrainConfig) -> int:
+    """Weeks between validation origins: ``config.validation_spacing``, or fewer when the
+    history ending at grid column ``last`` has less than that many weeks per origin after its
+    first year (a history shorter than a year keeps the configured spacing)."""
+    after_first_year = last - YEAR
+    if after_first_year <= 0:
+        return config.validation_spacing
+    origins = max(1, config.validation_origins)
+    return max(1, min(config.validation_spacing, after_first_year // origins))
+
+
 def plan_origins(last: int, series: int, config: TrainConfig) -> OriginPlan:
     """Validation origins every ``validation_spacing`` weeks back from ``last − min(horizon,
     spacing)`` (so the latest still has a quarter of targets inside the history), keeping
     ``min_fit_weeks`` before the first; training origins every 1–4 weeks (``origin_step``, or
-    the smallest step that keeps about ``2 × max_examples`` candidate examples)."""
-    latest = last - min(config.horizon, config.validation_spacing)
+    the smallest step that keeps about ``2 × max_examples`` candidate examples).
+
+    A learned member sees its first examples with last year's week behind them at week
+    ``YEAR``. When the history holds little more than a year, origins 13 weeks apart would
+    judge fits that have seen few or none of those examples, while the final fit has them
+    all: the learned members would lose weight they earn in use. So the spacing shrinks until
+    every validation origin lies in the weeks after the first year."""
+    spacing = validation_spacing(last, config)
+    latest = last - min(config.horizon, spacing)
     validation = sorted(
         o
-        for o in (latest - k * config.validation_spacing for k in range(config.validation_origins))
+        for o in (latest - k * spacing for k in range(config.validation_origins))
         if o >= config.min_fit_weeks
     )
     step = config.origin_step

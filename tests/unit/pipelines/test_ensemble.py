@@ -26,6 +26,7 @@ from forecasting.models import (
     select_weights,
     train_segments,
     upper_bound,
+    validation_spacing,
 )
 from sklearn.linear_model import Lasso
 from sklearn.pipeline import make_pipeline
@@ -81,6 +82,19 @@ def test_validation_origins_lie_inside_the_history_after_enough_weeks_to_fit() -
     assert plan_origins(30, series=16, config=TrainConfig()).validation == ()
     many = plan_origins(120, series=5_000, config=TrainConfig(horizon=39))
     assert many.step > 1  # a big panel stacks fewer origins
+
+
+def test_validation_origins_close_up_when_the_history_holds_little_more_than_a_year() -> None:
+    # 67 weeks (the demo's history): origins 13 weeks apart would put two of three fits
+    # before any example with last year's week behind it; 4 apart, all three lie after it.
+    plan = plan_origins(66, series=16, config=TrainConfig())
+    assert plan.validation == (54, 58, 62)
+    assert all(o > F.YEAR for o in plan.validation)
+    assert validation_spacing(66, TrainConfig()) == 4
+    assert validation_spacing(53, TrainConfig()) == 1  # a year and a week: as close as can be
+    assert validation_spacing(96, TrainConfig()) == 13  # a longer history keeps the spacing
+    assert validation_spacing(40, TrainConfig()) == 13  # less than a year: nothing to gain
+    assert validation_spacing(66, TrainConfig(validation_origins=0)) == 13
 
 
 def test_training_examples_see_nothing_after_their_origin(segment: Segment) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from local.aml.bindings import (
     output_paths,
     render_command,
     resolve_step_inputs,
+    step_job_name,
     topological_order,
 )
 from local.aml.locations import Datastores
@@ -91,11 +93,40 @@ def test_command_with_unknown_placeholder_is_an_error() -> None:
         render_command("python a.py ${{inputs.y}}", {}, {})
 
 
-def test_file_outputs_are_files_inside_their_own_folder(tmp_path: Path) -> None:
+def test_outputs_with_no_path_go_where_azure_ml_puts_them(tmp_path: Path) -> None:
+    # azureml://datastores/<default datastore>/paths/azureml/<step job>/<output>/; a uri_file
+    # output is a file inside that folder.
     stores = Datastores(tmp_path / "datastores")
-    paths = output_paths(step("s", {}), tmp_path / "s", datastores=stores, job_name="j")
-    assert paths["out"] == tmp_path / "s" / "outputs" / "out"
-    assert paths["file"] == tmp_path / "s" / "outputs" / "file" / "file"
+    paths = output_paths(step("s", {}), datastores=stores, job_name="j", step_job="j_s")
+    base = tmp_path / "datastores" / "workspaceblobstore" / "azureml" / "j_s"
+    assert paths["out"] == base / "out"
+    assert paths["file"] == base / "file" / "file"
+    elsewhere = output_paths(
+        step("s", {}), datastores=stores, job_name="j", step_job="j_s", default_datastore="other"
+    )
+    assert elsewhere["out"] == tmp_path / "datastores" / "other" / "azureml" / "j_s" / "out"
+
+
+def test_bound_outputs_keep_their_own_location(tmp_path: Path) -> None:
+    stores = Datastores(tmp_path / "datastores")
+    spec = replace(
+        step("s", {}),
+        outputs={
+            "out": {"path": "azureml://datastores/store/paths/runs/${{name}}/${{output_name}}"},
+            "file": "${{parent.outputs.p}}",
+        },
+    )
+    locations = {"p": "azureml://datastores/workspaceblobstore/paths/fixed/f.csv"}
+    paths = output_paths(
+        spec, datastores=stores, job_name="j", step_job="j_s", pipeline_locations=locations
+    )
+    assert paths["out"] == tmp_path / "datastores" / "store" / "runs" / "j" / "out"
+    assert paths["file"] == tmp_path / "datastores" / "workspaceblobstore" / "fixed" / "f.csv"
+
+
+def test_a_step_job_name_is_the_pipeline_job_and_the_node_path() -> None:
+    assert step_job_name("calm_job_1", "train") == "calm_job_1_train"
+    assert step_job_name("calm_job_1", "outer/inner.x") == "calm_job_1_outer_inner_x"
 
 
 def test_order_follows_dependencies_and_rejects_cycles() -> None:

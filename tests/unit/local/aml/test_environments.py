@@ -3,6 +3,7 @@ environments, refusals, and the machine's pip settings. Pure: nothing is built h
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -126,6 +127,9 @@ def test_curated_environments_come_from_their_public_package_sets(reference: str
     # Every pin moved for this machine's Python is said, never silent.
     assert any("numpy ~=1.22.0 → ~=1.23.5" in note for note in spec.notes)
     assert spec.python == "3.10"
+    # The MLflow the image resolved when its definition last changed, said in the notes.
+    assert {"mlflow-skinny==3.13.0", "azureml-mlflow==1.62.0.post5"} <= set(spec.requirements)
+    assert any("mlflow-skinny (azureml-mlflow's) → ==3.13.0" in note for note in spec.notes)
 
 
 def test_a_curated_image_resolves_like_its_registry_name() -> None:
@@ -214,6 +218,10 @@ def test_a_failed_build_names_the_package_the_file_asked_for() -> None:
     spec = EnvironmentSpec(name="prs-env", source="conda.yml")
     message = environments._failure(spec, lines)
     assert message.startswith(
-        "environment prs-env (conda.yml): cannot install 'scikit-learn==0.23.2'"
+        "environment prs-env (conda.yml): cannot install 'scikit-learn==0.23.2' (no wheel for "
+        f"Python {sys.version_info.major}.{sys.version_info.minor}; building it from source failed)"
     )
     assert "numpy==1.17.3" in message
+    # A package that is simply not there is not said to have been built.
+    missing = ["error: Because nothing-here was not found in the package registry"]
+    assert "from source" not in environments._failure(spec, missing)

@@ -13,6 +13,7 @@ from adapters.errors import BadInputError
 from adapters.events import AzureMLEventType, RecordingEventPublisher
 from local.aml import JobStatus, LocalExecutor
 from local.aml.__main__ import main as cli
+from local.aml.bindings import step_job_name
 from local.aml.spec import load_pipeline
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "aml"
@@ -132,7 +133,9 @@ def test_cancel_kills_the_running_step(tmp_path: Path) -> None:
     record = executor.submit(BAD / "slow.yml")
     thread = threading.Thread(target=executor.run, args=(record.name,))
     thread.start()
-    started = executor.store.job_dir(record.name) / "steps" / "slow" / "outputs" / "out" / "started"
+    # The step's output has no path, so it lives where Azure ML puts it.
+    job = step_job_name(record.name, "slow")
+    started = executor.datastores.path_of("workspaceblobstore", f"azureml/{job}/out/started")
     deadline = time.monotonic() + 30
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -211,6 +211,113 @@ def test_a_datastore_can_be_mapped_to_any_local_folder(tmp_path: Path) -> None:
     assert (lake / "copies" / record.name / "args.txt").is_file()
 
 
+WRITES_THEN_READS = """\
+type: pipeline
+outputs:
+  shared:
+    type: uri_folder
+    path: azureml://datastores/workspaceblobstore/paths/azureml/shared
+jobs:
+  write:
+    type: command
+    code: ./src
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
+    command: python echo.py hello ${{outputs.out}}/note.txt
+    outputs:
+      out: ${{parent.outputs.shared}}
+  read:
+    type: command
+    code: ./src
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
+    command: >-
+      python echo.py ${{inputs.note}} ${{inputs.after}} ${{inputs.runs}} ${{outputs.seen}}/args.txt
+    inputs:
+      note:
+        type: uri_file
+        path: azureml://datastores/workspaceblobstore/paths/azureml/shared/note.txt
+      after: ${{parent.jobs.write.outputs.out}}
+      runs:
+        type: uri_folder
+        path: azureml://datastores/workspaceblobstore/paths/azureml
+    outputs:
+      seen:
+        type: uri_folder
+"""
+
+
+def test_outputs_with_no_path_land_where_azure_ml_puts_them(tmp_path: Path) -> None:
+    # Azure ML writes an unbound output to azureml/<step job>/<output>/ on the default
+    # datastore (settings.default_datastore when the pipeline sets one), so a workspace that
+    # has run a job has that folder and later jobs can read it.
+    body = NODE_INPUT.format(location="./src/echo.py")
+    first = pipeline(tmp_path / "first", body)
+    runner = executor(tmp_path)
+    with pytest.raises(BadInputError, match="workspaceblobstore/azureml does not exist"):
+        runner.submit(pipeline(tmp_path / "second", WRITES_THEN_READS))
+    record = runner.run(runner.submit(first).name)
+    assert record.status == "Completed", record.error
+    stores = tmp_path / "aml" / "datastores"
+    out = stores / "workspaceblobstore" / "azureml" / f"{record.name}_use" / "out"
+    assert record.steps["use"].outputs["out"] == str(out)
+    assert (out / "args.txt").read_text() == str(tmp_path / "first" / "src" / "echo.py")
+    assert not (runner.store.job_dir(record.name) / "steps" / "use" / "outputs").exists()
+
+    elsewhere = pipeline(
+        tmp_path / "third", "settings:\n  default_datastore: azureml:lake\n" + body
+    )
+    moved = runner.run(runner.submit(elsewhere).name)
+    assert moved.status == "Completed", moved.error
+    assert (stores / "lake" / "azureml" / f"{moved.name}_use" / "out" / "args.txt").is_file()
+
+
+def test_a_datastore_input_the_pipeline_writes_first_is_read_when_its_step_starts(
+    tmp_path: Path,
+) -> None:
+    # note.txt does not exist at submit: the step that reads it follows the step that writes
+    # it, and Azure ML reads a node's inputs when the node starts.
+    runner = executor(tmp_path)
+    (tmp_path / "aml" / "datastores" / "workspaceblobstore" / "azureml").mkdir(parents=True)
+    record = runner.run(runner.submit(pipeline(tmp_path / "p", WRITES_THEN_READS)).name)
+    assert record.status == "Completed", record.error
+    azureml = tmp_path / "aml" / "datastores" / "workspaceblobstore" / "azureml"
+    args = (Path(record.steps["read"].outputs["seen"]) / "args.txt").read_text().split("\n")
+    assert args == [str(azureml / "shared" / "note.txt"), str(azureml / "shared"), str(azureml)]
+    assert (azureml / "shared" / "note.txt").read_text() == "hello"
+
+
+SAVES_A_MODEL = """\
+type: pipeline
+jobs:
+  train:
+    type: command
+    code: ./src
+    environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
+    command: python save.py ${{outputs.model}}
+    outputs:
+      model:
+        type: mlflow_model
+"""
+SAVE = """\
+import sys
+
+import mlflow.sklearn
+from sklearn.linear_model import LinearRegression
+
+model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
+mlflow.sklearn.save_model(model, sys.argv[1])
+"""
+
+
+def test_a_curated_scikit_learn_step_saves_models_as_its_image_does(tmp_path: Path) -> None:
+    # The image holds no skops; its MLflow saves scikit-learn models with cloudpickle.
+    runner = executor(tmp_path)
+    path = pipeline(tmp_path / "p", SAVES_A_MODEL, {"save.py": SAVE})
+    record = runner.run(runner.submit(path).name)
+    assert record.status == "Completed", record.error
+    mlmodel = (Path(record.steps["train"].outputs["model"]) / "MLmodel").read_text()
+    assert "serialization_format: cloudpickle" in mlmodel
+
+
 def test_an_output_path_outside_a_datastore_is_refused(tmp_path: Path) -> None:
     body = NODE_INPUT.format(location="./src/echo.py").replace(
         "        type: uri_folder\n", "        type: uri_folder\n        path: ./results\n"
