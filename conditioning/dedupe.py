@@ -10,6 +10,7 @@ Keys are not adversarial, so a 64-bit hash's collision odds (~1e-7 at 10^6 keys.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,36 +126,40 @@ class DuplicateFinder:
                 self._files[i].write(records[lo:hi].tobytes())
 
     def duplicates(self) -> list[Duplicate]:
-        """Every record whose key appeared earlier in the file (sorted by row)."""
+        """Every record whose key appeared earlier in the file (sorted by row).
+
+        Partitions are independent; two are sorted at a time (numpy releases the GIL while
+        sorting), which bounds memory by two partitions.
+        """
 
         for f in self._files:
             f.close()
-        found: list[Duplicate] = []
-        for i in range(self._partitions):
-            path = self._dir / f"keys-{i:04d}.bin"
-            records = np.fromfile(path, dtype=_SPILL_DTYPE)
-            path.unlink()
-            if len(records) < 2:
-                continue
-            # A plain sort of the keys is cheap; the stable arg-sort only runs when a key repeats.
-            keys = np.sort(records["key"])
-            if not (keys[1:] == keys[:-1]).any():
-                continue
-            # Records were spilled in file order, so a stable sort on the key alone keeps the
-            # first occurrence of every key first.
-            order = np.argsort(records["key"], kind="stable")
-            records = records[order]
-            same = records["key"][1:] == records["key"][:-1]
-            if not same.any():
-                continue
-            # Index of the first record of each run of equal keys.
-            starts = np.concatenate(([True], ~same))
-            run_first = np.maximum.accumulate(np.where(starts, np.arange(len(records)), 0))
-            for j in np.flatnonzero(np.concatenate(([False], same))).tolist():
-                r = records[j]
-                first = records[run_first[j]]
-                found.append(
-                    Duplicate(int(r["row"]), int(first["row"]), int(r["part"]), int(r["pos"]))
-                )
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dedupe") as pool:
+            found = [d for part in pool.map(self._partition, range(self._partitions)) for d in part]
         found.sort(key=lambda d: (d.row, d.part, d.pos))
+        return found
+
+    def _partition(self, i: int) -> list[Duplicate]:
+        path = self._dir / f"keys-{i:04d}.bin"
+        records = np.fromfile(path, dtype=_SPILL_DTYPE)
+        path.unlink()
+        if len(records) < 2:
+            return []
+        # A plain sort of the keys is cheap; the stable arg-sort only runs when a key repeats.
+        keys = np.sort(records["key"])
+        if not (keys[1:] == keys[:-1]).any():
+            return []
+        # Records were spilled in file order, so a stable sort on the key alone keeps the
+        # first occurrence of every key first.
+        order = np.argsort(records["key"], kind="stable")
+        records = records[order]
+        same = records["key"][1:] == records["key"][:-1]
+        # Index of the first record of each run of equal keys.
+        starts = np.concatenate(([True], ~same))
+        run_first = np.maximum.accumulate(np.where(starts, np.arange(len(records)), 0))
+        found = []
+        for j in np.flatnonzero(np.concatenate(([False], same))).tolist():
+            r = records[j]
+            first = records[run_first[j]]
+            found.append(Duplicate(int(r["row"]), int(first["row"]), int(r["part"]), int(r["pos"])))
         return found

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +47,7 @@ from conditioning.normalize import (
     standard_schema,
 )
 from conditioning.readers import (
+    DEFAULT_BATCH_BYTES,
     DEFAULT_BLOCK_BYTES,
     FastPathUnsuitable,
     FileProfile,
@@ -58,11 +59,23 @@ from conditioning.readers import (
     sniff_delimiter,
 )
 
-# Arrow's default allocator (mimalloc) keeps pages freed by one batch for later ones, per
-# thread; over a large file that lifted the peak resident memory of a 250 MB drop by ~60 MB.
-# The system allocator hands large buffers back at once. The engine is the app's only Arrow
-# user, so it chooses the process's default pool.
-pa.set_memory_pool(pa.system_memory_pool())
+
+def _memory_pool() -> pa.MemoryPool:
+    """The Arrow allocator for the process: jemalloc where the build has it, else the system's.
+
+    Arrow's default (mimalloc) keeps pages freed by one batch for later ones, per thread; with
+    batches prepared on several threads that lifted the peak resident memory of a 250 MB drop
+    by well over 100 MB. jemalloc hands freed pages back on its own, without the whole-heap
+    trim the system allocator needs (which cost more CPU than the conditioning it followed).
+    """
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        return pa.system_memory_pool()
+
+
+# The engine is the app's only Arrow user, so it chooses the process's default pool.
+pa.set_memory_pool(_memory_pool())
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +85,14 @@ DEFAULT_PART_BYTES = 256 << 20
 # A file refused as too large is copied into quarantine only up to this size (bombs are small;
 # a file too big to condition is too big to copy).
 _KEEP_REFUSED_BYTES = 256 << 20
-_MAX_PENDING = 2
+# Batches prepared at once (one per core) and read but not yet appended: what bounds memory.
+_WORKERS = 2
+_IN_FLIGHT = 3
+# Rows the CSV writer formats at a time (the output does not depend on it).
+_CSV_WRITE_ROWS = 8192
 _T = TypeVar("_T")
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 REJECT_COLUMNS = ("row_number", "reason_code", "column", "message", "original_row")
 
 
@@ -83,6 +102,7 @@ class EngineOptions:
     what one input may cost (bytes, expansion, record and header sizes)."""
 
     block_bytes: int = DEFAULT_BLOCK_BYTES
+    batch_bytes: int = DEFAULT_BATCH_BYTES
     limits: ReadLimits = field(default_factory=ReadLimits)
     part_bytes: int = DEFAULT_PART_BYTES
     dedupe_partition_bytes: int = 32 << 20
@@ -163,8 +183,109 @@ class _HashingWriter:
         self.closed = True
 
 
+def _csv_bytes(table: pa.Table, header: bool = False) -> pa.Buffer:
+    """``table`` as CSV text in memory, formatted exactly as the part and rejects files are."""
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, write_options=_write_options(header))
+    return sink.getvalue()
+
+
+def _write_options(header: bool = True) -> pacsv.WriteOptions:
+    return pacsv.WriteOptions(
+        include_header=header, quoting_style="needed", batch_size=_CSV_WRITE_ROWS
+    )
+
+
+def _reject_table(rejects: Rejects) -> pa.Table:
+    table = pa.table(
+        {
+            "row_number": pa.array(rejects.row_numbers, pa.int64()),
+            "reason_code": pa.array(rejects.codes, pa.string()),
+            "column": pa.array(rejects.columns, pa.string()),
+            "message": neutralise_formulas(pa.array(rejects.messages, pa.string())),
+            "original_row": neutralise_formulas(pa.array(rejects.originals, pa.string())),
+        }
+    )
+    return table.sort_by("row_number")
+
+
+@dataclass
+class _Prepared:
+    """One batch normalised and formatted off the main thread, waiting to be appended in order.
+
+    ``records`` and ``rejects`` are CSV text without a header; ``key_hashes`` and
+    ``record_rows`` hold one entry per record.
+    """
+
+    rows_in: int
+    rows_accepted: int
+    records: pa.Buffer | None
+    record_count: int
+    record_rows: np.ndarray[Any, Any]
+    key_hashes: np.ndarray[Any, Any]
+    period: tuple[dt.date | None, dt.date | None]
+    rejects: list[pa.Buffer]
+    reject_codes: list[str]
+
+
+def _prepare(
+    batch: RawBatch,
+    chosen: SourceMapping,
+    contract: Contract,
+    as_of: dt.date,
+    max_field_bytes: int,
+) -> _Prepared:
+    """Everything about one batch that does not depend on the batches before it. Pure, and
+    mostly Arrow and numpy work that releases the GIL, so several batches run at once."""
+    rejects: list[pa.Buffer] = []
+    codes: list[str] = []
+    if batch.rejects:
+        pre = Rejects()
+        for r in batch.rejects:
+            pre.add(r.row_number, r.code, "", r.message, r.original)
+        rejects.append(_csv_bytes(_reject_table(pre)))
+        codes += pre.codes
+    if not batch.table.num_rows:
+        empty = np.empty(0, np.int64)
+        return _Prepared(
+            len(batch.rejects),
+            0,
+            None,
+            0,
+            empty,
+            empty.view(np.uint64),
+            (None, None),
+            rejects,
+            codes,
+        )
+    result = normalize(batch.table, batch.row_numbers, chosen, contract, as_of, max_field_bytes)
+    if len(result.rejects):
+        rejects.append(_csv_bytes(_reject_table(result.rejects)))
+        codes += result.rejects.codes
+    table = result.table
+    period: tuple[dt.date | None, dt.date | None] = (None, None)
+    if contract.period_column and table.num_rows:
+        mm = pc.min_max(table.column(contract.period_column)).as_py()
+        period = (mm["min"], mm["max"])
+    return _Prepared(
+        rows_in=batch.table.num_rows + len(batch.rejects),
+        rows_accepted=result.rows_accepted,
+        records=_csv_bytes(table) if table.num_rows else None,
+        record_count=table.num_rows,
+        record_rows=np.asarray(result.record_rows, dtype=np.int64),
+        key_hashes=key_hashes(table, contract.key),
+        period=period,
+        rejects=rejects,
+        reject_codes=codes,
+    )
+
+
 class _Outputs:
-    """Staged part files (rolled over by size), the rejects file and the duplicate finder."""
+    """Staged part files (rolled over by size), the rejects file and the duplicate finder.
+
+    Batches arrive already formatted (``_Prepared``); appending them is sequential and cheap:
+    file writes, hashing and spilling keys.
+    """
 
     def __init__(
         self, staging: Path, contract: Contract, options: EngineOptions, parts: int
@@ -177,79 +298,71 @@ class _Outputs:
             [pa.field("row_number", pa.int64())]
             + [pa.field(c, pa.string()) for c in REJECT_COLUMNS[1:]]
         )
+        self._header = _csv_bytes(self.schema.empty_table(), header=True)
         self.parts: list[StagedFile] = []
-        self._writer: Any = None
         self._sink: _HashingWriter | None = None
+        self._rows_file: IO[bytes] | None = None
         self._pos = 0
         self.rejects_path = staging / "rejects.csv"
         self._rejects_sink = _HashingWriter(self.rejects_path.open("wb"))
-        self._rejects_writer = self._csv_writer(self._rejects_sink, self.reject_schema)
+        self._rejects_sink.write(_csv_bytes(self.reject_schema.empty_table(), header=True))
+        self.rows_in = self.rows_accepted = 0
         self.rejected = 0
         self.reject_counts: dict[str, int] = {}
         self.dupes = DuplicateFinder(staging / "keys", parts)
         self.period: tuple[dt.date | None, dt.date | None] = (None, None)
-        # One background thread writes, hashes and spills while the caller normalises the next
-        # batch; pyarrow and numpy release the GIL, so this uses the second core. At most
-        # ``_MAX_PENDING`` batches wait, which keeps memory bounded.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conditioning-writer")
-        self._pending: deque[Future[None]] = deque()
 
     @staticmethod
     def _csv_writer(sink: _HashingWriter, schema: pa.Schema) -> Any:
-        return pacsv.CSVWriter(
-            sink, schema, write_options=pacsv.WriteOptions(quoting_style="needed")
-        )
+        return pacsv.CSVWriter(sink, schema, write_options=_write_options())
 
     def _open_part(self) -> None:
         path = self.staging / f"part-{len(self.parts):05d}.csv"
         self.parts.append(StagedFile("part", path.name, path))
         self._sink = _HashingWriter(path.open("wb"))
-        self._writer = self._csv_writer(self._sink, self.schema)
+        self._sink.write(self._header)
+        self._rows_file = self.rows_path(len(self.parts) - 1).open("wb")
         self._pos = 0
 
     def _close_part(self) -> None:
-        if self._writer is not None and self._sink is not None:
-            self._writer.close()
+        if self._sink is not None:
             self._sink.close()
             self.parts[-1].sha256 = self._sink.digest.hexdigest()
             self.parts[-1].bytes = self._sink.size
-            self._writer = None
+            self._sink = None
+        if self._rows_file is not None:
+            self._rows_file.close()
+            self._rows_file = None
 
-    def add_records(self, table: pa.Table, rows: Any) -> None:
-        """Queue ``table`` for writing; raises here any error the writer thread met."""
-        while len(self._pending) >= _MAX_PENDING:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._write_records, table, rows))
-
-    def drain(self) -> None:
-        """Wait for every queued batch; re-raise the first writer error."""
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _write_records(self, table: pa.Table, rows: Any) -> None:
-        if self._writer is None or (
-            self._sink is not None and self._sink.size >= self.options.part_bytes
-        ):
+    def append(self, batch: _Prepared) -> None:
+        """Add one prepared batch: its rejects, then its records, in input order."""
+        self.rows_in += batch.rows_in
+        self.rows_accepted += batch.rows_accepted
+        for chunk in batch.rejects:
+            self._rejects_sink.write(chunk)
+        self._count_rejects(batch.reject_codes)
+        if self._sink is None or self._sink.size >= self.options.part_bytes:
             self._close_part()
             self._open_part()
-        if table.num_rows == 0:
+        if not batch.record_count or batch.records is None:
             return
-        self._writer.write_table(table)
-        self.parts[-1].rows += table.num_rows
-        with self.rows_path(len(self.parts) - 1).open("ab") as fh:
-            np.asarray(rows, dtype="<i8").tofile(fh)
-        self.dupes.add(key_hashes(table, self.contract.key), rows, len(self.parts) - 1, self._pos)
-        self._pos += table.num_rows
-        if self.contract.period_column:
-            mm = pc.min_max(table.column(self.contract.period_column)).as_py()
-            lo, hi = self.period
-            if mm["min"] is not None:
-                lo = mm["min"] if lo is None else min(lo, mm["min"])
-                hi = mm["max"] if hi is None else max(hi, mm["max"])
-            self.period = (lo, hi)
+        assert self._sink is not None and self._rows_file is not None
+        self._sink.write(batch.records)
+        index = len(self.parts) - 1
+        self.parts[index].rows += batch.record_count
+        self._rows_file.write(batch.record_rows.astype("<i8", copy=False).tobytes())
+        self.dupes.add(batch.key_hashes, batch.record_rows, index, self._pos)
+        self._pos += batch.record_count
+        lo, hi = self.period
+        if batch.period[0] is not None:
+            lo = batch.period[0] if lo is None else min(lo, batch.period[0])
+            hi = batch.period[1] if hi is None else max(hi, batch.period[1])  # type: ignore[type-var]
+        self.period = (lo, hi)
+
+    def _count_rejects(self, codes: list[str]) -> None:
+        self.rejected += len(codes)
+        for code in codes:
+            self.reject_counts[code] = self.reject_counts.get(code, 0) + 1
 
     def rows_path(self, index: int) -> Path:
         """Sidecar file with the input row number of every record of part ``index``."""
@@ -258,28 +371,15 @@ class _Outputs:
     def add_rejects(self, rejects: Rejects) -> None:
         if not len(rejects):
             return
-        table = pa.table(
-            {
-                "row_number": pa.array(rejects.row_numbers, pa.int64()),
-                "reason_code": pa.array(rejects.codes, pa.string()),
-                "column": pa.array(rejects.columns, pa.string()),
-                "message": neutralise_formulas(pa.array(rejects.messages, pa.string())),
-                "original_row": neutralise_formulas(pa.array(rejects.originals, pa.string())),
-            }
-        )
-        self._rejects_writer.write_table(table.sort_by("row_number"))
-        self.rejected += len(rejects)
-        for code in rejects.codes:
-            self.reject_counts[code] = self.reject_counts.get(code, 0) + 1
+        self._rejects_sink.write(_csv_bytes(_reject_table(rejects)))
+        self._count_rejects(rejects.codes)
 
     def finish_stream(self) -> None:
-        self.drain()
         if not self.parts:
             self._open_part()
         self._close_part()
 
     def close_rejects(self) -> None:
-        self._rejects_writer.close()
         self._rejects_sink.close()
 
 
@@ -410,7 +510,11 @@ def _strategies(
 ) -> list[tuple[str, Callable[[], Iterator[RawBatch]]]]:
     if profile.format == "csv":
         return csv_strategies(
-            input_path, profile, block_bytes=options.block_bytes, limits=options.limits
+            input_path,
+            profile,
+            block_bytes=options.block_bytes,
+            limits=options.limits,
+            batch_bytes=options.batch_bytes,
         )
     return [
         (
@@ -478,67 +582,46 @@ def choose_and_profile(
     return profile, chosen
 
 
-_PREFETCH = 2  # batches read ahead of the one being normalised
+class Pipeline(Generic[_In, _Out]):
+    """Runs ``prepare`` on worker threads and hands the results to ``append`` in input order.
 
-
-class _Prefetch:
-    """Reads the next batches in a thread while the caller normalises the current one.
-
-    Parsing CSV in pyarrow releases the GIL, so reading, normalising and writing (the writer
-    thread) use both cores. At most ``_PREFETCH`` batches wait, which keeps memory bounded;
-    whatever the reader raises is raised again in the caller, in order. ``close`` stops the
-    thread (it finishes the batch it is reading) and must be called when the caller stops
-    early.
+    Arrow's kernels, its CSV writer and numpy release the GIL, so batches are normalised and
+    formatted on both cores while the caller reads the next one and appends finished ones. At
+    most ``in_flight`` items are submitted but not yet appended, which bounds memory whatever
+    the file size; an error of ``prepare`` is raised in the caller when its item's turn comes,
+    and nothing after it is appended.
     """
 
-    _DONE = object()
+    def __init__(
+        self,
+        prepare: Callable[[_In], _Out],
+        append: Callable[[_Out], None],
+        *,
+        workers: int = _WORKERS,
+        in_flight: int = _IN_FLIGHT,
+    ) -> None:
+        self._prepare = prepare
+        self._append = append
+        self._in_flight = max(1, in_flight)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="conditioning")
+        self._pending: deque[Future[_Out]] = deque()
 
-    def __init__(self, batches: Iterator[RawBatch]) -> None:
-        import queue
-        import threading
+    def submit(self, item: _In) -> None:
+        while len(self._pending) >= self._in_flight:
+            self._append(self._pending.popleft().result())
+        self._pending.append(self._pool.submit(self._prepare, item))
 
-        self._batches = batches
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="conditioning-reader", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        import queue
-
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            for batch in self._batches:
-                if not self._put(batch):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
-            self._put(exc)
-            return
-        self._put(self._DONE)
-
-    def __iter__(self) -> Iterator[RawBatch]:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    def finish(self) -> None:
+        """Append every item still in flight."""
+        while self._pending:
+            self._append(self._pending.popleft().result())
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        close = getattr(self._batches, "close", None)
-        if callable(close):
-            close()
+        """Stop: items not yet started are dropped; running ones end before this returns."""
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -563,48 +646,41 @@ def _stream(
     Raises ``BadInputError`` when the file turns out unusable part-way.
     """
     partitions = max(1, input_path.stat().st_size // options.dedupe_partition_bytes)
-    pool = pa.default_memory_pool()
+    max_field = options.limits.max_field_bytes
+
+    def prepare(batch: RawBatch) -> _Prepared:
+        return _prepare(batch, chosen, contract, as_of, max_field)
+
     for reader_name, make in _strategies(input_path, profile, options, chosen.read.sheet):
         run_dir = staging / "work"
         if run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir()
         out = _Outputs(run_dir, contract, options, partitions)
-        rows_in = rows_accepted = 0
-        batches = _Prefetch(make())
+        pipeline: Pipeline[RawBatch, _Prepared] = Pipeline(prepare, out.append)
+        batches = make()
         try:
             for batch in batches:
-                rows_in += batch.table.num_rows + len(batch.rejects)
-                pre = Rejects()
-                for r in batch.rejects:
-                    pre.add(r.row_number, r.code, "", r.message, r.original)
-                out.add_rejects(pre)
-                if batch.table.num_rows:
-                    result = normalize(
-                        batch.table,
-                        batch.row_numbers,
-                        chosen,
-                        contract,
-                        as_of,
-                        options.limits.max_field_bytes,
-                    )
-                    out.add_rejects(result.rejects)
-                    out.add_records(result.table, result.record_rows)
-                    rows_accepted += result.rows_accepted
-                pool.release_unused()
+                pipeline.submit(batch)
+            pipeline.finish()
             out.finish_stream()
         except FastPathUnsuitable:
+            pipeline.close()
             out.finish_stream()
             out.close_rejects()
             continue
         except Exception:
+            pipeline.close()
             with contextlib.suppress(Exception):
                 out.finish_stream()
             out.close_rejects()
             raise
         finally:
-            batches.close()
-        return _Streamed(out, reader_name, rows_in, rows_accepted)
+            pipeline.close()
+            close = getattr(batches, "close", None)
+            if callable(close):
+                close()
+        return _Streamed(out, reader_name, out.rows_in, out.rows_accepted)
     raise AssertionError("the careful reader never gives up; this is unreachable")
 
 

@@ -41,16 +41,15 @@ from typing import IO, Any
 from xml.parsers import expat
 
 import numpy as np
-import openpyxl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from adapters.errors import BadInputError
 
 SAMPLE_BYTES = 1 << 20
-DEFAULT_BLOCK_BYTES = 1 << 20
+DEFAULT_BLOCK_BYTES = 512 << 10
+DEFAULT_BATCH_BYTES = 2 << 20
 MAX_FIELD_BYTES = 1 << 20
 CAREFUL_BATCH_ROWS = 50_000
 _DELIMITERS = (",", ";", "\t", "|")
@@ -389,6 +388,8 @@ def _parquet_file(path: Path, **kwargs: Any) -> Any:
             f"the Parquet footer is {footer:,} bytes; at most {_PARQUET_FOOTER_BYTES:,} are read",
             code="header_too_long",
         )
+    import pyarrow.parquet as pq  # only Parquet drops pay for its import
+
     return pq.ParquetFile(path, **_THRIFT_LIMITS, **kwargs)
 
 
@@ -416,6 +417,8 @@ def _parquet_header(path: Path, limits: ReadLimits) -> tuple[str, ...]:
 
 
 def _open_sheet(path: Path, sheet: str | None) -> Any:
+    import openpyxl  # only Excel drops pay for its import (about 0.1 s)
+
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
         return book, (book[sheet] if sheet else book.worksheets[0])
@@ -564,20 +567,27 @@ def csv_strategies(
     *,
     block_bytes: int,
     limits: ReadLimits = DEFAULT_LIMITS,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
 ) -> list[tuple[str, Callable[[], Iterator[RawBatch]]]]:
     """Readers to try in order: pyarrow's streaming reader, then the careful reader.
 
-    The fast reader holds at most one block: a record longer than ``block_bytes`` makes it give
+    The fast reader parses blocks of ``block_bytes`` (pyarrow reads a few dozen ahead, so this
+    bounds its memory) and hands them on joined into batches of about ``batch_bytes`` (fewer,
+    larger batches cost less per row downstream). A record longer than a block makes it give
     up, and the careful reader takes over with its own bounds.
     """
     return [
-        ("arrow", lambda: _arrow_csv_batches(path, profile, block_bytes, limits)),
+        ("arrow", lambda: _arrow_csv_batches(path, profile, block_bytes, limits, batch_bytes)),
         ("careful", lambda: _careful_csv_batches(path, profile, limits)),
     ]
 
 
 def _arrow_csv_batches(
-    path: Path, profile: FileProfile, block_bytes: int, limits: ReadLimits
+    path: Path,
+    profile: FileProfile,
+    block_bytes: int,
+    limits: ReadLimits,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
 ) -> Iterator[RawBatch]:
     names = [f"c{i}" for i in range(len(profile.header))]
     enc = profile.encoding or "utf-8"
@@ -601,16 +611,30 @@ def _arrow_csv_batches(
         column_types={n: pa.string() for n in names}, strings_can_be_null=False
     )
     start = 2
+    held: list[pa.RecordBatch] = []
+    held_bytes = 0
+
+    def joined() -> RawBatch:
+        nonlocal start, held, held_bytes
+        table = pa.Table.from_batches(held).rename_columns(list(profile.header))
+        n = table.num_rows
+        out = RawBatch(table, np.arange(start, start + n, dtype=np.int64))
+        start += n
+        held, held_bytes = [], 0
+        return out
+
     with _open_binary(path, limits) as raw:
         try:
             reader = pacsv.open_csv(raw, read, parse, convert)
             for batch in reader:
-                n = batch.num_rows
-                if n == 0:
+                if batch.num_rows == 0:
                     continue
-                table = pa.Table.from_batches([batch]).rename_columns(list(profile.header))
-                yield RawBatch(table, np.arange(start, start + n, dtype=np.int64))
-                start += n
+                held.append(batch)
+                held_bytes += batch.nbytes
+                if held_bytes >= batch_bytes:
+                    yield joined()
+            if held:
+                yield joined()
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise _reader_error(exc) from exc
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError) as exc:

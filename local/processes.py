@@ -11,10 +11,10 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 
 def free_port() -> int:
@@ -24,7 +24,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 5.0) -> None:
+class Process(Protocol):
+    """What ``stop_process`` needs of a process: ``subprocess.Popen`` or a forked job."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def stop_process(proc: Process, grace: float = 5.0) -> None:
     """Stop ``proc`` and its process group; safe to call twice."""
     if proc.poll() is not None:
         return

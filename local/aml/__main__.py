@@ -11,7 +11,9 @@
     python -m local.aml component|data|environment show --name NAME [--version V | --label latest]
 
 ``run`` streams step status lines and exits 0 when the job is Completed, 1 otherwise.
-``execute`` (used by the PipelineJobs adapter) runs an already submitted job. ``--env
+``execute`` (used by the PipelineJobs adapter) runs an already submitted job; ``launch`` (also
+the adapter's) forks such a process per job name read from standard input, from a process
+that has imported what jobs need once (local/aml/launcher.py). ``--env
 project`` runs every step in the project's virtualenv instead of its component's environment.
 ``prepare`` builds environments ahead of time (``make run`` does, so the demo never waits).
 The asset commands are the local ``az ml component|data|environment create|list|show``: they
@@ -265,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     execute = sub.add_parser("execute", help="run an already submitted job")
     execute.add_argument("name")
     common(execute)
+    launch = sub.add_parser(
+        "launch", help="fork a warm process per job named on standard input (see launcher.py)"
+    )
+    common(launch)
     prepare = sub.add_parser("prepare", help="build the step environments of pipelines")
     prepare.add_argument("pipelines", nargs="+")
     common(prepare)
@@ -278,30 +284,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        if args.command in ASSET_KINDS:
-            return _asset_command(args)
-        if args.command == "run":
-            executor = _executor(args, stream=True)
-            record = executor.submit(
-                args.pipeline, _parse_sets(args.sets), experiment_name=args.experiment_name
-            )
-            return _report(executor.run(record.name))
-        if args.command == "execute":
-            return _report(_executor(args, stream=False).run(args.name))
-        if args.command == "prepare":
-            return _prepare(_executor(args, stream=True), args.pipelines)
-        executor = LocalExecutor(Path(args.workdir))
-        if args.command == "status":
-            print(json.dumps(executor.status(args.name).to_json(), indent=2))
-            return 0
-        executor.cancel(args.name)
-        print(f"cancel requested for {args.name}")
-        return 0
+        return _command(args, list(argv if argv is not None else sys.argv[1:]))
     except (BadInputError, NotFoundError, ConflictError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _command(args: argparse.Namespace, raw: list[str]) -> int:
+    if args.command in ASSET_KINDS:
+        return _asset_command(args)
+    if args.command == "run":
+        executor = _executor(args, stream=True)
+        record = executor.submit(
+            args.pipeline, _parse_sets(args.sets), experiment_name=args.experiment_name
+        )
+        return _report(executor.run(record.name))
+    if args.command == "execute":
+        return _report(_executor(args, stream=False).run(args.name))
+    if args.command == "launch":
+        from local.aml.launcher import serve
+
+        return serve(raw[1:], Path(args.workdir), sys.stdin, sys.stdout)
+    if args.command == "prepare":
+        return _prepare(_executor(args, stream=True), args.pipelines)
+    executor = LocalExecutor(Path(args.workdir))
+    if args.command == "status":
+        print(json.dumps(executor.status(args.name).to_json(), indent=2))
+        return 0
+    executor.cancel(args.name)
+    print(f"cancel requested for {args.name}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -389,13 +389,10 @@ class LocalExecutor:
             return record
         return self.status(name)
 
-    def start_detached(
-        self, name: str, *, events_url: str | None = None
-    ) -> subprocess.Popen[bytes]:
-        """Run job ``name`` in a new ``python -m local.aml execute`` process and return it."""
-        record = self.store.load(name)
-        argv = [sys.executable, "-m", "local.aml", "execute", name, "--root", str(self.store.root)]
-        argv += ["--max-parallel", str(self.max_parallel)]
+    def execute_options(self, events_url: str | None = None) -> list[str]:
+        """The options of ``python -m local.aml execute`` (and ``launch``) that make a job
+        process run jobs the way this executor would."""
+        argv = ["--root", str(self.store.root), "--max-parallel", str(self.max_parallel)]
         argv += ["--datastore-root", str(self.datastores.root)]
         for store, folder in self.datastores.mapping.items():
             argv += ["--datastore", f"{store}={folder}"]
@@ -406,6 +403,15 @@ class LocalExecutor:
         if self.step_timeout:
             argv += ["--step-timeout", str(self.step_timeout)]
         argv += ["--env", self.env_mode, "--env-cache", str(self.environments.root)]
+        return argv
+
+    def start_detached(
+        self, name: str, *, events_url: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Run job ``name`` in a new ``python -m local.aml execute`` process and return it."""
+        record = self.store.load(name)
+        argv = [sys.executable, "-m", "local.aml", "execute", name]
+        argv += self.execute_options(events_url)
         folder = self.store.job_dir(record.name)
         with (folder / "executor.log").open("ab") as out:
             proc = subprocess.Popen(

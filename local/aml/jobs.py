@@ -17,6 +17,8 @@ from typing import Any
 from adapters.errors import NotFoundError
 from adapters.jobs import InputValue, JobInfo, find_metrics, read_output, resolve_pipeline
 from local.aml.executor import ENV_DECLARED, LocalExecutor
+from local.aml.launcher import LaunchedJob, Launcher
+from local.aml.store import REPO_ROOT
 from local.processes import stop_process
 
 
@@ -48,7 +50,12 @@ class LocalPipelineJobs:
             env_mode=env_mode,
         )
         self._events_url = events_url
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._children: dict[str, subprocess.Popen[bytes] | LaunchedJob] = {}
+        self._launcher = Launcher(
+            self._executor.execute_options(events_url),
+            self._executor.store.root / "launcher.log",
+            REPO_ROOT,
+        )
         self._pending: deque[str] = deque()
         self._max_jobs = max(1, max_jobs)
         self._lock = threading.Lock()
@@ -87,9 +94,11 @@ class LocalPipelineJobs:
                     del self._children[name]
             while self._pending and len(self._children) < self._max_jobs:
                 name = self._pending.popleft()
-                self._children[name] = self._executor.start_detached(
-                    name, events_url=self._events_url
-                )
+                # Forked from a warm launcher when it can, else started cold: either way a
+                # process of the job's own.
+                self._children[name] = self._launcher.start_job(
+                    name
+                ) or self._executor.start_detached(name, events_url=self._events_url)
 
     def _run_pump(self) -> None:
         while not self._closed.wait(0.5):
@@ -131,6 +140,7 @@ class LocalPipelineJobs:
             children = list(self._children.values())
             self._children.clear()
             self._pending.clear()
+        self._launcher.close()
         for proc in children:
             try:
                 proc.wait(timeout=timeout)

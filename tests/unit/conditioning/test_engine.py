@@ -6,13 +6,19 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pytest
 
 from conditioning.dedupe import key_hashes
-from conditioning.engine import EngineOptions, condition_file, dataset_version
+from conditioning.engine import EngineOptions, Pipeline, condition_file, dataset_version
 from conditioning.mapping import builtin_mappings
+from conditioning.readers import csv_strategies, profile_file
 
 HEADER = "week_start,store_id,product_id,quantity,quantity_unit,returned_quantity,is_holiday_week"
 AS_OF = dt.date(2025, 6, 30)
@@ -29,7 +35,10 @@ def test_duplicates_far_apart_are_found_across_batches_and_parts(tmp_path: Path)
     raw = tmp_path / "big.csv"
     raw.write_text("\n".join([HEADER, *rows]) + "\n")
     options = EngineOptions(
-        block_bytes=16 << 10, part_bytes=64 << 10, dedupe_partition_bytes=32 << 10
+        block_bytes=16 << 10,
+        batch_bytes=32 << 10,
+        part_bytes=64 << 10,
+        dedupe_partition_bytes=32 << 10,
     )
     result = condition_file(
         raw,
@@ -82,3 +91,107 @@ def test_version_depends_on_content_and_mapping_only() -> None:
     assert a != dataset_version("1" * 64, "shipments", "m1")
     assert a != dataset_version("0" * 64, "shipments", "m2")
     assert a != dataset_version("0" * 64, "returns", "m1")
+
+
+def _defective_rows(n: int) -> list[str]:
+    """Rows with a defect of some kind every few hundred rows, and repeats far apart."""
+    rows = _rows(n)
+    for i in range(7, n, 311):
+        rows[i] = rows[i].replace(",units,", ",boxes,")
+    for i in range(13, n, 457):
+        rows[i] = rows[i].replace("2024-01-08", "2024-13-08")
+    for i in range(29, n, 503):
+        rows[i] = rows[i].replace(",false", ",=cmd|' /C calc'!A0")
+    for i in range(n - 40, n, 9):
+        rows[i] = rows[i - n // 2]  # repeats of rows thousands of lines earlier
+    return rows
+
+
+def _condition(raw: Path, staging: Path, options: EngineOptions) -> tuple[dict[str, Any], bytes]:
+    result = condition_file(
+        raw,
+        "shipments",
+        staging,
+        candidates=builtin_mappings()["shipments"],
+        as_of=AS_OF,
+        options=options,
+    )
+    assert result is not None and result.usable
+    data = b"".join(f.path.read_bytes() for f in result.files)
+    manifest = {k: v for k, v in result.manifest.items() if k != "timings_s"}
+    return manifest, data
+
+
+def test_many_batches_on_worker_threads_give_the_bytes_of_a_single_batch(tmp_path: Path) -> None:
+    # Hundreds of small batches prepared on two threads, out of order, must give exactly the
+    # records, rejects (in row order), counts and hashes that one batch holding the file gives.
+    raw = tmp_path / "raw.csv"
+    raw.write_text("\n".join([HEADER, *_defective_rows(20_000)]) + "\n")
+    small = EngineOptions(block_bytes=4 << 10, batch_bytes=8 << 10)
+    whole = EngineOptions(block_bytes=4 << 20, batch_bytes=64 << 20)
+    threaded, threaded_bytes = _condition(raw, tmp_path / "a", small)
+    single, single_bytes = _condition(raw, tmp_path / "b", whole)
+    assert threaded == single
+    assert threaded_bytes == single_bytes
+    counts = threaded["reject_counts"]
+    assert set(counts) == {"invalid_value", "bad_date", "bad_boolean", "duplicate_row"}, counts
+    assert threaded["rows_in"] == 20_000 == threaded["rows_out"] + threaded["rows_rejected"]
+    rejects = list(csv.DictReader(io.StringIO((tmp_path / "a/work/rejects.csv").read_text())))
+    assert [int(r["row_number"]) for r in rejects] == sorted(int(r["row_number"]) for r in rejects)
+
+
+def test_fast_reader_joins_blocks_into_bounded_batches_numbered_in_order(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.csv"
+    raw.write_text("\n".join([HEADER, *_rows(30_000)]) + "\n")
+    profile = profile_file(raw)
+    block, batch = 16 << 10, 64 << 10
+    make = dict(csv_strategies(raw, profile, block_bytes=block, batch_bytes=batch))["arrow"]
+    batches = list(make())
+    assert len(batches) > 10
+    numbers = np.concatenate([b.row_numbers for b in batches])
+    assert numbers.tolist() == list(range(2, 30_002))
+    # A batch is joined from blocks until it reaches ``batch_bytes``: never a block more.
+    assert all(b.table.nbytes < batch + 2 * block for b in batches)
+
+
+def test_pipeline_appends_in_input_order_and_bounds_the_work_in_flight() -> None:
+    started: list[int] = []
+    appended: list[int] = []
+    outstanding: list[int] = []
+    lock = threading.Lock()
+
+    def prepare(item: int) -> int:
+        with lock:
+            started.append(item)
+            outstanding.append(len(started) - len(appended))
+        time.sleep(0.002 * (item % 3))  # later items often finish first
+        return item * 10
+
+    pipeline: Pipeline[int, int] = Pipeline(prepare, appended.append, workers=2, in_flight=3)
+    try:
+        for item in range(40):
+            pipeline.submit(item)
+        pipeline.finish()
+    finally:
+        pipeline.close()
+    assert appended == [i * 10 for i in range(40)]
+    assert max(outstanding) <= 3
+
+
+def test_pipeline_raises_a_worker_error_in_turn_and_appends_nothing_after_it() -> None:
+    appended: list[int] = []
+
+    def prepare(item: int) -> int:
+        if item == 5:
+            raise ValueError("batch 5 is bad")
+        return item
+
+    pipeline: Pipeline[int, int] = Pipeline(prepare, appended.append, workers=2, in_flight=2)
+    with pytest.raises(ValueError, match="batch 5"):
+        try:
+            for item in range(20):
+                pipeline.submit(item)
+            pipeline.finish()
+        finally:
+            pipeline.close()
+    assert appended == [0, 1, 2, 3, 4]
