@@ -612,7 +612,7 @@ def _collect(
             # e.g. a prompt flow (flow.dag.yaml) run as a parallel node: "promptflow_parallel".
             raise BadInputError(
                 f"node {full!r} runs a {component_type!r} component, which the local executor "
-                "does not run (supported: command, parallel run_function, pipeline)",
+                "does not run (supported: command, parallel run_function, pipeline, spark, sweep)",
                 code="unsupported_node",
             )
         if node_type == "pipeline":
