@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-dev.txt $(wildcard pipelines/requirements.txt)
 
-.PHONY: help setup envs browser run run-walmart test lint typecheck unit integration e2e dashboard clean \
+.PHONY: help setup envs browser java run run-walmart test lint typecheck unit integration e2e dashboard clean \
 	package bench-startup bench-conditioning bench-forecast bench-polling bench-dashboard bench-loop \
 	bench-blob bench-executor bench-many \
 	bench-hostile
@@ -48,6 +48,13 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: Chromium is missing; the dashboard browser test will skip (apt-get install chromium)"; fi; }
 
+# Spark steps (type: spark nodes) need Java: Debian's headless JRE, installed the same way.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else echo "note: Java is missing; the Spark step test will skip (apt-get install openjdk-17-jre-headless)"; fi; }
+
 run: setup envs
 	$(PY) -m local run
 
@@ -63,7 +70,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup browser envs lint typecheck
+test: setup browser java envs lint typecheck
 	$(PY) -m pytest
 
 unit: setup

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from local.aml.bindings import (
     command_argv,
     output_paths,
     pipeline_output_sources,
+    render_arguments,
     render_command,
     resolve_step_inputs,
     step_job_name,
@@ -55,6 +57,14 @@ from local.aml.environments import (
 )
 from local.aml.locations import AssetResolver, ComponentResolver, Datastores
 from local.aml.snapshot import collect_artifacts, take_snapshot
+from local.aml.spark import (
+    dropped_conf,
+    java_missing_reason,
+    local_master,
+    spark_environment,
+    spark_process_env,
+    submit_argv,
+)
 from local.aml.spec import PipelineSpec, StepSpec, load_pipeline
 from local.aml.status import JobStatus
 from local.aml.store import DEFAULT_ROOT, REPO_ROOT, JobRecord, JobStore, StepRecord, utc_now
@@ -113,6 +123,18 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+
+
+def _make_output_locations(spec: StepSpec, outputs: Mapping[str, Path]) -> None:
+    for oname, path in outputs.items():
+        if spec.output_types.get(oname) == "uri_file" or spec.spark is not None:
+            # A spark step is handed its outputs' locations (mode direct) and creates them
+            # itself, as it does in a datastore: Spark's writers refuse a path that exists
+            # unless told to overwrite it.
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            # An empty folder, as Azure ML mounts it (MLflow saves into empty folders).
+            path.mkdir(parents=True, exist_ok=True)
 
 
 class StepProcess(Protocol):
@@ -267,14 +289,20 @@ class LocalExecutor:
         return record
 
     def step_environment(self, step: StepSpec) -> EnvironmentSpec:
-        """What ``step``'s declared environment means here; ``BadInputError`` if unrunnable."""
-        return resolve_environment(
+        """What ``step``'s declared environment means here; ``BadInputError`` if unrunnable.
+
+        A spark step's is its Spark runtime's ``pyspark`` with the packages it declares.
+        """
+        if step.spark is not None and step.environment_decl is None:
+            return spark_environment(None, step.spark)
+        declared = resolve_environment(
             step.environment_decl,
             base_dir=step.code_dir or Path(step.environment_source or ".").parent,
             source=step.environment_source,
             lookup=self._registered_environment,
             where=f"node {step.name!r}",
         )
+        return declared if step.spark is None else spark_environment(declared, step.spark)
 
     def _registered_environment(
         self, name: str, version: str | None, label: str | None
@@ -295,14 +323,7 @@ class LocalExecutor:
         self, spec: PipelineSpec, order: list[str] | None = None
     ) -> dict[str, BuiltEnvironment]:
         """Build (or find built) the environment of every step; step name → environment."""
-        if self.env_mode == ENV_PROJECT:
-            return {name: project_environment() for name in order or spec.steps}
-        built: dict[str, BuiltEnvironment] = {}
-        with self._phase("environments"):
-            for name in order or list(spec.steps):
-                env_spec = self.step_environment(spec.steps[name])
-                built[name] = self.environments.ensure(env_spec, self.progress)
-        return built
+        return {name: self._built_environment(spec.steps[name]) for name in order or spec.steps}
 
     def load(self, path: str | Path, inputs: Mapping[str, str]) -> tuple[PipelineSpec, list[str]]:
         """The pipeline bound to ``inputs`` and its step order; ``BadInputError`` if unrunnable."""
@@ -315,6 +336,10 @@ class LocalExecutor:
             ).bind(inputs)
             order = topological_order(spec.steps)
             check_constraints(spec.steps, spec.inputs)
+            spark = [name for name in order if spec.steps[name].spark is not None]
+            missing = java_missing_reason() if spark else None
+            if missing:
+                raise BadInputError(f"node {spark[0]!r}: {missing}", code="unsupported_node")
         return spec, order
 
     @contextlib.contextmanager
@@ -502,6 +527,7 @@ class LocalExecutor:
                 if warning and warning not in record.warnings:
                     record.warnings.append(warning)
                 notes.extend(f"environment {env_spec.name}: {n}" for n in env_spec.notes)
+        notes.extend(self._spark_notes(spec, order))
         step_paths = {
             name: output_paths(
                 spec.steps[name],
@@ -521,6 +547,29 @@ class LocalExecutor:
             record.steps[name].outputs = {k: str(v) for k, v in step_paths[name].items()}
         record.run_id = self._start_tracking_run(record, "")
         return step_paths
+
+    def _spark_notes(self, spec: PipelineSpec, order: list[str]) -> list[str]:
+        """What a spark step's submission changes here, once per node for the job log."""
+        notes: list[str] = []
+        for name in order:
+            spark = spec.steps[name].spark
+            if spark is None:
+                continue
+            master = local_master(spark.conf, os.cpu_count() or 1)
+            where = f"node {name!r}: Spark runs in local mode ({master}) on this machine"
+            if spark.instance_type:
+                where += f"; instance_type {spark.instance_type} is ignored"
+            notes.append(where)
+            dropped = dropped_conf(spark.conf)
+            if dropped:
+                shown = ", ".join(f"{k}={spark.conf[k]}" for k in dropped)
+                notes.append(f"node {name!r}: conf that only sizes a cluster is left out: {shown}")
+            if self.env_mode == ENV_PROJECT:
+                notes.append(
+                    f"node {name!r}: a spark step runs in its Spark runtime's environment even "
+                    "with --env project (the project's virtualenv has no Spark)"
+                )
+        return notes
 
     def _loop(
         self,
@@ -601,7 +650,11 @@ class LocalExecutor:
             values = resolve_step_inputs(step_spec, spec.path.parent, spec.inputs, step_paths)
             check_input_paths(step_spec, values, produced)
             outputs = step_paths[name]
-            if step_spec.parallel is None:
+            spark_args: list[str] = []
+            if step_spec.spark is not None:
+                spark_args = render_arguments(step_spec.spark.args, values, outputs, step=name)
+                command = f"spark-submit {step_spec.spark.entry}"
+            elif step_spec.parallel is None:
                 command = render_command(step_spec.command, values, outputs, step=name)
             else:
                 command = f"parallel run_function {step_spec.parallel.entry_script}"
@@ -611,17 +664,22 @@ class LocalExecutor:
             step.error = str(exc)
             self._step_transition(record, name, JobStatus.FAILED)
             return None
-        for oname, path in outputs.items():
-            if step_spec.output_types.get(oname) == "uri_file":
-                path.parent.mkdir(parents=True, exist_ok=True)
-            else:
-                # An empty folder, as Azure ML mounts it (MLflow saves into empty folders).
-                path.mkdir(parents=True, exist_ok=True)
+        _make_output_locations(step_spec, outputs)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         step.command = command
         built = self._step_environment(record, name, step, step_spec)
         if built is None:
             return None
+        argv = command_argv(command)
+        if step_spec.spark is not None:
+            argv = submit_argv(
+                step_spec.spark,
+                spark_submit=built.bin_dir / "spark-submit",
+                snapshot=snapshot,
+                args=spark_args,
+                name=step_job_name(record.name, name),
+            )
+            step.command = shlex.join(argv)
         step.run_id = self._start_tracking_run(record, name)
         env = self._step_env(record, step_spec, step.run_id, built, values, outputs)
         handle = log_path.open("ab")
@@ -634,7 +692,7 @@ class LocalExecutor:
             else:
                 proc = _CommandProcess(
                     subprocess.Popen(
-                        command_argv(command),
+                        argv,
                         cwd=snapshot,
                         stdout=handle,
                         stderr=subprocess.STDOUT,
@@ -670,7 +728,7 @@ class LocalExecutor:
         return built
 
     def _built_environment(self, step: StepSpec) -> BuiltEnvironment:
-        if self.env_mode == ENV_PROJECT:
+        if self.env_mode == ENV_PROJECT and step.spark is None:
             return project_environment()
         with self._phase("environments"):
             return self.environments.ensure(self.step_environment(step), self.progress)
@@ -1028,6 +1086,9 @@ class LocalExecutor:
             # create mlflow.db there, inside the source tree. Keep it with the job instead.
             private = self.store.job_dir(record.name) / "mlflow.db"
             env["MLFLOW_TRACKING_URI"] = f"sqlite:///{private}"
+        if spec.spark is not None:
+            scratch = self.store.job_dir(record.name) / "steps" / spec.name / "spark-local"
+            env.update(spark_process_env(built.python, scratch))
         env.update(spec.environment_variables)
         return env
 

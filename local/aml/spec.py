@@ -32,10 +32,11 @@ from local.aml.locations import (
     parse_datastore_uri,
     resolve_component,
 )
+from local.aml.spark import SparkSpec, input_modes_direct, parse_spark
 from local.aml.store import DEFAULT_ROOT
 from local.aml.sweep import SweepSpec, parse_sweep
 
-SUPPORTED_NODE_TYPES = frozenset({"command", "parallel", "pipeline", "sweep"})
+SUPPORTED_NODE_TYPES = frozenset({"command", "parallel", "pipeline", "spark", "sweep"})
 _EXPR = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
 # Types whose value is a path on disk (everything else is a literal parameter).
 PATH_TYPES = frozenset({"uri_file", "uri_folder", "mlflow_model", "custom_model", "mltable"})
@@ -121,6 +122,7 @@ class StepSpec:
     kind: str = "command"
     parallel: ParallelSpec | None = None
     sweep: SweepSpec | None = None
+    spark: SparkSpec | None = None
     # The environment as the component declares it (azure.ai.ml's ``Environment`` or a
     # reference string) and the file that declares it, for local.aml.environments.
     environment_decl: Any = field(default=None, compare=False)
@@ -343,7 +345,7 @@ def _prescan(path: Path, depth: int = 0, components: ComponentResolver | None = 
         if node_type not in SUPPORTED_NODE_TYPES:
             raise BadInputError(
                 f"node {name!r} has type {node_type!r}, which the local executor does not run "
-                "(supported: command, parallel, pipeline, sweep)",
+                "(supported: command, parallel, pipeline, spark, sweep)",
                 code="unsupported_node",
             )
         if node_type == "sweep" and str(comp.get("type", "command")) != "command":
@@ -380,9 +382,13 @@ def _raw_path(binding: Any) -> str | None:
     return None
 
 
-def _ignored(name: str, raw_node: Mapping[str, Any], comp: Mapping[str, Any]) -> list[str]:
+def _ignored(
+    name: str, raw_node: Mapping[str, Any], comp: Mapping[str, Any], node_type: str
+) -> list[str]:
     lines = []
     for key in IGNORED_NODE_SETTINGS:
+        if key == "resources" and node_type == "spark":
+            continue  # its runtime_version is used; the rest is said with the Spark notes
         value = raw_node.get(key, comp.get(key))
         if value in (None, {}, []):
             continue
@@ -606,7 +612,7 @@ def _collect(
             # e.g. a prompt flow (flow.dag.yaml) run as a parallel node: "promptflow_parallel".
             raise BadInputError(
                 f"node {full!r} runs a {component_type!r} component, which the local executor "
-                "does not run (supported: command, parallel run_function, pipeline)",
+                "does not run (supported: command, parallel run_function, pipeline, spark, sweep)",
                 code="unsupported_node",
             )
         if node_type == "pipeline":
@@ -624,7 +630,7 @@ def _collect(
                 full,
             )  # fmt: skip
             continue
-        ctx.warnings.extend(_ignored(full, raw_node, comp_raw))
+        ctx.warnings.extend(_ignored(full, raw_node, comp_raw, node_type))
         base = Path(str(getattr(component, "base_path", None) or raw.path.parent))
         input_defs = _input_defs(component)
         node_inputs = _node_inputs(node, raw, raw_node, full, ctx, prefix, inputs_map)
@@ -638,31 +644,13 @@ def _collect(
         }
         parallel = _parallel(full, node, component) if node_type == "parallel" else None
         sweep = _sweep(full, raw_node, input_defs, ctx) if node_type == "sweep" else None
+        command, code_dir = _command_and_code(full, node_type, node, component, base)
+        spark = None
         if parallel is not None:
-            task = getattr(node, "task", None) or getattr(component, "task", None)
-            code = getattr(task, "code", None)
-            command = ""
-        else:
-            command = str(getattr(component, "command", None) or "").strip()
-            if not command:
-                raise BadInputError(f"node {full!r} has no command", code="invalid_pipeline")
-            code = getattr(component, "code", None)
-        code_dir = (base / str(code).removeprefix("file:")).resolve() if code else None
-        if code_dir is not None and not code_dir.is_dir():
-            raise BadInputError(f"node {full!r}: code folder {str(code)!r} not found")
-        if parallel is not None:
-            script = (code_dir or base) / parallel.entry_script
-            if not script.is_file():
-                raise BadInputError(
-                    f"node {full!r}: entry_script {parallel.entry_script!r} not found in the "
-                    "task's code folder",
-                    code="invalid_pipeline",
-                )
-            if parallel.input_data not in input_defs:
-                raise BadInputError(
-                    f"node {full!r}: input_data names no input {parallel.input_data!r}",
-                    code="unresolved_binding",
-                )
+            _check_parallel(full, parallel, code_dir or base, input_defs)
+        elif node_type == "spark":
+            spark = parse_spark(full, node, component, code_dir)
+            input_modes_direct(f"node {full!r}", _spark_modes(component, raw_node, raw.doc))
         env = getattr(node, "environment", None) or getattr(component, "environment", None)
         steps[full] = StepSpec(
             name=full,
@@ -675,12 +663,81 @@ def _collect(
             environment_variables=env_vars,
             timeout_seconds=_timeout(node),
             environment=_environment_name(env),
-            kind="sweep" if sweep else "parallel" if parallel else "command",
+            kind="spark" if spark else "sweep" if sweep else "parallel" if parallel else "command",
             parallel=parallel,
             sweep=sweep,
+            spark=spark,
             environment_decl=env,
             environment_source=_environment_source(comp_raw, raw_node, base),
         )
+
+
+def _command_and_code(
+    full: str, node_type: str, node: Any, component: Any, base: Path
+) -> tuple[str, Path | None]:
+    """A node's command ('' for parallel and spark nodes, which have none) and the code
+    folder Azure ML snapshots for it (None when the component has no ``code``)."""
+    command = ""
+    if node_type == "parallel":
+        task = getattr(node, "task", None) or getattr(component, "task", None)
+        code = getattr(task, "code", None)
+    elif node_type == "spark":
+        code = getattr(component, "code", None) or getattr(node, "code", None)
+    else:
+        command = str(getattr(component, "command", None) or "").strip()
+        if not command:
+            raise BadInputError(f"node {full!r} has no command", code="invalid_pipeline")
+        code = getattr(component, "code", None)
+    code_dir = (base / str(code).removeprefix("file:")).resolve() if code else None
+    if code_dir is not None and not code_dir.is_dir():
+        raise BadInputError(f"node {full!r}: code folder {str(code)!r} not found")
+    return command, code_dir
+
+
+def _check_parallel(
+    full: str, parallel: ParallelSpec, code_dir: Path, input_defs: Mapping[str, InputDef]
+) -> None:
+    if not (code_dir / parallel.entry_script).is_file():
+        raise BadInputError(
+            f"node {full!r}: entry_script {parallel.entry_script!r} not found in the "
+            "task's code folder",
+            code="invalid_pipeline",
+        )
+    if parallel.input_data not in input_defs:
+        raise BadInputError(
+            f"node {full!r}: input_data names no input {parallel.input_data!r}",
+            code="unresolved_binding",
+        )
+
+
+def _spark_modes(
+    component: Any, raw_node: Mapping[str, Any], doc: Mapping[str, Any]
+) -> dict[str, str | None]:
+    """The mode in force for each path input and each output of a spark node: the node's own
+    (``{path, mode}``), else the pipeline input or output it is bound to, else the
+    component's declaration; None when none sets one."""
+    modes: dict[str, str | None] = {}
+    for kind, declared in (("inputs", component.inputs), ("outputs", component.outputs)):
+        written, outer_io = raw_node.get(kind), doc.get(kind)
+        bound: Mapping[str, Any] = written if isinstance(written, Mapping) else {}
+        parent: Mapping[str, Any] = outer_io if isinstance(outer_io, Mapping) else {}
+        for name, decl in (declared or {}).items():
+            if kind == "inputs" and normalize_type(str(decl.type)) not in PATH_TYPES:
+                continue
+            binding = bound.get(name)
+            if kind == "inputs" and binding is None:
+                continue  # an optional input left unbound: nothing is read
+            mode = binding.get("mode") if isinstance(binding, Mapping) else None
+            text = binding.get("path") if isinstance(binding, Mapping) else binding
+            whole = _EXPR.fullmatch(text.strip()) if isinstance(text, str) else None
+            parts = whole.group(1).split(".") if whole else []
+            if mode is None and len(parts) == 3 and parts[:2] == ["parent", kind]:
+                outer = parent.get(parts[2])
+                mode = outer.get("mode") if isinstance(outer, Mapping) else None
+            if mode is None:
+                mode = getattr(decl, "mode", None)
+            modes[f"{kind[:-1]} {name!r}"] = None if mode is None else str(mode)
+    return modes
 
 
 def _load_component(path: Path, full: str) -> Any:
