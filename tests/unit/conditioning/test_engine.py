@@ -136,7 +136,9 @@ def test_many_batches_on_worker_threads_give_the_bytes_of_a_single_batch(tmp_pat
     counts = threaded["reject_counts"]
     assert set(counts) == {"invalid_value", "bad_date", "bad_boolean", "duplicate_row"}, counts
     assert threaded["rows_in"] == 20_000 == threaded["rows_out"] + threaded["rows_rejected"]
-    rejects = list(csv.DictReader(io.StringIO((tmp_path / "a/work/rejects.csv").read_text())))
+    rejects = list(
+        csv.DictReader(io.StringIO((tmp_path / "a" / "work" / "rejects.csv").read_text()))
+    )
     assert [int(r["row_number"]) for r in rejects] == sorted(int(r["row_number"]) for r in rejects)
 
 
