@@ -10,6 +10,7 @@ Keys are not adversarial, so a 64-bit hash's collision odds (~1e-7 at 10^6 keys.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,28 +62,53 @@ def _text_hash(values: pa.Array) -> np.ndarray[Any, Any]:
     return h
 
 
-def key_hashes(table: pa.Table, key: tuple[str, ...]) -> np.ndarray[Any, Any]:
-    """A 64-bit hash per row of the ``key`` columns (same key, same hash, across batches)."""
+def _column_hash(col: pa.Array) -> np.ndarray[Any, Any]:
+    """A 64-bit hash of each value of one key column (the same value, the same hash)."""
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        # Keys repeat a lot (stores, products): hash each distinct value once.
+        encoded = pc.dictionary_encode(col, null_encoding="encode")
+        if len(encoded.dictionary) * 4 < len(col):
+            index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
+            hashed: np.ndarray[Any, Any] = _text_hash(encoded.dictionary)[index]
+            return hashed
+        return _text_hash(col)
+    if pa.types.is_date32(col.type):
+        col = col.cast(pa.int32())
+    as_int = pc.fill_null(col.cast(pa.int64()), -(2**62))
+    return _mix(np.asarray(as_int.to_numpy(zero_copy_only=False)).view(np.uint64))
+
+
+def key_hashes(
+    table: pa.Table,
+    key: tuple[str, ...],
+    encodings: Mapping[str, tuple[pa.Array, np.ndarray[Any, Any]]] | None = None,
+) -> np.ndarray[Any, Any]:
+    """A 64-bit hash per row of the ``key`` columns (same key, same hash, across batches).
+
+    ``encodings`` may give a key column as (distinct values, each row's index into them), as
+    normalisation already has it; those columns are hashed once per distinct value.
+    """
 
     h = np.full(table.num_rows, 0x243F6A8885A308D3, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j, name in enumerate(key):
-            col = table.column(name).combine_chunks()
-            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                # Keys repeat a lot (stores, products): hash each distinct value once.
-                encoded = pc.dictionary_encode(col, null_encoding="encode")
-                if len(encoded.dictionary) * 4 < len(col):
-                    index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
-                    part = _text_hash(encoded.dictionary)[index]
-                else:
-                    part = _text_hash(col)
+            encoded = encodings.get(name) if encodings else None
+            if encoded is not None:
+                values, index = encoded
+                part = _column_hash(values)[index]
             else:
-                if pa.types.is_date32(col.type):
-                    col = col.cast(pa.int32())
-                as_int = pc.fill_null(col.cast(pa.int64()), -(2**62))
-                part = _mix(np.asarray(as_int.to_numpy(zero_copy_only=False)).view(np.uint64))
+                part = _column_hash(table.column(name).combine_chunks())
             h = _mix(h * np.uint64(31 + 2 * j) + part)
     return h
+
+
+@dataclass(frozen=True)
+class Spill:
+    """One batch's keys ready to spill: records ordered by partition, positions counted from
+    the batch's first record, and where each partition's records start and end."""
+
+    records: np.ndarray[Any, Any]
+    bounds: np.ndarray[Any, Any]
 
 
 @dataclass(frozen=True)
@@ -104,26 +130,36 @@ class DuplicateFinder:
             (directory / f"keys-{i:04d}.bin").open("ab") for i in range(self._partitions)
         ]
 
-    def add(
-        self,
-        hashes: np.ndarray[Any, Any],
-        rows: np.ndarray[Any, Any],
-        part: int,
-        first_pos: int,
-    ) -> None:
-        records = np.empty(len(hashes), dtype=_SPILL_DTYPE)
-        records["key"] = hashes
-        records["row"] = rows
-        records["part"] = part
-        records["pos"] = np.arange(first_pos, first_pos + len(hashes), dtype=np.int32)
-        which = ((hashes >> np.uint64(40)) % np.uint64(self._partitions)).astype(np.uint16)
+    @staticmethod
+    def spill(hashes: np.ndarray[Any, Any], rows: np.ndarray[Any, Any], partitions: int) -> Spill:
+        """Sort one batch's keys into ``partitions`` (pure: batches may do this on any thread;
+        ``add`` then writes them in file order)."""
+        partitions = max(1, partitions)
+        which = ((hashes >> np.uint64(40)) % np.uint64(partitions)).astype(np.uint16)
         order = np.argsort(which, kind="stable")
-        which, records = which[order], records[order]
-        bounds = np.searchsorted(which, np.arange(self._partitions + 1))
+        # Filled field by field in partition order: gathering whole records is several times
+        # slower than gathering each field.
+        records = np.empty(len(hashes), dtype=_SPILL_DTYPE)
+        records["key"] = hashes[order]
+        records["row"] = rows[order]
+        records["part"] = 0
+        records["pos"] = order
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(which, minlength=partitions))))
+        return Spill(records, bounds)
+
+    def add(self, spill: Spill, part: int, first_pos: int) -> None:
+        """Write one batch's spilled keys: its records are in ``part`` from ``first_pos`` on."""
+        if len(spill.bounds) != self._partitions + 1:
+            raise ValueError(
+                f"keys spilled into {len(spill.bounds) - 1} partitions, not {self._partitions}"
+            )
+        records = spill.records
+        records["part"] = part
+        records["pos"] += first_pos
         for i in range(self._partitions):
-            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            lo, hi = int(spill.bounds[i]), int(spill.bounds[i + 1])
             if hi > lo:
-                self._files[i].write(records[lo:hi].tobytes())
+                self._files[i].write(records[lo:hi].data)
 
     def duplicates(self) -> list[Duplicate]:
         """Every record whose key appeared earlier in the file (sorted by row).

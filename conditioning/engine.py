@@ -37,7 +37,7 @@ import pyarrow.csv as pacsv
 
 from adapters.errors import BadInputError, MlopsError
 from conditioning.contracts import Contract, contract_for
-from conditioning.dedupe import DuplicateFinder, key_hashes
+from conditioning.dedupe import DuplicateFinder, Spill, key_hashes
 from conditioning.mapping import SourceMapping, choose_mapping
 from conditioning.normalize import (
     Rejects,
@@ -190,6 +190,34 @@ def _csv_bytes(table: pa.Table, header: bool = False) -> pa.Buffer:
     return sink.getvalue()
 
 
+# Whole numbers below this magnitude print the same as a float and as an integer; from 1e10
+# on Arrow prints floats in exponent form ("1e+10").
+_PLAIN_INTEGRAL = 1e10
+
+
+def _integral_as_int(column: pa.Array) -> pa.Array:
+    """A float column holding only whole numbers as int64 when that prints the same bytes
+    (formatting integers costs half as much as formatting floats); else the column as is."""
+    values = np.asarray(column.to_numpy(zero_copy_only=False))
+    if column.null_count:
+        values = np.where(np.asarray(column.is_valid().to_numpy(zero_copy_only=False)), values, 0)
+    if not (np.abs(values) < _PLAIN_INTEGRAL).all() or not (values == np.trunc(values)).all():
+        return column
+    if (np.signbit(values) & (values == 0)).any():  # -0.0 prints "-0"
+        return column
+    return pc.cast(column, pa.int64(), safe=False)
+
+
+def _formatted(table: pa.Table) -> pa.Table:
+    """``table`` arranged to format faster as CSV, giving the same text: whole-number floats
+    are formatted as integers."""
+    columns = [
+        _integral_as_int(column.combine_chunks()) if pa.types.is_float64(column.type) else column
+        for column in table.columns
+    ]
+    return pa.table(columns, names=table.column_names)
+
+
 def _write_options(header: bool = True) -> pacsv.WriteOptions:
     return pacsv.WriteOptions(
         include_header=header, quoting_style="needed", batch_size=_CSV_WRITE_ROWS
@@ -213,8 +241,8 @@ def _reject_table(rejects: Rejects) -> pa.Table:
 class _Prepared:
     """One batch normalised and formatted off the main thread, waiting to be appended in order.
 
-    ``records`` and ``rejects`` are CSV text without a header; ``key_hashes`` and
-    ``record_rows`` hold one entry per record.
+    ``records`` and ``rejects`` are CSV text without a header; ``record_rows`` holds one entry
+    per record and ``keys`` their key hashes sorted into the duplicate finder's partitions.
     """
 
     rows_in: int
@@ -222,7 +250,7 @@ class _Prepared:
     records: pa.Buffer | None
     record_count: int
     record_rows: np.ndarray[Any, Any]
-    key_hashes: np.ndarray[Any, Any]
+    keys: Spill
     period: tuple[dt.date | None, dt.date | None]
     rejects: list[pa.Buffer]
     reject_codes: list[str]
@@ -234,6 +262,7 @@ def _prepare(
     contract: Contract,
     as_of: dt.date,
     max_field_bytes: int,
+    partitions: int,
 ) -> _Prepared:
     """Everything about one batch that does not depend on the batches before it. Pure, and
     mostly Arrow and numpy work that releases the GIL, so several batches run at once."""
@@ -253,7 +282,7 @@ def _prepare(
             None,
             0,
             empty,
-            empty.view(np.uint64),
+            DuplicateFinder.spill(empty.view(np.uint64), empty, partitions),
             (None, None),
             rejects,
             codes,
@@ -267,13 +296,15 @@ def _prepare(
     if contract.period_column and table.num_rows:
         mm = pc.min_max(table.column(contract.period_column)).as_py()
         period = (mm["min"], mm["max"])
+    record_rows = np.asarray(result.record_rows, dtype=np.int64)
+    hashes = key_hashes(table, contract.key, result.encodings)
     return _Prepared(
         rows_in=batch.table.num_rows + len(batch.rejects),
         rows_accepted=result.rows_accepted,
-        records=_csv_bytes(table) if table.num_rows else None,
+        records=_csv_bytes(_formatted(table)) if table.num_rows else None,
         record_count=table.num_rows,
-        record_rows=np.asarray(result.record_rows, dtype=np.int64),
-        key_hashes=key_hashes(table, contract.key),
+        record_rows=record_rows,
+        keys=DuplicateFinder.spill(hashes, record_rows, partitions),
         period=period,
         rejects=rejects,
         reject_codes=codes,
@@ -350,8 +381,8 @@ class _Outputs:
         self._sink.write(batch.records)
         index = len(self.parts) - 1
         self.parts[index].rows += batch.record_count
-        self._rows_file.write(batch.record_rows.astype("<i8", copy=False).tobytes())
-        self.dupes.add(batch.key_hashes, batch.record_rows, index, self._pos)
+        self._rows_file.write(batch.record_rows.astype("<i8", copy=False).data)
+        self.dupes.add(batch.keys, index, self._pos)
         self._pos += batch.record_count
         lo, hi = self.period
         if batch.period[0] is not None:
@@ -649,7 +680,7 @@ def _stream(
     max_field = options.limits.max_field_bytes
 
     def prepare(batch: RawBatch) -> _Prepared:
-        return _prepare(batch, chosen, contract, as_of, max_field)
+        return _prepare(batch, chosen, contract, as_of, max_field, partitions)
 
     for reader_name, make in _strategies(input_path, profile, options, chosen.read.sheet):
         run_dir = staging / "work"

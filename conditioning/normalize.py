@@ -47,14 +47,24 @@ class Rejects:
         return len(self.row_numbers)
 
 
+# A column converted once per distinct value: (converted distinct values, each record's index
+# into them). Lets later steps (formatting, key hashing) work per distinct value too.
+Encoding = tuple[pa.Array, np.ndarray[Any, Any]]
+
+
 @dataclass
 class Normalized:
-    """Standard records of one batch (contract column order) and the batch's rejects."""
+    """Standard records of one batch (contract column order) and the batch's rejects.
+
+    ``encodings`` holds, for columns converted per distinct value, that conversion aligned
+    with the records of ``table`` (empty when a mapping emits several records per row).
+    """
 
     table: pa.Table
     record_rows: np.ndarray[Any, Any]
     rows_accepted: int
     rejects: Rejects
+    encodings: dict[str, Encoding] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,11 +122,15 @@ class _BatchContext:
         self.mapping = mapping
         self._raw = table
         self._lookup = {name.strip().lower(): name for name in table.column_names}
+        self._untrimmed: dict[str, pa.Array] = {}
         self._clean: dict[str, pa.Array] = {}
         self._nulls = _null_set(mapping.read.null_values)
 
     def untrimmed(self, column: str) -> pa.Array:
-        return self._raw.column(self._lookup[column.lower()]).combine_chunks()
+        key = column.lower()
+        if key not in self._untrimmed:
+            self._untrimmed[key] = self._raw.column(self._lookup[key]).combine_chunks()
+        return self._untrimmed[key]
 
     def raw(self, column: str) -> pa.Array:
         """A raw column, trimmed, with null markers (``NA``, empty, …) as nulls."""
@@ -371,20 +385,32 @@ def _take(values: pa.Array, index: np.ndarray[Any, Any]) -> pa.Array:
     return pc.take(values, pa.array(index))
 
 
+def _unchanged(converted: pa.Array, raw: pa.Array) -> bool:
+    """Whether converting left every value (and every null) exactly as it was."""
+    if converted.type != raw.type or converted.null_count != raw.null_count:
+        return False
+    if raw.null_count and not pc.all(pc.equal(pc.is_null(converted), pc.is_null(raw))).as_py():
+        return False
+    return bool(pc.all(pc.equal(converted, raw)).as_py())
+
+
 def _column_values(
     column: Column,
     rule: ColumnRule,
     ctx: _BatchContext,
     failures: list[_Failure],
+    encodings: dict[str, Encoding],
 ) -> pa.Array:
     """Convert one standard column. Low-cardinality text, date and boolean sources (ids, dates,
     units, flags) are converted once per distinct value and mapped back, which is what makes
-    the common case fast."""
+    the common case fast; the conversion is kept in ``encodings``. Text that conversion leaves
+    as it was (clean ids, units) is the raw column itself, not a copy."""
     source = _single_source(rule)
     if source is not None:
         if column.type in (ColumnType.INT, ColumnType.FLOAT):
             return _fast_number(column, rule, source, ctx, failures)
-        encoded = pc.dictionary_encode(ctx.untrimmed(source), null_encoding="encode")
+        raw = ctx.untrimmed(source)
+        encoded = pc.dictionary_encode(raw, null_encoding="encode")
         distinct = encoded.dictionary
         if len(distinct) <= max(64, ctx.n // 8):
             index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
@@ -395,6 +421,9 @@ def _column_values(
                 f.mask = f.mask[index]
                 f.index = index
             failures.extend(local)
+            encodings[column.name] = (converted, index)
+            if column.type is ColumnType.TEXT and _unchanged(converted, distinct):
+                return raw
             return _take(converted, index)
     return _convert(column, rule, _source_values(rule, ctx), ctx, failures)
 
@@ -521,23 +550,29 @@ def _first_failure(failures: list[_Failure], n: int) -> np.ndarray[Any, Any]:
 
 
 def _assemble(
-    emitted: list[tuple[np.ndarray[Any, Any], dict[str, pa.Array]]],
+    emitted: list[tuple[np.ndarray[Any, Any], dict[str, pa.Array], dict[str, Encoding]]],
     rejected: np.ndarray[Any, Any],
     row_numbers: np.ndarray[Any, Any],
     contract: Contract,
-) -> tuple[pa.Table, np.ndarray[Any, Any]]:
+) -> tuple[pa.Table, np.ndarray[Any, Any], dict[str, Encoding]]:
     tables: list[pa.Table] = []
     rows: list[np.ndarray[Any, Any]] = []
-    for when, cols in emitted:
+    kept_encodings: dict[str, Encoding] = {}
+    for when, cols, encodings in emitted:
         keep = when & ~rejected
         if not keep.any():
             continue
         table = pa.table(cols)
-        tables.append(table if keep.all() else table.filter(pa.array(keep)))
+        everything = bool(keep.all())
+        tables.append(table if everything else table.filter(pa.array(keep)))
         rows.append(row_numbers[keep])
+        kept_encodings = {
+            name: (values, index if everything else index[keep])
+            for name, (values, index) in encodings.items()
+        }
     schema = standard_schema(contract)
     if not tables:
-        return schema.empty_table(), np.empty(0, dtype=np.int64)
+        return schema.empty_table(), np.empty(0, dtype=np.int64), {}
     table = pa.concat_tables([t.cast(schema) for t in tables])
     record_rows = np.concatenate(rows)
     if len(tables) > 1:
@@ -545,7 +580,8 @@ def _assemble(
         order = np.argsort(record_rows, kind="stable")
         table = table.take(pa.array(order))
         record_rows = record_rows[order]
-    return table, record_rows
+        kept_encodings = {}
+    return table, record_rows, kept_encodings
 
 
 def normalize(
@@ -559,24 +595,25 @@ def normalize(
     """Map, type and validate one batch. Pure: same inputs, same outputs."""
     ctx = _BatchContext(raw, mapping, as_of)
     failures = _oversized(raw, max_field_bytes)
-    emitted: list[tuple[np.ndarray[Any, Any], dict[str, pa.Array]]] = []
+    emitted: list[tuple[np.ndarray[Any, Any], dict[str, pa.Array], dict[str, Encoding]]] = []
     for emit in mapping.emits:
         when = _when_mask(emit.when, ctx)
         emit_failures: list[_Failure] = []
         cols: dict[str, pa.Array] = {}
+        encodings: dict[str, Encoding] = {}
         for column in contract.columns:
             rule = emit.rules.get(column.name)
             if rule is None:
                 cols[column.name] = pa.nulls(ctx.n, _arrow_type(column.type))
             else:
-                cols[column.name] = _column_values(column, rule, ctx, emit_failures)
+                cols[column.name] = _column_values(column, rule, ctx, emit_failures, encodings)
         row_rule = _ROW_RULES.get(contract.source)
         if row_rule is not None:
             row_rule(cols, ctx, emit_failures)
         for f in emit_failures:
             f.mask = f.mask & when
         failures.extend(emit_failures)
-        emitted.append((when, cols))
+        emitted.append((when, cols, encodings))
     first = _first_failure(failures, ctx.n)
     rejected = first >= 0
     rejects = Rejects()
@@ -584,8 +621,8 @@ def normalize(
     for i, original in zip(bad_idx, original_rows(raw, bad_idx), strict=True):
         f = failures[int(first[i])]
         rejects.add(int(row_numbers[i]), f.code, f.column, f.message(f.value(i)), original)
-    table, record_rows = _assemble(emitted, rejected, row_numbers, contract)
-    return Normalized(table, record_rows, ctx.n - len(bad_idx), rejects)
+    table, record_rows, encodings = _assemble(emitted, rejected, row_numbers, contract)
+    return Normalized(table, record_rows, ctx.n - len(bad_idx), rejects, encodings)
 
 
 def _arrow_type(t: ColumnType) -> pa.DataType:

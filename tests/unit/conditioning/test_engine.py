@@ -15,9 +15,19 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conditioning.dedupe import key_hashes
-from conditioning.engine import EngineOptions, Pipeline, condition_file, dataset_version
+from conditioning.contracts import contract_for
+from conditioning.dedupe import DuplicateFinder, key_hashes
+from conditioning.engine import (
+    EngineOptions,
+    Pipeline,
+    _csv_bytes,
+    _formatted,
+    _integral_as_int,
+    condition_file,
+    dataset_version,
+)
 from conditioning.mapping import builtin_mappings
+from conditioning.normalize import normalize
 from conditioning.readers import csv_strategies, profile_file
 
 HEADER = "week_start,store_id,product_id,quantity,quantity_unit,returned_quantity,is_holiday_week"
@@ -83,6 +93,63 @@ def test_key_hash_does_not_depend_on_the_batch() -> None:
         key_hashes(pa.table({"a": ["ab"], "b": [1]}), ("a", "b"))[0]
         != key_hashes(pa.table({"a": ["ba"], "b": [1]}), ("a", "b"))[0]
     )
+
+
+def test_whole_number_floats_are_written_as_integers_only_where_the_text_is_the_same() -> None:
+    columns = {
+        "whole": [15.0, 0.0, -3.0, None, 9_999_999_999.0, -9_999_999_999.0],
+        "negative_zero": [1.0, -0.0],
+        "exponent_form": [1.0, 1e10],
+        "fraction": [1.0, 2.5],
+        "huge": [1.0, 1e16],
+    }
+    for name, values in columns.items():
+        table = pa.table({"x": pa.array(values, pa.float64())})
+        converted = _integral_as_int(table.column("x").combine_chunks())
+        assert pa.types.is_int64(converted.type) == (name == "whole"), name
+        assert _csv_bytes(_formatted(table)) == _csv_bytes(table), name
+
+
+def test_key_hashes_from_normalised_encodings_equal_hashing_the_columns(tmp_path: Path) -> None:
+    rows = _defective_rows(3000)
+    rows += [f" 2024-01-15 , S{i:04d} ,P{i:06d},{i},Units,0,TRUE" for i in range(50)]
+    raw = tmp_path / "raw.csv"
+    raw.write_text("\n".join([HEADER, *rows]) + "\n")
+    profile = profile_file(raw)
+    (_, read), *_ = csv_strategies(raw, profile, block_bytes=1 << 20)
+    batch = next(read())
+    contract = contract_for("shipments")
+    result = normalize(
+        batch.table,
+        batch.row_numbers,
+        builtin_mappings()["shipments"][0],
+        contract,
+        AS_OF,
+        1 << 20,
+    )
+    assert len(result.rejects), "the batch must lose rows, so encodings are filtered too"
+    # Few stores and weeks: converted per distinct value; a product per row: converted whole.
+    assert {"week_start", "store_id"} <= set(result.encodings)
+    assert "product_id" not in result.encodings
+    for name, (values, index) in result.encodings.items():
+        assert len(index) == result.table.num_rows
+        assert values.take(pa.array(index)).equals(result.table.column(name).combine_chunks())
+    assert np.array_equal(
+        key_hashes(result.table, contract.key, result.encodings),
+        key_hashes(result.table, contract.key),
+    )
+
+
+def test_spilled_keys_keep_file_order_and_positions_within_each_partition(tmp_path: Path) -> None:
+    finder = DuplicateFinder(tmp_path / "keys", 3)
+    hashes = np.array([5 << 40, 7 << 40, 5 << 40, 6 << 40, 7 << 40], dtype=np.uint64)
+    rows = np.arange(10, 15, dtype=np.int64)
+    finder.add(DuplicateFinder.spill(hashes[:3], rows[:3], 3), part=0, first_pos=0)
+    finder.add(DuplicateFinder.spill(hashes[3:], rows[3:], 3), part=1, first_pos=3)
+    found = [(d.row, d.first_row, d.part, d.pos) for d in finder.duplicates()]
+    assert found == [(12, 10, 0, 2), (14, 11, 1, 4)]
+    with pytest.raises(ValueError, match="partitions"):
+        DuplicateFinder(tmp_path / "other", 2).add(DuplicateFinder.spill(hashes, rows, 3), 0, 0)
 
 
 def test_version_depends_on_content_and_mapping_only() -> None:
