@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from conditioning.contracts import contract_for
@@ -27,7 +28,7 @@ from conditioning.engine import (
     dataset_version,
 )
 from conditioning.mapping import builtin_mappings
-from conditioning.normalize import normalize
+from conditioning.normalize import _distinct, normalize
 from conditioning.readers import csv_strategies, profile_file
 
 HEADER = "week_start,store_id,product_id,quantity,quantity_unit,returned_quantity,is_holiday_week"
@@ -138,6 +139,25 @@ def test_key_hashes_from_normalised_encodings_equal_hashing_the_columns(tmp_path
         key_hashes(result.table, contract.key, result.encodings),
         key_hashes(result.table, contract.key),
     )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2024-01-08"] * 3000 + ["2024-01-15"] * 10 + [None] * 5 + ["2024-01-08"] * 100,
+        [f"S{i % 7}" for i in range(3000)],  # changes every row: hashed row by row
+        [None] * 2000,
+        ["only"],
+        [],
+    ],
+    ids=["runs", "no-runs", "all-null", "one", "empty"],
+)
+def test_distinct_values_from_runs_equal_dictionary_encoding(values: list[str | None]) -> None:
+    array = pa.array(values, pa.string())
+    distinct, index = _distinct(array)
+    expected = pc.dictionary_encode(array, null_encoding="encode")
+    assert distinct.equals(expected.dictionary)
+    assert np.array_equal(index, expected.indices.to_numpy(zero_copy_only=False))
 
 
 def test_spilled_keys_keep_file_order_and_positions_within_each_partition(tmp_path: Path) -> None:
