@@ -148,7 +148,8 @@ class DuplicateFinder:
         return Spill(records, bounds)
 
     def add(self, spill: Spill, part: int, first_pos: int) -> None:
-        """Write one batch's spilled keys: its records are in ``part`` from ``first_pos`` on."""
+        """Write one batch's spilled keys: its records are in ``part`` from ``first_pos`` on.
+        A spill is added once (its positions are shifted in place)."""
         if len(spill.bounds) != self._partitions + 1:
             raise ValueError(
                 f"keys spilled into {len(spill.bounds) - 1} partitions, not {self._partitions}"

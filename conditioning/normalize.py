@@ -48,7 +48,7 @@ class Rejects:
 
 
 # A column converted once per distinct value: (converted distinct values, each record's index
-# into them). Lets later steps (formatting, key hashing) work per distinct value too.
+# into them). Lets later steps (key hashing) work per distinct value too.
 Encoding = tuple[pa.Array, np.ndarray[Any, Any]]
 
 
