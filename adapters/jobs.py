@@ -27,6 +27,7 @@ Contract:
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -39,6 +40,11 @@ from adapters.azure_calls import AzureService, RetrySettings, call_azure
 from adapters.errors import BadInputError, ConflictError, NotFoundError, TransientError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger(__name__)
+# Segments are submitted from parallel activities, one thread each. azure-ai-ml does not say its
+# YAML loader is safe across threads (it resolves files against per-load context and reports a
+# failed validation by re-reading the YAML), and a parse takes 0.1–0.2 s: one at a time.
+_SDK_LOAD_LOCK = threading.Lock()
 InputValue = str | int | float | bool
 
 
@@ -171,11 +177,15 @@ class AzureMLPipelineJobs:
         display_name: str | None = None,
     ) -> str:
         from azure.ai.ml import Input, load_job
+        from azure.ai.ml.exceptions import MlException
 
         path = resolve_pipeline(pipeline)
         try:
-            job: Any = load_job(str(path))
+            with _SDK_LOAD_LOCK:
+                job: Any = load_job(str(path))
         except Exception as exc:
+            if not isinstance(exc, MlException):  # not a verdict on the YAML: keep the trace
+                logger.exception("load_job(%s) raised %s", path.name, type(exc).__name__)
             raise BadInputError(f"{path.name}: {exc}", code="invalid_pipeline") from exc
         unknown = sorted(set(inputs) - set(job.inputs or {}))
         if unknown:
@@ -198,8 +208,6 @@ class AzureMLPipelineJobs:
         job.tags = {**(job.tags or {}), **dict(tags or {})}
         if display_name:
             job.display_name = display_name
-        from azure.ai.ml.exceptions import MlException
-
         try:
             created = call_azure(
                 lambda: self._client.jobs.create_or_update(job), f"submit {path.name}", AZURE_ML

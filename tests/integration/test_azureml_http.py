@@ -187,6 +187,54 @@ def test_two_submissions_racing_to_upload_the_code_are_transient_then_reuse_it(
     assert len(azureml.app.codes) == 1  # one snapshot, reused
 
 
+def test_parallel_submissions_parse_their_pipeline_one_at_a_time(
+    azureml: AzureMLWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Segments are submitted from parallel activity threads; azure-ai-ml's YAML loader is not
+    documented as thread-safe, and one parse in a CI run of two parallel submissions failed
+    in the SDK's own error reporting. The adapter parses one pipeline at a time; the rest of
+    a submission still runs in parallel."""
+    import threading
+    import time
+
+    import azure.ai.ml
+
+    original = azure.ai.ml.load_job
+    state = {"inside": 0, "most": 0}
+    guard = threading.Lock()
+
+    def counting_load(*args: object, **kwargs: object) -> object:
+        with guard:
+            state["inside"] += 1
+            state["most"] = max(state["most"], state["inside"])
+        try:
+            time.sleep(0.05)  # widen the window two unguarded parses would share
+            return original(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            with guard:
+                state["inside"] -= 1
+
+    monkeypatch.setattr(azure.ai.ml, "load_job", counting_load)
+    submit_train(AzureMLPipelineJobs(azureml.client()))  # the code snapshot, uploaded once
+    start = threading.Barrier(4, timeout=30)
+    names: list[object] = []
+
+    def submit() -> None:
+        start.wait()
+        try:
+            names.append(submit_train(AzureMLPipelineJobs(azureml.client())))
+        except Exception as exc:  # the outcome is what the test checks
+            names.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(names) == 4 and all(isinstance(n, str) for n in names), names
+    assert state["most"] == 1
+
+
 def test_status_follows_the_job_and_reads_only_the_named_output(
     azureml: AzureMLWorkspace, tmp_path: Path
 ) -> None:
