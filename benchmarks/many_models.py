@@ -267,6 +267,8 @@ def _registered(services: Any, segments: Mapping[str, Any]) -> dict[str, Any]:
 
     from mlflow.tracking import MlflowClient
 
+    from pipelines.src.forecasting import many
+
     uri = services.settings.tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     out: dict[str, Any] = {}
@@ -275,9 +277,10 @@ def _registered(services: Any, segments: Mapping[str, Any]) -> dict[str, Any]:
             continue
         version = client.get_model_version(seg["model_name"], str(seg["model_version"]))
         folder = Path(urlparse(str(version.source)).path)
-        files = list(folder.rglob("forecaster.pkl")) if folder.is_dir() else []
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if files else 0
-        out[segment] = {"version": str(version.version), "forecasters": len(files), "bytes": size}
+        artefact = next(folder.rglob(many.PARTITIONS_ARCHIVE), None) if folder.is_dir() else None
+        forecasters = many.archived_forecasters(artefact) if artefact is not None else 0
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if forecasters else 0
+        out[segment] = {"version": str(version.version), "forecasters": forecasters, "bytes": size}
     return out
 
 

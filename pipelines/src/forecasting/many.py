@@ -10,9 +10,10 @@ grain of the model changes. Three pieces live here:
   holdout, compare with the baseline and the champion's forecast for the same rows, and apply
   the gate to that partition; it returns one result row (sums, not just ratios, so segment
   metrics pool exactly);
-- ``ManyModelsForecast`` — the registered model: one MLflow pyfunc per segment whose artefacts
-  hold every partition's forecaster; ``predict`` routes each row to its partition's
-  forecaster (a partition it has never seen gets the historical-average baseline).
+- ``ManyModelsForecast`` — the registered model: one MLflow pyfunc per segment whose artefact
+  ``partitions.zip`` holds every partition's forecaster (``<partition>/forecaster.pkl``);
+  ``predict`` routes each row to its partition's forecaster (a partition it has never seen
+  gets the historical-average baseline).
 
 Why one model per segment with per-partition artefacts, not one registered model per
 partition: thousands of partitions would mean thousands of registered models, each with a
@@ -20,6 +21,13 @@ weekly version — past what a registry lists and gates comfortably, and one Mod
 event (and one offline test) each. One model per segment keeps the registry, the events and
 the champion/challenger flow exactly as they are for segment models, while every partition
 still has its own forecaster, metrics and gate verdict.
+
+Why one archive, not a folder per partition: a model's artefacts are fetched through the
+workspace's artifact service, and azureml-mlflow lists a directory by listing every artefact of
+the run and filtering (``AzureMLflowArtifactRepository.list_artifacts``). MLflow downloads a
+folder by listing each sub-folder in turn, so a folder per partition costs one whole listing
+per partition — quadratic in the partitions, and one HTTP download per file besides. One file
+is one listing and one download at any size; its members are read one partition at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import json
 import math
 import pickle
 import re
+import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +55,7 @@ DEFAULT_PARTITION_BY = ("store_id", "product_id")
 SPLIT = "split"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 FORECASTER_FILE = "forecaster.pkl"
+PARTITIONS_ARCHIVE = "partitions.zip"
 
 
 def parse_keys(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -291,25 +302,50 @@ class ManyModelsForecast(PythonModel):
 
     Returns the component forecasts (baseline, lasso, nn, ensemble) like the segment model,
     so scoring and offline tests use either kind unchanged. Forecasters load lazily, one
-    partition at a time, from the model's ``partitions`` artefact folder.
+    partition at a time, from the model's ``partitions`` artefact: the archive, or the folder
+    of one sub-folder per partition that versions saved before the archive hold.
     """
 
     def __init__(self, keys: Sequence[str], metadata: Mapping[str, str]) -> None:
         self.keys = list(keys)
         self.metadata = dict(metadata)
         self._folder: Path | None = None
+        self._archive: zipfile.ZipFile | None = None
+        self._members: set[str] = set()
         self._cache: dict[str, SegmentForecaster | None] = {}
 
     def load_context(self, context: Any) -> None:
-        self._folder = Path(context.artifacts["partitions"])
+        location = Path(context.artifacts["partitions"])
+        if location.is_file():
+            self._archive = zipfile.ZipFile(location)
+            self._members = set(self._archive.namelist())
+        else:
+            self._folder = location
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Saved (pickled) before any artefact is opened; never with an open archive or a cache.
+        state = dict(self.__dict__)
+        state.update(_folder=None, _archive=None, _members=set(), _cache={})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Versions saved before the archive pickled fewer attributes.
+        self.__dict__.update(_folder=None, _archive=None, _members=set(), _cache={})
+        self.__dict__.update(state)
 
     def _forecaster(self, partition: str) -> SegmentForecaster | None:
         if partition not in self._cache:
-            file = (self._folder or Path()) / partition / FORECASTER_FILE
             forecaster = None
-            if file.is_file():
-                with file.open("rb") as handle:
-                    forecaster = pickle.load(handle)  # noqa: S301 - our own artefact
+            member = f"{partition}/{FORECASTER_FILE}"
+            if self._archive is not None:
+                if member in self._members:
+                    data = self._archive.read(member)
+                    forecaster = pickle.loads(data)  # noqa: S301 - our own artefact
+            else:
+                file = (self._folder or Path()) / member
+                if file.is_file():
+                    with file.open("rb") as handle:
+                        forecaster = pickle.load(handle)  # noqa: S301 - our own artefact
             self._cache[partition] = forecaster
         return self._cache[partition]
 
@@ -327,17 +363,41 @@ class ManyModelsForecast(PythonModel):
         return out
 
 
+def pack_partitions(partitions: Path, archive: Path) -> int:
+    """Write every ``<partition>/forecaster.pkl`` under ``partitions`` into one zip archive
+    (members in name order, so the same forecasters make the same member list); returns how
+    many. Deflate at level 1: pickled estimators shrink by about a third at little cost."""
+    files = sorted(partitions.glob(f"*/{FORECASTER_FILE}"))
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out:
+        for file in files:
+            out.write(file, f"{file.parent.name}/{FORECASTER_FILE}")
+    return len(files)
+
+
+def archived_forecasters(location: Path) -> int:
+    """How many partition forecasters a model's ``partitions`` artefact holds (either form)."""
+    if location.is_file():
+        with zipfile.ZipFile(location) as archive:
+            return sum(1 for n in archive.namelist() if n.endswith(f"/{FORECASTER_FILE}"))
+    return sum(1 for _ in location.glob(f"*/{FORECASTER_FILE}")) if location.is_dir() else 0
+
+
 def save_segment_model(
     path: Path, partitions: Path, keys: Sequence[str], metadata: Mapping[str, str]
 ) -> None:
+    """Save the segment's model at ``path``: its partitions' forecasters (one sub-folder each
+    under ``partitions``) packed into the ``partitions`` artefact."""
     import mlflow
 
     package = Path(__file__).resolve().parent
-    mlflow.pyfunc.save_model(
-        str(path),
-        python_model=ManyModelsForecast(keys, metadata),
-        artifacts={"partitions": str(partitions)},
-        code_paths=[str(package)],
-        metadata=dict(metadata),
-        pip_requirements=mlflow_model.requirements(network=True),
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        archive = Path(scratch) / PARTITIONS_ARCHIVE
+        pack_partitions(partitions, archive)
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=ManyModelsForecast(keys, metadata),
+            artifacts={"partitions": str(archive)},
+            code_paths=[str(package)],
+            metadata=dict(metadata),
+            pip_requirements=mlflow_model.requirements(network=True),
+        )

@@ -152,6 +152,10 @@ def test_the_segment_model_routes_rows_and_falls_back_to_the_baseline(
     assert forecaster is not None
     many.save_forecaster(forecaster, tmp_path / "partitions" / first)
     many.save_segment_model(tmp_path / "model", tmp_path / "partitions", keys, {"segment": "x"})
+    # One archive holds the forecasters: one artefact to list and fetch at any partition count.
+    artefacts = sorted(p.name for p in (tmp_path / "model" / "artifacts").iterdir())
+    assert artefacts == [many.PARTITIONS_ARCHIVE]
+    assert many.archived_forecasters(tmp_path / "model" / "artifacts" / artefacts[0]) == 1
     sys.modules.pop("forecasting.many", None)  # loading must not depend on this process's state
     model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
     known = group[group["split"] == "holdout"]
@@ -161,3 +165,57 @@ def test_the_segment_model_routes_rows_and_falls_back_to_the_baseline(
     assert np.allclose(predicted["ensemble"].to_numpy()[: len(known)], expected)
     baseline = unknown["series_mean"].clip(lower=0).to_numpy()
     assert np.allclose(predicted["ensemble"].to_numpy()[len(known) :], baseline)
+
+
+def test_a_version_saved_with_a_folder_per_partition_still_loads(
+    tmp_path: Path, frames: tuple[pd.DataFrame, pd.DataFrame, list[str]]
+) -> None:
+    """Champions registered before the archive keep their forecasts: the folder form loads."""
+    import mlflow
+
+    both, exog = _partitioned(frames)
+    first = sorted(both["partition"].unique())[0]
+    group = both[both["partition"] == first]
+    forecaster, _ = many.train_partition(group, first, exog, TrainConfig(epochs=2), 0.45)
+    assert forecaster is not None
+    many.save_forecaster(forecaster, tmp_path / "partitions" / first)
+    keys = ("store_id", "product_id")
+    mlflow.pyfunc.save_model(
+        str(tmp_path / "model"),
+        python_model=many.ManyModelsForecast(keys, {"segment": "x"}),
+        artifacts={"partitions": str(tmp_path / "partitions")},
+        code_paths=[str(Path(many.__file__).parent)],
+    )
+    assert many.archived_forecasters(tmp_path / "model" / "artifacts" / "partitions") == 1
+    sys.modules.pop("forecasting.many", None)
+    model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    known = group[group["split"] == "holdout"]
+    predicted = pd.DataFrame(model.predict(known))
+    expected = forecaster.predict_components(known)["ensemble"].to_numpy()
+    assert np.allclose(predicted["ensemble"].to_numpy(), expected)
+    # Such versions pickled only these attributes; unpickled, they read the folder.
+    from types import SimpleNamespace
+
+    from forecasting import many as fresh
+
+    old = fresh.ManyModelsForecast.__new__(fresh.ManyModelsForecast)
+    old.__setstate__({"keys": list(keys), "metadata": {}, "_folder": None, "_cache": {}})
+    old.load_context(SimpleNamespace(artifacts={"partitions": str(tmp_path / "partitions")}))
+    again = pd.DataFrame(old.predict(None, known))
+    assert np.allclose(again["ensemble"].to_numpy(), expected)
+
+
+def test_the_archive_holds_each_partition_once_in_name_order(tmp_path: Path) -> None:
+    for name in ("b__2", "a__1", "c__3"):
+        (tmp_path / "partitions" / name).mkdir(parents=True)
+        (tmp_path / "partitions" / name / many.FORECASTER_FILE).write_bytes(name.encode())
+    (tmp_path / "partitions" / "empty").mkdir()  # a partition whose training failed
+    archive = tmp_path / many.PARTITIONS_ARCHIVE
+    assert many.pack_partitions(tmp_path / "partitions", archive) == 3
+    import zipfile
+
+    with zipfile.ZipFile(archive) as z:
+        assert z.namelist() == [f"{n}/{many.FORECASTER_FILE}" for n in ("a__1", "b__2", "c__3")]
+        assert z.read(f"b__2/{many.FORECASTER_FILE}") == b"b__2"
+    assert many.archived_forecasters(archive) == 3
+    assert many.archived_forecasters(tmp_path / "missing") == 0
