@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import subprocess
 import sys
 import tempfile
@@ -302,11 +303,27 @@ def _child(partitions: int, weeks: int, members: str, segments: int) -> dict[str
     command = [sys.executable, "-m", "benchmarks.many_models", "--child", str(partitions),
                "--weeks", str(weeks), "--members", members,
                "--segments", str(segments)]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=4 * 3600)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=4 * 3600)
+    except BaseException:
+        # Stopped (SIGTERM, Ctrl-C) or out of time: the run stops its runtime on SIGTERM —
+        # Azurite, the job launcher and the jobs it started — so ask it first.
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
     if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-6000:])
+        sys.stderr.write(err[-6000:])
         raise SystemExit(f"the {partitions}-partition run failed (exit {proc.returncode})")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the runtime's context: its children are stopped
 
 
 def goals(base: Mapping[str, Any], scaled: Mapping[str, Any]) -> list[tuple[str, bool]]:
@@ -409,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.weeks < 40:
         parser.error("--weeks must leave a year-short history room for holdout and validation")
     if args.child:
