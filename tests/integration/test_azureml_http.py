@@ -10,6 +10,7 @@ serve (see the ``azureml`` fixture).
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,27 @@ def submit_train(jobs: AzureMLPipelineJobs) -> str:
         tags={"segment": "r07-large-fast"},
         display_name="train-r07-large-fast",
     )
+
+
+def submit_together(azureml: AzureMLWorkspace, count: int) -> list[object]:
+    """``count`` train submissions from threads released at once: each one's job name, or the
+    exception it raised (what the tests check)."""
+    start = threading.Barrier(count, timeout=30)
+    outcomes: list[object] = []
+
+    def submit() -> None:
+        start.wait()
+        try:
+            outcomes.append(submit_train(AzureMLPipelineJobs(azureml.client())))
+        except Exception as exc:  # the outcome is what the test checks
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return outcomes
 
 
 def test_submitting_the_train_pipeline_uploads_its_code_and_registers_its_steps(
@@ -142,7 +164,6 @@ def test_two_submissions_racing_to_upload_the_code_are_transient_then_reuse_it(
     (``_cache_utils._node_resolution_lock``); the race is between processes (a scaled-out
     function app, or several workers on one instance). Each thread here gets a lock of its
     own, as a process would."""
-    import threading
     from collections import defaultdict
 
     from azure.ai.ml._artifacts._blob_storage_helper import BlobStorageClient
@@ -162,19 +183,7 @@ def test_two_submissions_racing_to_upload_the_code_are_transient_then_reuse_it(
         checked.wait()  # both have seen no snapshot before either uploads
 
     monkeypatch.setattr(BlobStorageClient, "check_blob_exists", check_then_wait)
-    outcomes: list[object] = []
-
-    def submit() -> None:
-        try:
-            outcomes.append(submit_train(AzureMLPipelineJobs(azureml.client())))
-        except Exception as exc:  # the outcome is what the test checks
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=submit) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    outcomes = submit_together(azureml, 2)
     failures = [o for o in outcomes if isinstance(o, Exception)]
     assert len(outcomes) == 2 and failures, outcomes  # the race happened
     for failure in failures:
@@ -194,7 +203,6 @@ def test_parallel_submissions_parse_their_pipeline_one_at_a_time(
     documented as thread-safe, and one parse in a CI run of two parallel submissions failed
     in the SDK's own error reporting. The adapter parses one pipeline at a time; the rest of
     a submission still runs in parallel."""
-    import threading
     import time
 
     import azure.ai.ml
@@ -216,21 +224,7 @@ def test_parallel_submissions_parse_their_pipeline_one_at_a_time(
 
     monkeypatch.setattr(azure.ai.ml, "load_job", counting_load)
     submit_train(AzureMLPipelineJobs(azureml.client()))  # the code snapshot, uploaded once
-    start = threading.Barrier(4, timeout=30)
-    names: list[object] = []
-
-    def submit() -> None:
-        start.wait()
-        try:
-            names.append(submit_train(AzureMLPipelineJobs(azureml.client())))
-        except Exception as exc:  # the outcome is what the test checks
-            names.append(exc)
-
-    threads = [threading.Thread(target=submit) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    names = submit_together(azureml, 4)
     assert len(names) == 4 and all(isinstance(n, str) for n in names), names
     assert state["most"] == 1
 
