@@ -152,8 +152,41 @@ def _read_file(path: Path, reader: str, options: dict[str, Any]) -> pd.DataFrame
     )
 
 
-def to_frame(table: MLTable) -> pd.DataFrame:
-    """The table as one DataFrame (every file read, transformations applied in order)."""
+def path_columns(table: MLTable, path: Path) -> dict[str, str]:
+    """The columns ``extract_columns_from_partition_format`` derives from file ``path``."""
+    values: dict[str, str] = {}
+    for name, extra in table.transformations:
+        if name == "extract_columns_from_partition_format":
+            fmt = extra.get("partition_format") if isinstance(extra, dict) else extra
+            relative = path.relative_to(table.folder).as_posix()
+            match = _partition_regex(str(fmt)).search(relative)
+            if match is None:
+                raise BadInputError(f"MLTable partition format {fmt!r} does not match {relative}")
+            values.update(match.groupdict())
+    return values
+
+
+def file_constant_columns(table: MLTable) -> set[str]:
+    """The table's columns that come from its files' paths, so each file holds one value of
+    them: the partition format's fields that the column drops and keeps leave in place. Empty
+    when ``skip`` or ``take`` make a file's rows depend on the files before it."""
+    names: set[str] = set()
+    for name, extra in table.transformations:
+        if name in ("skip", "take"):
+            return set()
+        if name == "extract_columns_from_partition_format":
+            fmt = extra.get("partition_format") if isinstance(extra, dict) else extra
+            names.update(m.group(1) for m in _FORMAT_FIELD.finditer(str(fmt)))
+        elif name == "drop_columns":
+            names -= set(_columns(extra))
+        elif name == "keep_columns":
+            names &= set(_columns(extra))
+    return names
+
+
+def to_frame(table: MLTable, files: list[Path] | None = None) -> pd.DataFrame:
+    """The table as one DataFrame (every file read, transformations applied in order); with
+    ``files``, the table made of those of its files only."""
     import pandas as pd
 
     if not table.is_tabular:
@@ -161,23 +194,15 @@ def to_frame(table: MLTable) -> pd.DataFrame:
     reader, options = next((n, o) for n, o in table.transformations if n in READERS)
     opts = options if isinstance(options, dict) else {}
     frames = []
-    for path in table.files:
+    for path in table.files if files is None else files:
         frame = _read_file(path, reader, opts)
         if opts.get("include_path_column"):
             frame["Path"] = str(path)
-        for name, extra in table.transformations:
-            if name == "extract_columns_from_partition_format":
-                fmt = extra.get("partition_format") if isinstance(extra, dict) else extra
-                relative = path.relative_to(table.folder).as_posix()
-                match = _partition_regex(str(fmt)).search(relative)
-                if match is None:
-                    raise BadInputError(
-                        f"MLTable partition format {fmt!r} does not match {relative}"
-                    )
-                for column, value in match.groupdict().items():
-                    frame[column] = value
+        for column, value in path_columns(table, path).items():
+            frame[column] = value
         frames.append(frame)
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    del frames
     for name, extra in table.transformations:
         if name == "drop_columns":
             result = result.drop(columns=[c for c in _columns(extra) if c in result.columns])

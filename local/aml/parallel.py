@@ -91,9 +91,38 @@ def _files_of(path: Path) -> list[str]:
     return [str(p) for p in sorted(path.rglob("*")) if p.is_file()]
 
 
+class MiniBatches:
+    """A step's mini-batches in their stable order, each made when it is taken: the driver holds
+    only the mini-batches that are running or waiting for another try, never the whole input
+    split up at once (Azure ML's runner, too, reads each mini-batch as it hands it out).
+
+    ``len()`` is the count so far: a partition whose files turn out to hold no rows is dropped
+    when it is reached, as a table split by key has no mini-batch for a key without rows."""
+
+    def __init__(self, count: int, tabular: bool, make: Iterator[MiniBatch | None]) -> None:
+        self._count = count
+        self.tabular = tabular  # mini-batches are DataFrames, not file lists
+        self._make = make
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[MiniBatch]:
+        while (batch := self.take()) is not None:
+            yield batch
+
+    def take(self) -> MiniBatch | None:
+        """The next mini-batch, made now; ``None`` when there are no more."""
+        for batch in self._make:
+            if batch is not None:
+                return batch
+            self._count -= 1
+        return None
+
+
 def mini_batches(
     kind: str, path: Path, size: int | None, partition_keys: tuple[str, ...], step: str
-) -> Iterator[MiniBatch]:
+) -> MiniBatches:
     """The mini-batches of input ``path`` (of input type ``kind``), in a stable order."""
     table = mltable.read(path) if kind == "mltable" else None
     if partition_keys:
@@ -103,34 +132,76 @@ def mini_batches(
                 f"(input_data is {kind})",
                 code="invalid_pipeline",
             )
-        frame = mltable.to_frame(table)
-        missing = [k for k in partition_keys if k not in frame.columns]
-        if missing:
-            raise BadInputError(
-                f"step {step!r}: partition key(s) {', '.join(missing)} are not columns of the "
-                f"table (columns: {', '.join(map(str, frame.columns))})",
-                code="invalid_pipeline",
-            )
-        keys = list(partition_keys)
-        for index, (key, group) in enumerate(frame.groupby(keys, sort=True, dropna=False)):
-            values = key if isinstance(key, tuple) else (key,)
-            partition = {k: _scalar(v) for k, v in zip(keys, values, strict=True)}
-            yield MiniBatch(index, group.reset_index(drop=True), len(group), partition)
-        return
+        if set(partition_keys) <= mltable.file_constant_columns(table):
+            return _partitions_by_file(table, partition_keys)
+        return _partitions_by_row(table, partition_keys, step)
     if table is not None and table.is_tabular:
         frame = mltable.to_frame(table)
         budget = size or DEFAULT_TABULAR_BATCH_BYTES
         row_bytes = max(1, table.total_bytes() // max(1, len(frame)))
         rows = max(1, budget // row_bytes)
-        for index, start in enumerate(range(0, len(frame), rows)):
-            chunk = frame.iloc[start : start + rows].reset_index(drop=True)
-            yield MiniBatch(index, chunk, len(chunk))
-        return
+        starts = range(0, len(frame), rows)
+        chunks = (
+            MiniBatch(index, chunk, len(chunk))
+            for index, start in enumerate(starts)
+            for chunk in [frame.iloc[start : start + rows].reset_index(drop=True)]
+        )
+        return MiniBatches(len(starts), True, chunks)
     files = [str(f) for f in table.files] if table is not None else _files_of(path)
     count = size or DEFAULT_FILES_PER_BATCH
-    for index, start in enumerate(range(0, len(files), count)):
-        chunk = files[start : start + count]
-        yield MiniBatch(index, chunk, len(chunk))
+    starts = range(0, len(files), count)
+    lists = (files[start : start + count] for start in starts)
+    return MiniBatches(
+        len(starts), False, (MiniBatch(i, chunk, len(chunk)) for i, chunk in enumerate(lists))
+    )
+
+
+def _partitions_by_file(table: mltable.MLTable, keys: tuple[str, ...]) -> MiniBatches:
+    """Keys that the files' paths give (``extract_columns_from_partition_format``): each
+    partition is read from its own files when it is taken."""
+    groups: dict[tuple[str, ...], list[Path]] = {}
+    for file in table.files:
+        values = mltable.path_columns(table, file)
+        groups.setdefault(tuple(values[k] for k in keys), []).append(file)
+
+    def make() -> Iterator[MiniBatch | None]:
+        index = 0
+        for key in sorted(groups):
+            frame = mltable.to_frame(table, groups.pop(key))
+            if frame.empty:
+                yield None
+                continue
+            yield MiniBatch(index, frame, len(frame), dict(zip(keys, key, strict=True)))
+            index += 1
+
+    return MiniBatches(len(groups), True, make())
+
+
+def _partitions_by_row(table: mltable.MLTable, keys: tuple[str, ...], step: str) -> MiniBatches:
+    """Keys among the table's columns: the table is read once and each partition's rows are
+    taken from it when the partition is."""
+    import numpy as np
+
+    frame = mltable.to_frame(table)
+    missing = [k for k in keys if k not in frame.columns]
+    if missing:
+        raise BadInputError(
+            f"step {step!r}: partition key(s) {', '.join(missing)} are not columns of the "
+            f"table (columns: {', '.join(map(str, frame.columns))})",
+            code="invalid_pipeline",
+        )
+    codes = frame.groupby(list(keys), sort=True, dropna=False).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    count = int(codes.max()) + 1 if len(codes) else 0
+    bounds = np.searchsorted(codes[order], np.arange(count + 1))
+
+    def make() -> Iterator[MiniBatch | None]:
+        for index in range(count):
+            rows = frame.take(order[bounds[index] : bounds[index + 1]]).reset_index(drop=True)
+            partition = {k: _scalar(rows[k].iloc[0]) for k in keys}
+            yield MiniBatch(index, rows, len(rows), partition)
+
+    return MiniBatches(count, True, make())
 
 
 class _Worker:
@@ -285,12 +356,9 @@ class ParallelRun(threading.Thread):
         source = self.values.get(settings.input_data)
         if source is None:
             raise BadInputError(f"step {self.spec.name!r}: input_data has no value")
-        batches = list(
-            mini_batches(
-                kind, Path(source), settings.mini_batch_size, settings.partition_keys,
-                self.spec.name,
-            )
-        )  # fmt: skip
+        batches = mini_batches(
+            kind, Path(source), settings.mini_batch_size, settings.partition_keys, self.spec.name
+        )
         self.counts["total"] = len(batches)
         args = render_arguments(
             settings.program_arguments, self.values, self.outputs, self.spec.name
@@ -299,7 +367,7 @@ class ParallelRun(threading.Thread):
         # Azure ML's parallel runner reads an mltable input with the mltable package, so the
         # step's environment must have it; the worker checks, as the runner would fail.
         needs = ["mltable"] if kind == "mltable" else []
-        if batches and hasattr(batches[0].payload, "columns"):
+        if batches.tabular:
             needs += ["pyarrow", "pandas"]
         argv = [self.python, str(WORKER), str(entry), ",".join(needs) or "-", *args]
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -329,24 +397,23 @@ class ParallelRun(threading.Thread):
 
     def _schedule(
         self,
-        batches: list[MiniBatch],
+        batches: MiniBatches,
         argv: list[str],
         log: IO[bytes],
         out: IO[str],
     ) -> int:
-        settings = self.settings
-        pending = list(reversed(batches))  # pop() from the end: lowest index first
+        pending: list[MiniBatch] = []  # to try again; taken before the next fresh one
         done = self._done
         next_to_write = 0
         selector = selectors.DefaultSelector()
-        slots = min(settings.max_concurrency, max(1, len(batches)))
+        slots = min(self.settings.max_concurrency, max(1, len(batches)))
         for _ in range(slots if batches else 0):
             self._spawn(argv, log, selector)
         try:
             while self._finished < len(batches):
                 if self._halt.is_set():
                     return -int(signal.SIGTERM)
-                self._dispatch(pending, selector)
+                self._dispatch(pending, batches, selector)
                 for key, _ in selector.select(timeout=0.2):
                     worker: _Worker = key.data
                     message = worker.receive()
@@ -397,13 +464,19 @@ class ParallelRun(threading.Thread):
             self._note(f"{failed} mini-batch(es) failed, within mini_batch_error_threshold")
         return 0
 
-    def _dispatch(self, pending: list[MiniBatch], selector: selectors.BaseSelector) -> None:
+    def _dispatch(
+        self,
+        pending: list[MiniBatch],
+        batches: MiniBatches,
+        selector: selectors.BaseSelector,
+    ) -> None:
         for worker in list(self._workers):
-            if not pending:
-                return
             if not worker.ready or worker.batch is not None:
                 continue
-            batch = pending.pop()
+            batch = pending.pop() if pending else batches.take()
+            self.counts["total"] = len(batches)
+            if batch is None:
+                return
             batch.attempts += 1
             worker.batch = batch
             worker.started = time.monotonic()

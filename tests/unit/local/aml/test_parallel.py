@@ -185,6 +185,56 @@ def test_partitions_become_one_dataframe_mini_batch_each(tmp_path: Path) -> None
     assert all(isinstance(b.payload, pd.DataFrame) and len(b.payload) == 3 for b in batches)
 
 
+def test_keys_from_the_paths_split_the_table_by_file_into_the_same_partitions(
+    tmp_path: Path,
+) -> None:
+    write_table(tmp_path / "t", stores=3, products=2)
+    (tmp_path / "t" / "s1" / "more.csv").write_text("product,week,qty\np9,7,70\n")
+    whole = mltable.to_frame(mltable.read(tmp_path / "t"))
+    by_file = list(mini_batches("mltable", tmp_path / "t", None, ("store",), "s"))
+    assert [b.partition for b in by_file] == [{"store": f"s{s}"} for s in range(3)]
+    for batch in by_file:
+        rows = whole[whole["store"] == batch.partition["store"]]  # what a split by row gives
+        assert batch.items == len(rows)
+        pd.testing.assert_frame_equal(
+            batch.payload.sort_values(["product", "week"]).reset_index(drop=True),
+            rows.sort_values(["product", "week"]).reset_index(drop=True),
+        )
+    assert batch.payload.columns.tolist() == whole.columns.tolist()
+
+
+def test_partitions_are_read_when_they_are_taken_not_all_at_once(tmp_path: Path) -> None:
+    write_table(tmp_path / "t", stores=3, products=1)
+    batches = mini_batches("mltable", tmp_path / "t", None, ("store",), "s")
+    assert len(batches) == 3
+    first = batches.take()
+    assert first is not None and first.partition == {"store": "s0"}
+    # Rows written after the step began are in a partition not yet taken: nothing else was read.
+    (tmp_path / "t" / "s2" / "part.csv").write_text("product,week,qty\np0,0,1\np0,1,2\n")
+    rest = list(batches)
+    assert [(b.partition, b.items) for b in rest] == [({"store": "s1"}, 3), ({"store": "s2"}, 2)]
+
+
+def test_a_partition_whose_files_hold_no_rows_is_not_a_mini_batch(tmp_path: Path) -> None:
+    write_table(tmp_path / "t", stores=3, products=1)
+    (tmp_path / "t" / "s1" / "part.csv").write_text("product,week,qty\n")
+    batches = mini_batches("mltable", tmp_path / "t", None, ("store",), "s")
+    assert len(batches) == 3  # known only once its files are read
+    taken = list(batches)
+    assert [(b.index, b.partition) for b in taken] == [(0, {"store": "s0"}), (1, {"store": "s2"})]
+    assert len(batches) == 2
+
+
+def test_rows_without_a_key_value_are_a_partition_of_their_own(tmp_path: Path) -> None:
+    write_table(tmp_path / "t", stores=1, products=2)
+    rows = "product,week,qty\np1,0,1\n,1,2\np0,2,3\n,3,4\n"
+    (tmp_path / "t" / "s0" / "part.csv").write_text(rows)
+    batches = list(mini_batches("mltable", tmp_path / "t", None, ("product",), "s"))
+    assert [b.partition["product"] for b in batches[:2]] == ["p0", "p1"]
+    assert pd.isna(batches[2].partition["product"]) and batches[2].items == 2
+    assert batches[2].payload["week"].tolist() == [1, 3]
+
+
 def test_partition_keys_run_on_worker_processes_and_append_rows(tmp_path: Path) -> None:
     path = parallel_pipeline(tmp_path / "p")
     runner, events, name = run(tmp_path, path)
