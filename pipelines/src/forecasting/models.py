@@ -510,8 +510,13 @@ class _DirectMember:
         if x_val is not None:
             valid = [lgb.Dataset(x_val, y_val, weight=w_val, reference=data)]
             callbacks = [lgb.early_stopping(30, verbose=False)]
-        self.model = lgb.train(params, data, num_boost_round=self.iterations, valid_sets=valid,
-                               callbacks=callbacks)  # fmt: skip
+        try:
+            self.model = lgb.train(params, data, num_boost_round=self.iterations,
+                                   valid_sets=valid, callbacks=callbacks)  # fmt: skip
+        except lgb.basic.LightGBMError as exc:
+            # LightGBM refuses rows it cannot split at all (a few weeks of a sparse series: every
+            # feature constant after binning); the member is then unusable, not the partition.
+            raise RuntimeError(f"LightGBM: {exc}") from exc
         if x_val is not None and self.model.best_iteration:
             self.iterations = int(self.model.best_iteration)
 

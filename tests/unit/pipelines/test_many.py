@@ -119,6 +119,22 @@ def test_a_partition_is_gated_with_the_row_filter_it_was_given_and_says_so(
         many.summarise([row, {**row, "partition": "other", "min_actual": 1.0}], 0.45)
 
 
+def test_a_sparse_partition_loses_its_learned_member_not_its_forecaster(
+    frames: tuple[pd.DataFrame, pd.DataFrame, list[str]],
+) -> None:
+    # Two weeks of history months apart (a store x department of the Walmart data sold in
+    # two weeks of 2012): every feature of the direct model's examples is constant, and
+    # LightGBM refuses to build its dataset. The partition keeps the members that can forecast.
+    both, exog = _partitioned(frames)
+    name, group = next(iter(both.groupby("partition", sort=True)))
+    history = group[group["split"] == "train"].iloc[[0, 20]]
+    sparse = pd.concat([history, group[group["split"] == "holdout"].iloc[:1]])
+    forecaster, row = many.train_partition(sparse, str(name), exog, TrainConfig(), 0.45)
+    assert forecaster is not None
+    assert forecaster.reports["direct"].reason.startswith("training failed: LightGBM")
+    assert np.isfinite(row["ensemble"]["wape"]) and row["gate"]["reasons"]
+
+
 def test_an_untrained_partition_fails_its_gate_and_ranks_worst() -> None:
     ok = {"partition": "a", "segment": "s/large/fast", "gate": {"passed": False, "reasons": ["x"]},
           "ensemble": {"mape": 0.6, "sums": {"ape_sum": 6.0, "ape_n": 10.0, "se_sum": 1.0,
