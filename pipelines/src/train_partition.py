@@ -20,7 +20,7 @@ from forecasting import many, mlflow_model
 from forecasting.metrics import MIN_ACTUAL
 from forecasting.models import TrainConfig, parse_members, single_threaded
 from forecasting.schema import model_name
-from forecasting.step_common import read_json, slug
+from forecasting.step_common import read_json, slug, tracking_enabled
 
 _state: dict[str, Any] = {}
 
@@ -58,12 +58,15 @@ def _champion(segment: str) -> Any | None:
     """The segment's champion model (cached per worker), or None without one."""
     champions: dict[str, Any] = _state["champions"]
     if segment not in champions:
-        champions[segment] = None
-        if mlflow_model.tracking_enabled():
+        # Cached once found (or known absent), never before: a lookup that fails fails this
+        # mini-batch, and its retry looks again instead of going on without the champion.
+        champion = None
+        if tracking_enabled():
             name = model_name(segment, _state["args"].model_prefix)
             version = mlflow_model.find_champion(mlflow_model.client(), name)
             if version is not None:
-                champions[segment] = mlflow_model.load(f"models:/{name}/{version.version}")
+                champion = mlflow_model.load(f"models:/{name}/{version.version}")
+        champions[segment] = champion
     return champions[segment]
 
 

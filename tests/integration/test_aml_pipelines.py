@@ -224,6 +224,7 @@ def test_train_many_is_valid_azure_ml_yaml_and_its_models_score(
 
     progress = record.steps["train"].progress
     assert progress["total"] == 8 and progress["succeeded"] == 8  # 2 stores x 4 products
+    assert progress["retried"] == 0  # no partition needed a second try
     metrics = json.loads((Path(record.outputs["metrics"]) / "metrics.json").read_text())
     assert set(metrics["segments"]) == {"north/large/fast", "north/large/slow"}
     assert sum(s["partitions"]["total"] for s in metrics["segments"].values()) == 8
@@ -253,3 +254,13 @@ def test_train_many_is_valid_azure_ml_yaml_and_its_models_score(
     forecasts = pd.read_csv(Path(scored.outputs["forecasts"]) / "forecasts.csv")
     assert set(forecasts["segment"]) == {"north/large/fast"}
     assert (forecasts["forecast"] >= 0).all() and forecasts["forecast"].nunique() > 1
+
+    # The next training of the segment judges every partition against that champion too.
+    again = executor.run(
+        executor.submit(PIPELINES / "train_many.yml", {**inputs, "velocity": "fast"}).name
+    )
+    assert again.status == "Completed", again.error
+    assert again.steps["train"].progress["retried"] == 0
+    metrics = json.loads((Path(again.outputs["metrics"]) / "metrics.json").read_text())
+    assert set(metrics["segments"]) == {"north/large/fast"}
+    assert metrics["segments"]["north/large/fast"]["champion"] is not None
