@@ -58,7 +58,8 @@ class MiniBatch:
     items: int
     partition: dict[str, Any] | None = None
     attempts: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # every failed try's, oldest first
+    failed: bool = False  # the last try failed: it will not run again
 
     def describe(self) -> dict[str, Any]:
         if self.partition is not None:
@@ -445,7 +446,7 @@ class ParallelRun(threading.Thread):
                     if outcome is None:
                         pending.append(batch)
                         continue
-                    self._close(batch, outcome, float(message[-1]), ok=message[0] == "ok")
+                    self._close(batch, outcome, float(message[-1]))
                     if self._over_threshold():
                         return 1
                 self._check_timeouts(pending, selector, argv, log)
@@ -504,6 +505,7 @@ class ParallelRun(threading.Thread):
             error = f"run() returned {count} result(s) for {batch.items} item(s)"
             self.counts["items_failed"] += batch.items - count
             batch.errors.append(error)
+            batch.failed = True
             self.counts["failed"] += 1
             return text
         batch.errors.append(str(message[2]))
@@ -514,17 +516,18 @@ class ParallelRun(threading.Thread):
             self.counts["retried"] += 1
             return None
         self.counts["failed"] += 1
+        batch.failed = True
         if batch.partition is None:
             self.counts["items_failed"] += batch.items
         self._write_error(batch.errors[-1], batch)
         return ""
 
-    def _close(self, batch: MiniBatch, text: str, seconds: float, *, ok: bool) -> None:
+    def _close(self, batch: MiniBatch, text: str, seconds: float) -> None:
         """Record a mini-batch that will not run again: its text, its journal line."""
         self._finished += 1
         self._done[batch.index] = text
         if self._journal_file is not None:
-            self._journal(self._journal_file, batch, ok=ok and not batch.errors, seconds=seconds)
+            self._journal(self._journal_file, batch, seconds=seconds)
 
     def _lost(
         self,
@@ -545,7 +548,7 @@ class ParallelRun(threading.Thread):
             if self._retry_or_fail(batch) is None:
                 pending.append(batch)
             else:
-                self._close(batch, "", 0.0, ok=False)
+                self._close(batch, "", 0.0)
         if not self._halt.is_set():
             self._spawn(argv, log, selector)
 
@@ -581,8 +584,8 @@ class ParallelRun(threading.Thread):
             return True
         return False
 
-    def _journal(self, journal: IO[str], batch: MiniBatch, *, ok: bool, seconds: float) -> None:
-        status = "succeeded" if ok else "failed"
+    def _journal(self, journal: IO[str], batch: MiniBatch, *, seconds: float) -> None:
+        status = "failed" if batch.failed else "succeeded"
         entry = {
             "index": batch.index,
             **batch.describe(),

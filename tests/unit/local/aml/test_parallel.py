@@ -277,8 +277,15 @@ def test_a_failing_mini_batch_is_retried_then_counted(tmp_path: Path) -> None:
     assert progress["retried"] == 2  # the flaky one once, the broken one once
     keys = [x.split(",")[0] for x in Path(record.outputs["rows"]).read_text().splitlines()]
     assert "s1-p0" in keys and "s2-p1" not in keys
-    errors = (runner.store.job_dir(name) / "steps" / "fan" / "logs" / "errors.txt").read_text()
-    assert "bad partition s2-p1" in errors
+    logs = runner.store.job_dir(name) / "steps" / "fan" / "logs"
+    assert "bad partition s2-p1" in (logs / "errors.txt").read_text()
+    journal = [json.loads(line) for line in (logs / "mini_batches.jsonl").read_text().splitlines()]
+    outcome = {(e["partition"]["store"], e["partition"]["product"]): e for e in journal}
+    assert outcome[("s1", "p0")]["status"] == "succeeded"  # its second try did
+    assert outcome[("s1", "p0")]["attempts"] == 2 and "error" not in outcome[("s1", "p0")]
+    assert outcome[("s2", "p1")]["status"] == "failed"
+    assert "bad partition s2-p1" in outcome[("s2", "p1")]["error"]
+    assert [e["status"] for e in journal].count("succeeded") == 5
 
 
 def test_more_failures_than_the_threshold_fail_the_step(tmp_path: Path) -> None:
