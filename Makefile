@@ -97,7 +97,7 @@ bench-startup: setup
 	$(PY) -m benchmarks.startup
 
 bench-conditioning: setup
-	$(PY) -m benchmarks.conditioning
+	$(PY) -m benchmarks.conditioning --mb 250 --mb 1024 --repeat 2
 
 bench-forecast: setup
 	$(PY) -m benchmarks.forecast
